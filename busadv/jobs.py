@@ -726,7 +726,8 @@ def run_job(job_id: int, store: JobStore | None = None) -> None:
     with store._transaction() as conn:
         row = store._row(conn, job_id)
         cursor = conn.execute(
-            "UPDATE jobs SET status = 'running', message = 'preparing (loading libraries and data)', pid = ?, pid_start = ?, host = ?, "
+            "UPDATE jobs SET status = 'running', message = 'preparing (loading libraries and data)', "
+            "pid = ?, pid_start = ?, host = ?, "
             "started = COALESCE(started, ?), heartbeat = ?, log_path = COALESCE(log_path, ?) "
             "WHERE id = ? AND (status = 'queued' OR (status = 'running' AND (pid IS NULL OR pid = ?)))",
             (pid, _proc_start_time(pid), socket.gethostname(), now, now, str(store.log_path(job_id)),
