@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import pickle
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from busadv.data import CLASSES
+from busadv.data import CLASSES, atomic_torch_save
 from busadv.models import Arch, build_model
 from busadv.settings import checkpoints_dir
 
@@ -58,20 +56,13 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, *, arch: str, ima
                     classes: tuple[str, ...] = CLASSES) -> Path:
     """Write to a temporary file then rename: a crash mid-save leaves the previous file intact."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     blob = {
         "format": FORMAT, "version": VERSION, "arch": Arch.coerce(arch).value, "image_size": int(image_size),
         "classes": list(classes), "state_dict": state, "train_config": train_config or {},
         "metrics": metrics or {}, "data": data or {}, "history": history or [], "created": time.time(),
     }
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(blob, tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    return atomic_torch_save(blob, target)
 
 
 def _read(path: Path) -> dict:
@@ -81,7 +72,7 @@ def _read(path: Path) -> dict:
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
+    except Exception as exc:  # any failure to unpickle safely means: not ours, or damaged
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{path}: not a busadv checkpoint (cannot be read safely: {reason})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:

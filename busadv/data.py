@@ -148,7 +148,7 @@ def decode_image(source: str | os.PathLike | bytes | Image.Image, size: int) -> 
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         arr = np.asarray(image, dtype=np.float64)
         top = 65535.0 if arr.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8), mode="L")
+        image = Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8))
     elif image.mode in ("RGBA", "LA", "P", "PA"):
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (0, 0, 0, 255))
@@ -226,7 +226,7 @@ def load_busi(path: str | os.PathLike, image_size: int = 128, use_cache: bool = 
     blob = {"images": images, "labels": label_t, "names": names, "skipped": skipped,
             "fingerprint": fingerprint_of(images, label_t)}
     if use_cache:
-        _atomic_torch_save(blob, cache_file)
+        atomic_torch_save(blob, cache_file)
     return _from_blob(blob, root)
 
 
@@ -234,16 +234,22 @@ def _from_blob(blob: dict, root: Path) -> ImageSet:
     groups = _pixel_groups(blob["images"])
     names = tuple(blob["names"])
     return ImageSet(images=blob["images"], labels=blob["labels"], names=names,
-                    source=f"BUSI at {root}", simulated=False, fingerprint=blob["fingerprint"],
+                    source=f"BUSI at {root.resolve()}", simulated=False, fingerprint=blob["fingerprint"],
                     groups=groups, skipped=tuple(blob["skipped"]),
                     conflicts=_conflicts(groups, blob["labels"], names))
 
 
-def _atomic_torch_save(obj: object, target: Path) -> None:
+def atomic_torch_save(obj: object, target: Path) -> Path:
+    """Write beside the target, then rename: readers never see half a file, a crash keeps the old one."""
+    target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, target)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
 
 
 # ----------------------------------------------------------------------------- the default dataset

@@ -9,27 +9,19 @@ posterior acoustic shadowing; normal tissue without a lesion.
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import gaussian_filter  # scipy comes with scikit-learn
 import torch
 import torch.nn.functional as F
 
-from busadv.data import CLASSES, ImageSet, fingerprint_of
+from busadv.data import CLASSES, ImageSet, atomic_torch_save, fingerprint_of
+from busadv.settings import cache_dir
 
 SIMULATED_SOURCE = "Simulated phantoms (not clinical images)"
 DEFAULT_COUNTS: dict[str, int] = {"benign": 110, "malignant": 70, "normal": 60}
 
 
 def _blur(field: np.ndarray, sigma_y: float, sigma_x: float) -> np.ndarray:
-    def kernel(sigma: float) -> torch.Tensor:
-        radius = max(1, int(3 * sigma))
-        t = torch.arange(-radius, radius + 1, dtype=torch.float32)
-        k = torch.exp(-0.5 * (t / max(sigma, 1e-3)) ** 2)
-        return k / k.sum()
-
-    x = torch.from_numpy(field.astype(np.float32))[None, None]
-    ky, kx = kernel(sigma_y), kernel(sigma_x)
-    x = F.conv2d(F.pad(x, (0, 0, len(ky) // 2, len(ky) // 2), mode="reflect"), ky.view(1, 1, -1, 1))
-    x = F.conv2d(F.pad(x, (len(kx) // 2, len(kx) // 2, 0, 0), mode="reflect"), kx.view(1, 1, 1, -1))
-    return x[0, 0].numpy()
+    return gaussian_filter(field, (sigma_y, sigma_x), mode="reflect")
 
 
 def _tissue(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -94,18 +86,42 @@ def phantom_image(rng: np.random.Generator, size: int, label: int) -> np.ndarray
     return (np.clip(image, 0, 1) * 255).astype(np.uint8)
 
 
-def make_phantoms(image_size: int = 128, counts: dict[str, int] | None = None, seed: int = 0) -> ImageSet:
+PHANTOM_VERSION = 2
+
+
+def _native_size(size: int) -> int:
+    """Phantoms are drawn at a fixed resolution and resized, like real scans: the same case at any size."""
+    return 128 if size <= 128 else 256
+
+
+def make_phantoms(image_size: int = 128, counts: dict[str, int] | None = None, seed: int = 0,
+                  use_cache: bool = True) -> ImageSet:
     """A deterministic phantom set; the same seed and size always give the same pixels."""
     counts = dict(DEFAULT_COUNTS if counts is None else counts)
-    arrays, labels, names = [], [], []
-    for label, name in enumerate(CLASSES):
-        for i in range(counts.get(name, 0)):
-            rng = np.random.default_rng([seed, label, i])
-            arrays.append(phantom_image(rng, image_size, label))
-            labels.append(label)
-            names.append(f"simulated/{name}/phantom-{i:04d}.png")
-    images = torch.from_numpy(np.stack(arrays)).unsqueeze(1).contiguous()
-    label_t = torch.tensor(labels, dtype=torch.long)
-    return ImageSet(images=images, labels=label_t, names=tuple(names), source=SIMULATED_SOURCE,
-                    simulated=True, fingerprint=fingerprint_of(images, label_t),
-                    groups=torch.arange(len(labels)))
+    key = f"v{PHANTOM_VERSION}-s{seed}-{image_size}-" + "-".join(f"{counts.get(c, 0)}" for c in CLASSES)
+    cache_file = cache_dir() / f"phantoms-{key}.pt"
+    blob = None
+    if use_cache and cache_file.exists():
+        try:
+            blob = torch.load(cache_file, weights_only=True)
+        except Exception:
+            cache_file.unlink(missing_ok=True)
+    if blob is None:
+        native = _native_size(image_size)
+        arrays, labels, names = [], [], []
+        for label, name in enumerate(CLASSES):
+            for i in range(counts.get(name, 0)):
+                rng = np.random.default_rng([seed, label, i])
+                arrays.append(phantom_image(rng, native, label))
+                labels.append(label)
+                names.append(f"simulated/{name}/phantom-{i:04d}.png")
+        images = torch.from_numpy(np.stack(arrays)).unsqueeze(1)
+        if native != image_size:
+            images = F.interpolate(images.float(), size=(image_size, image_size), mode="area" if image_size < native
+                                   else "bilinear").round().clamp(0, 255).to(torch.uint8)
+        blob = {"images": images.contiguous(), "labels": torch.tensor(labels, dtype=torch.long), "names": names}
+        if use_cache:
+            atomic_torch_save(blob, cache_file)
+    return ImageSet(images=blob["images"], labels=blob["labels"], names=tuple(blob["names"]), source=SIMULATED_SOURCE,
+                    simulated=True, fingerprint=fingerprint_of(blob["images"], blob["labels"]),
+                    groups=torch.arange(len(blob["labels"])))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,8 +33,10 @@ def checkpoints_dir() -> Path:
     return path
 
 
-def pick_device(requested: str = "auto") -> torch.device:
+def pick_device(requested: str = "auto") -> "torch.device":
     """CUDA when present (or asked for), else the CPU."""
+    import torch
+
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(requested)
