@@ -16,9 +16,9 @@ from busadv.progress import ProgressEvent
 class ProgressPrinter:
     """A bar that redraws in place on a terminal, and plain epoch lines in logs."""
 
-    def __init__(self, stream=sys.stderr) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
         self.last_line = ""
         self.last_draw = 0.0
 
@@ -52,8 +52,19 @@ def _eps_list(text: str) -> list[float]:
     return [parse_epsilon(v) for v in text.split(",") if v.strip()]
 
 
-def print_rows(rows: Sequence[dict[str, Any]], stream=sys.stdout) -> None:
+def _epsilon_arg(text: str) -> float:
+    """argparse shows the message of an ArgumentTypeError, so the user learns why."""
+    from busadv.attacks import parse_epsilon
+
+    try:
+        return parse_epsilon(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def print_rows(rows: Sequence[dict[str, Any]], stream=None) -> None:
     """A readable table of test conditions: accuracy and malignant cases missed."""
+    stream = stream or sys.stdout
     from busadv.attacks import format_epsilon
 
     stream.write(f"{'condition':<34} {'accuracy':>9} {'malignant missed':>17}\n")
@@ -190,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_arg(t)
     t.add_argument("--model", default="simplecnn", choices=["simplecnn", "resnet50"])
     t.add_argument("--mode", default="standard", choices=["standard", "fgsm", "pgd"])
-    t.add_argument("--epsilon", type=lambda s: _eps_list(s)[0], default=0.0, help="training epsilon (fgsm/pgd)")
+    t.add_argument("--epsilon", type=_epsilon_arg, default=0.0, help="training epsilon (fgsm/pgd)")
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=1e-3)

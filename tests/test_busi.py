@@ -1,0 +1,46 @@
+"""The real BUSI images (run when BUSADV_DATA points at them, as .ci/run does)."""
+
+from __future__ import annotations
+
+import pytest
+
+import busadv.data as data
+from busadv.data import load_busi, split_dataset, split_indices
+from busadv.evaluation import evaluate
+from busadv.training import TrainConfig, train_model
+
+
+@pytest.fixture(scope="module")
+def busi64(busi_path):
+    return load_busi(busi_path, image_size=64)
+
+
+def test_busi_counts_match_the_paper(busi64):
+    assert busi64.counts() == {"benign": 437, "malignant": 210, "normal": 133}
+    assert busi64.skipped == () and not busi64.simulated
+
+
+def test_the_known_cross_class_duplicate_is_found_and_kept_on_one_side(busi64):
+    pair = ("benign/benign (433).png", "malignant/malignant (145).png")
+    assert pair in busi64.conflicts
+    where = [busi64.names.index(n) for n in pair]
+    for seed in range(5):
+        train_idx, _ = split_indices(busi64, 0.2, seed)
+        train = set(train_idx.tolist())
+        assert (where[0] in train) == (where[1] in train)
+
+
+def test_the_second_load_reads_the_tensor_cache(busi_path, monkeypatch):
+    load_busi(busi_path, image_size=48)
+    monkeypatch.setattr(data, "decode_image", lambda *a, **k: pytest.fail("decoded again"))
+    assert len(load_busi(busi_path, image_size=48)) == 780
+
+
+def test_a_short_training_beats_the_majority_class_and_fgsm_breaks_it(busi64):
+    train_set, test_set = split_dataset(busi64, 0.2, seed=0)
+    majority = max(test_set.counts().values()) / len(test_set)
+    result = train_model(TrainConfig(epochs=8, image_size=64, device="cpu"), train_set, test_set)
+    rows = evaluate(result.model, test_set, ["fgsm"], [2 / 255, 8 / 255])
+    clean, small, large = (r.accuracy for r in rows)
+    assert clean > majority + 0.06, f"clean accuracy {clean:.3f} vs majority {majority:.3f}"
+    assert large < small < clean and large < clean - 0.2
