@@ -67,7 +67,7 @@ def app_checkpoint_files(tmp_path_factory) -> list[Path]:
         dataset = load_dataset(None, 32)
         paths = []
         for mode, eps in (("standard", 0.0), ("fgsm", 8 / 255)):
-            config = TrainConfig(arch="simplecnn", mode=mode, epsilon=eps, epochs=3, image_size=32, seed=0,
+            config = TrainConfig(arch="simplecnn", mode=mode, epsilon=eps, epochs=2, image_size=32, seed=0,
                                  device="cpu", monitor_images=0)
             outcome = run_one(config, dataset, test_epsilons=[8 / 255], save=True, checkpoint_folder=folder)
             paths.append(outcome.checkpoint)

@@ -1,0 +1,168 @@
+"""Perturbation explorer: one trained model, one ultrasound image, a moving epsilon.
+
+The gradient is computed once per model and image (busadv.explorer.PerturbationProbe, cached in
+busadv.ui), so each slider position costs one forward pass.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from busadv import plots, ui
+from busadv.attacks import STRIP_EPSILONS, Attack, format_epsilon
+from busadv.data import CLASSES
+from busadv.explorer import amplified_perturbation, to_uint8
+
+st.title("Perturbation explorer")
+st.markdown("Pick a trained model and an ultrasound image, then drag **ε**, the most any pixel may change "
+            "(pixel scale 0–1; 8/255 ≈ 0.031 is one step of 8 grey levels out of 255). "
+            "The question: *how little noise flips this diagnosis?*")
+facts = ui.dataset_banner(compact=True)
+store = ui.job_store()
+
+infos = ui.checkpoint_infos()
+if not infos:
+    ui.quick_train_panel(store)
+    st.stop()
+
+# ------------------------------------------------------------------ model, image, attack, epsilon
+by_name = {info.name: info for info in infos}
+top = st.columns([3, 2], gap="large")
+model_name = top[0].selectbox("Trained model", list(by_name), key="model",
+                              format_func=lambda n: ui.checkpoint_label(by_name[n]))
+info = by_name[model_name]
+source = top[1].radio("Image", ["Test image", "Upload your own"], horizontal=True, key="source",
+                      help="Test images are the model's own held-out images when it was trained on the active data.")
+
+choice: ui.ImageChoice | None = None
+if source == "Test image":
+    if facts["error"]:
+        st.error("Test images need a usable data folder; upload an image instead.")
+        st.stop()
+    test_set, which = ui.test_images_for(info)
+    row = st.columns([2, 3], gap="large")
+    wanted = row[0].segmented_control("True diagnosis", list(CLASSES), default=CLASSES[1], key="true_class",
+                                      required=True)
+    label = CLASSES.index(wanted or CLASSES[1])
+    candidates = [i for i in range(len(test_set)) if int(test_set.labels[i]) == label]
+    if not candidates:
+        st.warning(f"No {wanted} image among the test images.")
+        st.stop()
+    index = row[1].selectbox(f"{wanted.capitalize()} test image ({len(candidates)})", candidates, key="image_index",
+                             format_func=lambda i: test_set.names[i])
+    st.caption(f"Showing {which}" + (f" — {ui.SIMULATED_LABEL}." if facts["simulated"] else "."))
+    choice = ui.ImageChoice(key=f"{test_set.fingerprint}:{test_set.names[index]}", name=test_set.names[index],
+                            true_label=label)
+else:
+    row = st.columns([3, 2], gap="large")
+    upload = row[0].file_uploader("Ultrasound image (PNG or JPEG, up to 20 MB)", type=["png", "jpg", "jpeg"],
+                                  key="upload")
+    known = row[1].selectbox("Known diagnosis (optional)", ["unknown", *CLASSES], key="known",
+                             help="With a known diagnosis FGSM pushes away from it; otherwise from the model's answer.")
+    if upload is None:
+        st.info("Upload a breast-ultrasound image to see how the model's answer changes. It is converted to "
+                "grayscale and resized to the model's square input, as the training images were.")
+        st.stop()
+    content = upload.getvalue()
+    choice = ui.ImageChoice(key=ui.image_key(content), name=upload.name,
+                            true_label=None if known == "unknown" else CLASSES.index(known), upload=content)
+
+attack = st.radio("Perturbation", list(ui.EXPLORER_ATTACKS), key="attack", horizontal=True,
+                  format_func=lambda a: Attack(a).label)
+st.caption(ui.EXPLORER_ATTACKS[attack] + (
+    ". No known diagnosis: FGSM attacks the model's own prediction." if attack != Attack.NOISE.value
+    and choice.true_label is None else "."))
+eps = ui.epsilon_slider("ε: the largest change of any pixel (pixel scale 0–1, also shown as k/255 grey levels)",
+                        key="eps", default=4 / 255)
+
+image, problem = ui.image_for(choice, info)
+if problem:
+    st.error(problem, icon=":material/block:")
+    st.stop()
+
+# ------------------------------------------------------------------ one model, one image
+probe = ui.probe_for(info, choice, image)
+key = ui.probe_key(info, choice)
+classes = list(ui.load_model(key[0], key[1]).classes)
+clean = probe.probabilities(Attack.NONE, 0.0)
+perturbed_x = probe.perturbed(attack, eps)
+perturbed = probe.probabilities(attack, eps)
+clean_pred, new_pred = int(clean.argmax()), int(perturbed.argmax())
+flip_eps = ui.smallest_flip(*key, attack, _probe=probe)
+
+truth = f" (true diagnosis: **{classes[choice.true_label]}**)" if choice.true_label is not None else ""
+if new_pred != clean_pred:
+    st.error(f"#### :material/warning: Diagnosis flipped: {classes[clean_pred]} ({clean[clean_pred]:.0%}) → "
+             f"{classes[new_pred]} ({perturbed[new_pred]:.0%}) at ε = {format_epsilon(eps)}{truth}")
+else:
+    st.success(f"#### Prediction unchanged: {classes[clean_pred]} ({clean[clean_pred]:.0%} → "
+               f"{perturbed[clean_pred]:.0%}) at ε = {format_epsilon(eps)}{truth}")
+
+m1, m2, m3 = st.columns(3)
+m1.metric("Clean prediction", f"{classes[clean_pred]} {clean[clean_pred]:.0%}")
+m2.metric(f"With {Attack(attack).label}", f"{classes[new_pred]} {perturbed[new_pred]:.0%}",
+          delta="flipped" if new_pred != clean_pred else "unchanged",
+          delta_color="red" if new_pred != clean_pred else "gray", delta_arrow="off")
+m3.metric("Smallest ε that flips it", format_epsilon(flip_eps) if flip_eps is not None else "none up to 0.5",
+          help="Searched on every k/255 up to 16/255, then a fine grid up to 0.5.")
+
+cols = st.columns([1, 1, 1, 2], gap="medium")
+cols[0].image(to_uint8(probe.x), caption="Original", width="stretch")
+cols[1].image(to_uint8(perturbed_x), caption=f"Perturbed, ε = {format_epsilon(eps)}", width="stretch")
+cols[2].image(amplified_perturbation(probe.x, perturbed_x), width="stretch",
+              caption="The perturbation, amplified to full contrast (grey = no change)")
+cols[3].plotly_chart(plots.probability_bars(classes, clean, perturbed, perturbed_name=f"{Attack(attack).label}, ε={format_epsilon(eps)}",
+                                            title="Class probabilities, clean vs perturbed"),
+                     key="probabilities", config={"displayModeBar": False})
+
+# ------------------------------------------------------------------ the epsilon strip
+st.subheader("The same image at several ε")
+items = ui.strip(*key, attack, tuple(STRIP_EPSILONS), _probe=probe)
+strip_cols = st.columns(len(items), gap="small")
+for col, item in zip(strip_cols, items):
+    flipped = item.predicted != clean_pred
+    col.image(item.image, width="stretch")
+    col.markdown(("**clean (ε = 0)**" if item.epsilon == 0 else f"**ε = {format_epsilon(item.epsilon)}**") + "  \n"
+                 + (f":red[**{classes[item.predicted]} {item.confidence:.0%}** :material/warning: flipped]" if flipped
+                    else f"{classes[item.predicted]} {item.confidence:.0%}"))
+
+with st.expander("Probabilities as ε grows (up to 0.2)"):
+    grid, probs = ui.sweep(*key, attack, _probe=probe)
+    st.plotly_chart(plots.probability_sweep(grid, probs, classes, flip_epsilon=flip_eps,
+                                            current=eps if eps <= 0.2 else None), key="sweep")
+
+# ------------------------------------------------------------------ compare two models
+st.subheader("Compare two models on this image")
+others = [n for n in by_name if n != model_name]
+if not others:
+    st.caption("Train a second model (for example FGSM-trained) on the Jobs page to compare it with this one.")
+else:
+    preferred = next((n for n in others if by_name[n].train_config.get("mode", "standard")
+                      != info.train_config.get("mode", "standard")), others[0])
+    other_name = st.selectbox("Second model", others, index=others.index(preferred), key="model_b",
+                              format_func=lambda n: ui.checkpoint_label(by_name[n]))
+    other = by_name[other_name]
+    image_b, problem_b = ui.image_for(choice, other)
+    if problem_b:
+        st.error(problem_b)
+    else:
+        probe_b = ui.probe_for(other, choice, image_b)
+        key_b = ui.probe_key(other, choice)
+        for column, (name, inf, pr, k) in zip(st.columns(2, gap="large"),
+                                               ((model_name, info, probe, key), (other_name, other, probe_b, key_b))):
+            c, p = pr.probabilities(Attack.NONE, 0.0), pr.probabilities(attack, eps)
+            flip = ui.smallest_flip(*k, attack, _probe=pr)
+            with column:
+                st.markdown(f"**{ui.checkpoint_label(inf)}**")
+                verdict = (f":red[**flipped**: {classes[int(c.argmax())]} → {classes[int(p.argmax())]}]"
+                           if int(p.argmax()) != int(c.argmax()) else f"unchanged: {classes[int(c.argmax())]}")
+                st.markdown(f"At ε = {format_epsilon(eps)}: {verdict}. Smallest flipping ε: "
+                            f"**{format_epsilon(flip) if flip is not None else 'none up to 0.5'}**")
+                st.plotly_chart(plots.probability_bars(classes, c, p, perturbed_name=Attack(attack).label,
+                                                       title=f"{inf.arch}, {ui.training_text(inf.train_config)}"),
+                                key=f"compare-{name}", config={"displayModeBar": False})
+        if choice.upload is None:
+            test_b, _ = ui.test_images_for(other)
+            if choice.name not in test_b.names:
+                st.caption("Note: this image was in the second model's training images (its split differs), "
+                           "so its answer on it is not a held-out result.")
