@@ -51,11 +51,19 @@ class ConditionResult:
         """Malignant images predicted benign or normal."""
         return self.malignant_total - self.confusion[MALIGNANT][MALIGNANT]
 
+    @property
+    def dominant_prediction(self) -> tuple[str, float]:
+        """The most predicted class and its share: near 1.0 means the model answers one class for everything."""
+        columns = [sum(row[j] for row in self.confusion) for j in range(len(self.classes))]
+        top = max(range(len(columns)), key=columns.__getitem__)
+        return self.classes[top], columns[top] / max(self.n, 1)
+
     def as_row(self) -> dict:
         row = {"attack": self.attack, "epsilon": self.epsilon, "accuracy": self.accuracy, "n": self.n,
                "malignant_missed": self.malignant_missed, "malignant_total": self.malignant_total,
                "malignant_missed_rate": self.malignant_missed / max(self.malignant_total, 1),
-               "changed": self.changed}
+               "changed": self.changed, "dominant_class": self.dominant_prediction[0],
+               "dominant_share": self.dominant_prediction[1]}
         row.update({f"recall_{c}": r for c, r in self.recall.items()})
         row["confusion"] = self.confusion
         return row

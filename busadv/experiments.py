@@ -26,7 +26,7 @@ from busadv.settings import checkpoints_dir
 from busadv.training import TrainConfig, TrainMode, train_model
 
 GROUP_KEYS = ("arch", "train_mode", "train_epsilon", "attack", "test_epsilon")
-METRICS = ("accuracy", "malignant_missed_rate", "recall_benign", "recall_malignant", "recall_normal")
+METRICS = ("accuracy", "malignant_missed_rate", "recall_benign", "recall_malignant", "recall_normal", "dominant_share")
 
 
 @dataclass
@@ -216,6 +216,9 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 entry[f"{metric}_mean"] = statistics.fmean(values)
                 entry[f"{metric}_std"] = _std(values)
         entry["seeds"] = [m["seed"] for m in members]
+        dominant = [m["dominant_class"] for m in members if "dominant_class" in m]
+        if dominant:
+            entry["dominant_class"] = max(set(dominant), key=dominant.count)
         entry["accuracy_values"] = [float(m["accuracy"]) for m in members]
         out.append(entry)
     return out
@@ -237,6 +240,10 @@ def diagnose(summary: Sequence[dict[str, Any]]) -> list[str]:
                 notes.append(f"{who}: {attack.upper()} accuracy at eps={eps:g} ({s['accuracy_mean']:.2f}) is above "
                              f"clean accuracy ({clean['accuracy_mean']:.2f}): label leaking or gradient masking, "
                              f"not robustness. Try FGSM on predicted labels and check PGD.")
+            if attack != "none" and s.get("dominant_share_mean", 0) >= 0.95:
+                notes.append(f"{who}: under {attack.upper()} at eps={eps:g} it answers '{s.get('dominant_class')}' for "
+                             f"{s['dominant_share_mean']:.0%} of images, so its {s['accuracy_mean']:.2f} accuracy there is "
+                             f"the share of that class in the test set, not robustness.")
             fgsm_s = conds.get(("fgsm", eps))
             if attack == "pgd" and fgsm_s and s["accuracy_mean"] > fgsm_s["accuracy_mean"] + 0.02:
                 notes.append(f"{who}: PGD accuracy at eps={eps:g} is above FGSM accuracy: the gradients are "

@@ -192,6 +192,8 @@ def train_model(config: TrainConfig, train_set: ImageSet, test_set: ImageSet | N
         raise ValueError(f"training images are {train_set.image_size}px but the config asks for "
                          f"{config.image_size}px; load the data at the model's size")
     device = pick_device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
     generator = seed_everything(config.seed)
     model = build_model(config.arch, config.image_size, config.pretrained).to(device)
     if device.type == "cpu":

@@ -73,6 +73,14 @@ def test_label_leaking_and_gradient_masking_are_flagged():
     assert not any(n.startswith("simplecnn standard") for n in notes)
 
 
+def test_a_model_that_answers_one_class_under_attack_is_flagged():
+    rows = [{"arch": "resnet50", "train_mode": "standard", "train_epsilon": 0.0, "attack": a, "test_epsilon": e,
+             "accuracy": acc, "seed": 0, "dominant_class": "benign", "dominant_share": share}
+            for a, e, acc, share in (("none", 0.0, 0.7, 0.5), ("fgsm", 0.05, 0.1, 0.6), ("fgsm", 0.5, 0.56, 1.0))]
+    notes = diagnose(summarize(rows))
+    assert len(notes) == 1 and "eps=0.5" in notes[0] and "'benign' for 100%" in notes[0]
+
+
 def test_rows_are_written_as_csv_and_json(tmp_path):
     rows = [{"attack": "none", "accuracy": 0.5, "confusion": [[1, 0], [0, 1]]}, {"attack": "fgsm", "accuracy": 0.25}]
     with (write_rows(rows, tmp_path / "r.csv")).open() as handle:
