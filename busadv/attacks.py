@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from busadv.choices import coerce_choice
+
 
 class Attack(str, Enum):
     NONE = "none"            # the clean image
@@ -25,10 +27,7 @@ class Attack(str, Enum):
 
     @classmethod
     def coerce(cls, value: "str | Attack") -> "Attack":
-        try:
-            return cls(str(value.value if isinstance(value, Attack) else value).lower())
-        except ValueError:
-            raise ValueError(f"unknown attack {value!r}; choose one of: {', '.join(a.value for a in cls)}") from None
+        return coerce_choice(cls, value, "attack")
 
     @property
     def label(self) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from busadv.choices import coerce_choice
 from busadv.data import CLASSES
 
 
@@ -20,10 +21,7 @@ class Arch(str, Enum):
 
     @classmethod
     def coerce(cls, value: "str | Arch") -> "Arch":
-        try:
-            return cls(str(value.value if isinstance(value, Arch) else value).lower())
-        except ValueError:
-            raise ValueError(f"unknown model {value!r}; choose one of: {', '.join(a.value for a in cls)}") from None
+        return coerce_choice(cls, value, "model")
 
 
 DEFAULT_IMAGE_SIZE: dict[Arch, int] = {Arch.SIMPLECNN: 128, Arch.RESNET50: 224}

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from busadv.attacks import fgsm, fgsm_random_start, pgd
+from busadv.choices import coerce_choice
 from busadv.data import ImageSet
 from busadv.models import DEFAULT_IMAGE_SIZE, Arch, build_model, describe_init
 from busadv.progress import ProgressEvent, ProgressFn, ignore_progress
@@ -26,11 +27,7 @@ class TrainMode(str, Enum):
 
     @classmethod
     def coerce(cls, value: "str | TrainMode") -> "TrainMode":
-        try:
-            return cls(str(value.value if isinstance(value, TrainMode) else value).lower())
-        except ValueError:
-            raise ValueError(f"unknown training mode {value!r}; choose one of: "
-                             f"{', '.join(m.value for m in cls)}") from None
+        return coerce_choice(cls, value, "training mode")
 
 
 @dataclass
