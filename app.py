@@ -2,6 +2,10 @@
 
 It names the pages (st.navigation), labels the active data in every page's sidebar and draws the
 home page: what the tool shows, which data, which trained models and which jobs exist.
+
+The pages live in app_pages/, not pages/: while a folder named pages/ exists, Streamlit 1.67 starts a
+fresh server in its older file-based navigation, so a first request straight to /explorer would run
+that page without this script (no wide layout, no data label, a different menu).
 """
 
 from __future__ import annotations
@@ -62,9 +66,9 @@ def home() -> None:
 
 
 HOME = st.Page(home, title="Home", icon=":material/home:", default=True, url_path="home")
-EXPLORER = st.Page("pages/explorer.py", title="Perturbation explorer", icon=":material/tune:", url_path="explorer")
-JOBS = st.Page("pages/jobs.py", title="Jobs", icon=":material/model_training:", url_path="jobs")
-RESULTS = st.Page("pages/results.py", title="Results", icon=":material/bar_chart:", url_path="results")
+EXPLORER = st.Page("app_pages/explorer.py", title="Perturbation explorer", icon=":material/tune:", url_path="explorer")
+JOBS = st.Page("app_pages/jobs.py", title="Jobs", icon=":material/model_training:", url_path="jobs")
+RESULTS = st.Page("app_pages/results.py", title="Results", icon=":material/bar_chart:", url_path="results")
 
 page = st.navigation([HOME, EXPLORER, JOBS, RESULTS])
 ui.sidebar_dataset_label()

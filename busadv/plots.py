@@ -63,10 +63,12 @@ def model_label(arch: str, mode: str, train_epsilon: float) -> str:
     return f"{arch}, {name} at ε={format_epsilon(train_epsilon)}"
 
 
-def _layout(fig: go.Figure, title: str, **kwargs: Any) -> go.Figure:
+def _layout(fig: go.Figure, title: str, subtitle: str | None = None, **kwargs: Any) -> go.Figure:
     """Title top left, legend in a row under it (never on top of the x-axis title), readable ticks."""
-    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left", y=0.98, yanchor="top"), font=_FONT,
-                      margin=dict(l=10, r=10, t=90, b=10),
+    heading: dict[str, Any] = dict(text=title, x=0.0, xanchor="left")
+    if subtitle:
+        heading["subtitle"] = dict(text=subtitle, font=dict(size=12))
+    fig.update_layout(title=heading, font=_FONT, margin=dict(l=10, r=10, t=110 if subtitle else 90, b=10),
                       legend=dict(orientation="h", x=0.0, xanchor="left", y=1.02, yanchor="bottom", font=dict(size=13)),
                       **kwargs)
     fig.update_xaxes(tickfont=dict(size=13), title_font=dict(size=14))
@@ -93,8 +95,8 @@ def probability_bars(classes: Sequence[str], clean: Sequence[float], perturbed: 
             customdata=["predicted" if i == top else "" for i in range(len(probs))],
             hovertemplate="%{x}: %{y:.1%} %{customdata}<extra>" + name + "</extra>",
         )
-    _layout(fig, (title or "Class probabilities") + "<br><sup>black outline: the predicted class</sup>",
-            barmode="group", height=380)
+    _layout(fig, title or "Class probabilities", subtitle="black outline: the predicted class",
+            barmode="group", height=400)
     fig.update_yaxes(range=[0, 1.15], tickformat=".0%", title="probability")
     fig.update_xaxes(title="class")
     return fig
@@ -233,16 +235,15 @@ def accuracy_curve(summary: Sequence[dict[str, Any]], attack: str = "fgsm", metr
         xs, mean, std, dots = [], [], [], []
         for e, label in zip(epsilons, labels):
             entry = _find(rows, a, mode, train_eps, "none" if e == 0 else attack, e)
-            if entry is None:
-                continue
-            xs.append(label)
-            mean.append(entry[f"{metric}_mean"])
-            std.append(entry[f"{metric}_std"])
-            dots += [(label, v, s) for s, v in zip(entry.get("seeds", []), _per_seed(entry, metric))]
-        if not xs:
+            xs.append(label)  # an untested epsilon stays a gap in the line, never a straight bridge
+            mean.append(None if entry is None else entry[f"{metric}_mean"])
+            std.append(None if entry is None else entry[f"{metric}_std"])
+            if entry is not None:
+                dots += [(label, v, s) for s, v in zip(entry.get("seeds", []), _per_seed(entry, metric))]
+        if all(m is None for m in mean):
             continue
-        upper = [m + s for m, s in zip(mean, std)]
-        lower = [max(0.0, m - s) for m, s in zip(mean, std)]
+        upper = [None if m is None else m + s for m, s in zip(mean, std)]
+        lower = [None if m is None else max(0.0, m - s) for m, s in zip(mean, std)]
         fig.add_scatter(x=xs, y=upper, mode="lines", line=dict(width=0), showlegend=False, legendgroup=name,
                         hoverinfo="skip", name=f"{name} (mean + std)")
         fig.add_scatter(x=xs, y=lower, mode="lines", line=dict(width=0), fill="tonexty",

@@ -397,6 +397,8 @@ STATUS_ICONS = {"queued": ":material/hourglass_empty:", "running": ":material/pl
 def progress_text(job: Job) -> str:
     """'epoch 3/10 · loss 0.412 · accuracy 78% · about 1 min left' for a progress bar."""
     parts = []
+    if job.kind == "experiment" and not job.active:
+        return f"{job.progress:.0%} done"  # the last run's loss is not the experiment's
     if job.epoch is not None and job.epochs:
         parts.append(f"epoch {job.epoch}/{job.epochs}")
     if job.loss is not None:
@@ -440,7 +442,7 @@ def job_card(job: Job, store: JobStore, key: str = "job") -> None:
 
 def _done_summary(job: Job, result: dict[str, Any]) -> None:
     rows = result.get("rows") or []
-    clean = next((r for r in rows if r.get("attack") == "none"), None)
+    clean = next((r for r in rows if r.get("attack") == "none"), None) if job.kind != "experiment" else None
     bits = []
     if result.get("checkpoint"):
         bits.append(f"checkpoint `{Path(result['checkpoint']).name}`")
@@ -451,7 +453,8 @@ def _done_summary(job: Job, result: dict[str, Any]) -> None:
         bits.append("under attack: " + ", ".join(
             f"{r['attack']} {format_epsilon(r['test_epsilon'])} → {r['accuracy']:.0%}" for r in worst))
     elif rows:
-        bits.append(f"{len(rows)} result rows")
+        runs = len({r.get("run") for r in rows})
+        bits.append(f"{runs} runs, {len(rows)} result rows: see the Results page")
     if bits:
         st.caption(" · ".join(bits))
     for warning in result.get("warnings") or []:
@@ -496,9 +499,9 @@ def quick_train_panel(store: JobStore) -> None:
     """With no checkpoint yet: offer a quick training job instead of failing, and follow it live."""
     facts = dataset_facts(data_setting())
     data = SIMULATED_LABEL if facts["simulated"] else facts["source"]
-    st.warning("**No trained model yet.** The explorer needs one: train a quick SimpleCNN in the "
-               f"background on the active data ({data}). It takes about a minute on two CPU cores with "
-               "the simulated phantoms, a few minutes on BUSI; no download is needed.", icon=":material/model_training:")
+    st.warning("**No trained model yet.** The explorer needs one: train a quick SimpleCNN in the background "
+               f"on the active data, {data}. It takes about a minute on two CPU cores with the simulated "
+               "phantoms, a few minutes on BUSI; nothing is downloaded.", icon=":material/model_training:")
     recent = [j for j in store.list(limit=20) if j.kind == "train"]
     if not any(j.active for j in recent):
         if st.button("Train a quick model (SimpleCNN, standard training, 10 epochs)", type="primary",

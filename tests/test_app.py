@@ -21,7 +21,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
-EXPLORER, JOBS, RESULTS = "pages/explorer.py", "pages/jobs.py", "pages/results.py"
+EXPLORER, JOBS, RESULTS = "app_pages/explorer.py", "app_pages/jobs.py", "app_pages/results.py"
 SIMULATED = "Simulated phantoms (not clinical images)"
 
 
@@ -109,6 +109,11 @@ def test_home_names_data_models_and_jobs(app_checkpoints):
     table = at.dataframe[0].value
     assert len(table) == 2 and set(table["training"]) == {"standard training", "FGSM training at ε=0.0314 (8/255)"}
     assert {link.proto.label for link in at.get("page_link")} >= {"Perturbation explorer: drag ε on one image"}
+
+
+def test_no_pages_folder_beside_the_app():
+    """A pages/ folder would make a fresh server's first deep link (/explorer) bypass app.py."""
+    assert not (APP.parent / "pages").exists()
 
 
 def test_home_without_models_says_how_to_get_one():

@@ -169,3 +169,11 @@ def test_labels_say_epsilon_both_ways():
     assert plots.short_epsilon(8 / 255) == "0.0314<br>(8/255)"
     assert "8/255" in plots.model_label("simplecnn", "fgsm", 8 / 255)
     assert plots.attack_name("fgsm-pred") == "FGSM (predicted label)"
+
+
+def test_accuracy_curve_leaves_untested_epsilons_as_gaps():
+    rows = study_rows() + [_row("simplecnn", "fgsm", 0.05, "fgsm", 0.5, s, 0.4) for s in (0, 1, 2)]
+    fig = plots.accuracy_curve(summarize(rows), attack="fgsm")
+    standard = next(t for t in fig.data if t.name == plots.model_label("simplecnn", "standard", 0.0))
+    assert list(standard.x)[-1] == plots.short_epsilon(0.5) and standard.y[-1] is None
+    assert not standard.connectgaps

@@ -27,7 +27,7 @@ if uploaded is not None:
 if not finished and not extra_rows:
     st.info("No results yet. Train, evaluate or run an experiment on the **Jobs** page; its rows appear here "
             "when it finishes.")
-    st.page_link("pages/jobs.py", label="Go to Jobs", icon=":material/settings:")
+    st.page_link("app_pages/jobs.py", label="Go to Jobs", icon=":material/settings:")
     st.stop()
 
 by_id = {j.id: j for j in finished}
@@ -76,7 +76,8 @@ st.plotly_chart(plots.accuracy_curve(summary, attack=attack, arch=arch, metric=m
 
 # ------------------------------------------------------------------ confusion under attack
 st.subheader("Confusion matrix under attack")
-models = sorted({(r["arch"], r["train_mode"], float(r["train_epsilon"])) for r in rows if r["arch"] == arch})
+models = sorted({(r["arch"], r["train_mode"], float(r["train_epsilon"])) for r in rows if r["arch"] == arch},
+                key=lambda m: (m[1] != "standard", m[1], m[2]))  # the standard model first
 c = st.columns(2)
 model = c[0].selectbox("Trained model", models, key="cm_model", format_func=lambda m: plots.model_label(*m))
 epsilons = sorted({float(r["test_epsilon"]) for r in rows if r["attack"] == attack

@@ -1,0 +1,159 @@
+"""The app in a real browser: `streamlit run app.py` as a subprocess, driven by Debian's Chromium via Playwright.
+
+It loads every page without an exception box, moves the epsilon slider, starts a training job and
+follows its progress to done. Screenshots go to $BUSADV_SHOTS (default: a temporary folder).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parent.parent
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason=f"{CHROMIUM} is absent: install Debian's chromium (apt-get install -y chromium)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(app_checkpoints, tmp_path):
+    """A `streamlit run app.py` on a free port, on this test's temporary busadv folders."""
+    port = _free_port()
+    env = dict(os.environ, BUSADV_MAX_JOBS="1", PYTHONUNBUFFERED="1")
+    env.pop("BUSADV_DATA", None)
+    log = open(tmp_path / "streamlit.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
+                    if response.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("streamlit did not come up:\n" + (tmp_path / "streamlit.log").read_text()[-3000:])
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def settle(page, timeout: float = 60) -> None:
+    """Wait for the page's title, then for every skeleton and spinner to be gone (the script finished)."""
+    page.wait_for_selector("h1", timeout=timeout * 1000)
+    busy = '[data-testid="stSkeleton"], [data-testid="stSpinner"]'
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while quiet < 3 and time.monotonic() < deadline:
+        quiet = quiet + 1 if page.locator(busy).count() == 0 else 0
+        time.sleep(0.4)
+
+
+def no_exception(page) -> None:
+    boxes = page.locator('[data-testid="stException"]')
+    assert boxes.count() == 0, boxes.first.inner_text()
+
+
+def shoot(page, name: str) -> None:
+    folder = Path(os.environ.get("BUSADV_SHOTS") or Path(os.environ["BUSADV_HOME"]) / "shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    height = page.evaluate("() => { const b = document.querySelector('[data-testid=\"stMainBlockContainer\"]');"
+                           " return b ? b.scrollHeight + 120 : 1000; }")
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": int(min(max(size["height"], height), 6000))})
+    time.sleep(1.0)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+    page.set_viewport_size(size)
+
+
+def test_every_page_in_chromium(server, browser):
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+
+    # Home: the data is labelled as simulated; the trained models are listed.
+    page.goto(server)
+    settle(page)
+    no_exception(page)
+    assert "Simulated phantoms (not clinical images)" in page.inner_text("body")
+    shoot(page, "home")
+
+    # Explorer: moving the slider changes the epsilon shown and redraws the prediction.
+    page.goto(f"{server}/explorer")
+    settle(page)
+    no_exception(page)
+    page.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=60_000)
+    banner = page.locator('[data-testid="stAlert"]').filter(has_text=re.compile("Prediction unchanged|Diagnosis flipped"))
+    before = banner.first.inner_text()
+    assert "0.0157 (4/255)" in before
+    thumb = page.locator('[data-testid="stSlider"] input[type="range"]').first
+    thumb.focus()
+    for _ in range(4):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => document.body.innerText.includes('at ε = 0.0314 (8/255)')", timeout=30_000)
+    settle(page)
+    no_exception(page)
+    assert "0.0314 (8/255)" in banner.first.inner_text()
+    shoot(page, "explorer")
+
+    # Jobs: start a one-epoch training run and watch the live list reach done.
+    page.goto(f"{server}/jobs")
+    settle(page)
+    no_exception(page)
+    epochs = page.get_by_label("Epochs").first
+    epochs.fill("1")
+    epochs.press("Enter")
+    settle(page)
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_function("() => /Job 1 — (running|queued|done)/.test(document.body.innerText)", timeout=30_000)
+    page.wait_for_function("() => document.body.innerText.includes('Job 1 — done')", timeout=120_000)
+    settle(page)
+    no_exception(page)
+    assert "100% done" in page.inner_text("body")
+    shoot(page, "jobs")
+
+    # Results: the finished job's rows are drawn.
+    page.goto(f"{server}/results")
+    settle(page)
+    no_exception(page)
+    page.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=60_000)
+    assert "Download these rows as CSV" in page.inner_text("body")
+    shoot(page, "results")
