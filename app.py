@@ -26,6 +26,7 @@ def home() -> None:
         "It also measures, over repeated training runs, how much accuracy standard and adversarially trained "
         "models keep on perturbed test images.")
     ui.dataset_banner()
+    st.caption("A research and teaching tool: its models are not medical devices and its outputs are not diagnoses.")
     links = st.columns(3)
     links[0].page_link(EXPLORER, label="Perturbation explorer: drag ε on one image", icon=":material/tune:")
     links[1].page_link(JOBS, label="Jobs: train, evaluate, run experiments", icon=":material/model_training:")

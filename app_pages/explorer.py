@@ -26,6 +26,8 @@ if not infos:
     st.stop()
 
 # ------------------------------------------------------------------ model, image, attack, epsilon
+# Models trained on the active kind of data (simulated or real) first, newest first within each.
+infos = sorted(infos, key=lambda i: bool(i.data.get("simulated")) != bool(facts["simulated"]))
 by_name = {info.name: info for info in infos}
 top = st.columns([3, 2], gap="large")
 model_name = top[0].selectbox("Trained model", list(by_name), key="model",
@@ -74,6 +76,15 @@ st.caption(ui.EXPLORER_ATTACKS[attack] + (
     and choice.true_label is None else "."))
 eps = ui.epsilon_slider("ε: the largest change of any pixel (pixel scale 0–1, also shown as k/255 grey levels)",
                         key="eps", default=4 / 255)
+
+trained_on_phantoms = bool(info.data.get("simulated"))
+if choice.upload is not None and trained_on_phantoms:
+    st.warning(f"This model learned from {ui.SIMULATED_LABEL}: its answer on a real ultrasound image is not a "
+               "diagnosis. Train on BUSI (set BUSADV_DATA) to explore real images.", icon=":material/warning:")
+elif choice.upload is None and trained_on_phantoms != bool(facts["simulated"]):
+    st.warning("This model was trained on " + (ui.SIMULATED_LABEL if trained_on_phantoms else "real BUSI images")
+               + " but the images shown are " + (ui.SIMULATED_LABEL if facts["simulated"] else "real BUSI images")
+               + ": its answers here are outside what it learned.", icon=":material/warning:")
 
 image, problem = ui.image_for(choice, info)
 if problem:
@@ -126,7 +137,7 @@ for col, item in zip(strip_cols, items):
                  + (f":red[**{classes[item.predicted]} {item.confidence:.0%}** :material/warning: flipped]" if flipped
                     else f"{classes[item.predicted]} {item.confidence:.0%}"))
 
-with st.expander("Probabilities as ε grows (up to 0.2)"):
+if st.toggle("Show the probabilities as ε grows (up to 0.2)", key="show_sweep"):
     grid, probs = ui.sweep(*key, attack, _probe=probe)
     st.plotly_chart(plots.probability_sweep(grid, probs, classes, flip_epsilon=flip_eps,
                                             current=eps if eps <= 0.2 else None), key="sweep")

@@ -63,13 +63,23 @@ def model_label(arch: str, mode: str, train_epsilon: float) -> str:
     return f"{arch}, {name} at ε={format_epsilon(train_epsilon)}"
 
 
-def _layout(fig: go.Figure, title: str, subtitle: str | None = None, **kwargs: Any) -> go.Figure:
-    """Title top left, legend in a row under it (never on top of the x-axis title), readable ticks."""
+def _layout(fig: go.Figure, title: str, subtitle: str | None = None, legend: str = "top",
+            **kwargs: Any) -> go.Figure:
+    """Title top left, readable ticks, and a legend that never covers the title or the axis titles.
+
+    legend="top": one row between title and plot, for two or three short entries;
+    legend="right": a column beside the plot (Plotly widens the margin to fit), for many or long entries.
+    """
     heading: dict[str, Any] = dict(text=title, x=0.0, xanchor="left")
     if subtitle:
         heading["subtitle"] = dict(text=subtitle, font=dict(size=12))
-    fig.update_layout(title=heading, font=_FONT, margin=dict(l=10, r=10, t=110 if subtitle else 90, b=10),
-                      legend=dict(orientation="h", x=0.0, xanchor="left", y=1.02, yanchor="bottom", font=dict(size=13)),
+    if legend == "right":
+        legend_spec = dict(orientation="v", x=1.01, xanchor="left", y=1.0, yanchor="top", font=dict(size=13))
+        top = 90 if subtitle else 60
+    else:
+        legend_spec = dict(orientation="h", x=0.0, xanchor="left", y=1.02, yanchor="bottom", font=dict(size=13))
+        top = 110 if subtitle else 90
+    fig.update_layout(title=heading, font=_FONT, margin=dict(l=10, r=10, t=top, b=10), legend=legend_spec,
                       **kwargs)
     fig.update_xaxes(tickfont=dict(size=13), title_font=dict(size=14))
     fig.update_yaxes(tickfont=dict(size=13), title_font=dict(size=14))
@@ -213,7 +223,7 @@ def accuracy_bars(summary: Sequence[dict[str, Any]], attack: str = "fgsm", arch:
                                     hovertext=dot_text, hoverinfo="text")
     metric_name = METRIC_NAMES.get(metric, metric)
     default_title = f"{metric_name} on the clean and the {attack_name(attack)}-perturbed test set (mean ± std over seeds)"
-    _layout(fig, title or default_title, barmode="group", scattermode="group", height=460)
+    _layout(fig, title or default_title, legend="right", barmode="group", scattermode="group", height=460)
     fig.update_yaxes(range=[0, 1.05], tickformat=".0%", title=metric_name)
     fig.update_xaxes(title="test ε (one group per ε)", type="category")
     return fig
@@ -242,13 +252,20 @@ def accuracy_curve(summary: Sequence[dict[str, Any]], attack: str = "fgsm", metr
                 dots += [(label, v, s) for s, v in zip(entry.get("seeds", []), _per_seed(entry, metric))]
         if all(m is None for m in mean):
             continue
-        upper = [None if m is None else m + s for m, s in zip(mean, std)]
-        lower = [None if m is None else max(0.0, m - s) for m, s in zip(mean, std)]
-        fig.add_scatter(x=xs, y=upper, mode="lines", line=dict(width=0), showlegend=False, legendgroup=name,
-                        hoverinfo="skip", name=f"{name} (mean + std)")
-        fig.add_scatter(x=xs, y=lower, mode="lines", line=dict(width=0), fill="tonexty",
-                        fillcolor=_rgba(color, 0.18), showlegend=False, legendgroup=name, hoverinfo="skip",
-                        name=f"{name} (mean - std)")
+        # The band is one closed polygon per run of tested epsilons, so it never bridges a gap either.
+        segment: list[int] = []
+        for i in [*range(len(xs)), None]:
+            if i is not None and mean[i] is not None:
+                segment.append(i)
+                continue
+            if len(segment) > 1:
+                upper = [mean[j] + std[j] for j in segment]
+                lower = [max(0.0, mean[j] - std[j]) for j in segment]
+                fig.add_scatter(x=[xs[j] for j in segment] + [xs[j] for j in reversed(segment)],
+                                y=upper + lower[::-1], mode="lines", line=dict(width=0), fill="toself",
+                                fillcolor=_rgba(color, 0.18), showlegend=False, legendgroup=name,
+                                hoverinfo="skip", name=f"{name} (mean ± std)")
+            segment = []
         fig.add_scatter(x=xs, y=mean, mode="lines+markers", name=name, legendgroup=name,
                         line=dict(color=color, width=2.5), marker=dict(size=8),
                         customdata=std, hovertemplate=name + "<br>ε=%{x}: %{y:.3f} ± %{customdata:.3f}<extra></extra>")
@@ -260,7 +277,7 @@ def accuracy_curve(summary: Sequence[dict[str, Any]], attack: str = "fgsm", metr
                             hovertemplate=name + "<br>seed %{customdata}: %{y:.3f}<extra></extra>")
     metric_name = METRIC_NAMES.get(metric, metric)
     _layout(fig, title or f"{metric_name} as the {attack_name(attack)} ε grows (band: mean ± std over seeds)",
-            height=440)
+            legend="right", height=440)
     fig.update_yaxes(range=[0, 1.05], tickformat=".0%", title=metric_name)
     fig.update_xaxes(title=f"test ε ({attack_name(attack)}); equally spaced, not to scale", type="category",
                      categoryorder="array", categoryarray=labels)
@@ -336,7 +353,8 @@ def training_curves(history: Sequence[dict[str, Any]], title: str | None = None)
     if any(v is not None for v in losses):
         fig.add_scatter(x=epochs, y=losses, name="training loss", mode="lines+markers",
                         line=dict(color="#777777", dash="dash"), secondary_y=True)
-    _layout(fig, title or "Training curves", height=360)
+    _layout(fig, title or "Training curves", legend="right", height=360)
+    fig.update_layout(legend_x=1.1)  # beyond the loss axis on the right
     fig.update_yaxes(title_text="accuracy", range=[0, 1.05], tickformat=".0%", secondary_y=False)
     fig.update_yaxes(title_text="loss", secondary_y=True, rangemode="tozero", showgrid=False)
     fig.update_xaxes(title_text="epoch", dtick=1)

@@ -334,7 +334,7 @@ def test_results_page_draws_error_bars_warnings_confusion_and_export():
     assert sum(len(d["y"]) for d in dots) == 12 and all("seed" in h for d in dots for h in d["hovertext"])
 
     curve = chart(at, "curve")["data"]
-    assert any(t.get("fill") == "tonexty" for t in curve)
+    assert any(t.get("fill") == "toself" and "mean ± std" in t["name"] for t in curve)
 
     attacked = chart(at, "cm_attacked")
     assert len(attacked["layout"]["shapes"]) == 2  # malignant -> benign, malignant -> normal

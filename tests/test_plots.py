@@ -100,13 +100,14 @@ def test_accuracy_curve_band_is_mean_plus_minus_std():
     summary = summarize(study_rows())
     fig = plots.accuracy_curve(summary, attack="fgsm")
     mean = next(t for t in fig.data if t.name == plots.model_label("simplecnn", "standard", 0.0))
-    upper = next(t for t in fig.data if t.name.endswith("(mean + std)") and t.legendgroup == mean.name)
-    lower = next(t for t in fig.data if t.name.endswith("(mean - std)") and t.legendgroup == mean.name)
+    band = next(t for t in fig.data if t.name == f"{mean.name} (mean ± std)")
     assert list(mean.x) == ["clean", plots.short_epsilon(0.05), plots.short_epsilon(0.2)]
     stds = [_entry(summary, "standard", 0.0, a, e)["accuracy_std"] for a, e in (("none", 0.0), ("fgsm", 0.05), ("fgsm", 0.2))]
-    assert list(upper.y) == pytest.approx([m + s for m, s in zip(mean.y, stds)])
-    assert list(lower.y) == pytest.approx([m - s for m, s in zip(mean.y, stds)])
-    assert lower.fill == "tonexty"
+    upper = [m + s for m, s in zip(mean.y, stds)]
+    lower = [m - s for m, s in zip(mean.y, stds)]
+    assert list(band.x) == list(mean.x) + list(mean.x)[::-1]
+    assert list(band.y) == pytest.approx(upper + lower[::-1])
+    assert band.fill == "toself"
     seeds = next(t for t in fig.data if t.name == f"{mean.name} (single seeds)")
     assert len(seeds.y) == 9 and set(seeds.customdata) == {0, 1, 2}
     assert len([t for t in fig.data if t.mode == "lines+markers"]) == 3  # one line per trained model
@@ -177,3 +178,5 @@ def test_accuracy_curve_leaves_untested_epsilons_as_gaps():
     standard = next(t for t in fig.data if t.name == plots.model_label("simplecnn", "standard", 0.0))
     assert list(standard.x)[-1] == plots.short_epsilon(0.5) and standard.y[-1] is None
     assert not standard.connectgaps
+    band = next(t for t in fig.data if t.name == f"{standard.name} (mean ± std)")
+    assert plots.short_epsilon(0.5) not in band.x  # the band stops where the tests stop
