@@ -17,7 +17,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import streamlit as st
@@ -26,6 +26,10 @@ from busadv.attacks import STUDY_EPSILONS, Attack, format_epsilon, parse_epsilon
 from busadv.data import CLASSES, DATA_ENV, DatasetError, ImageSet, find_busi_root, list_busi_files
 from busadv.jobs import Job, JobStore
 from busadv.phantoms import DEFAULT_COUNTS, SIMULATED_SOURCE
+
+if TYPE_CHECKING:
+    from busadv.checkpoints import Checkpoint, CheckpointInfo
+    from busadv.explorer import PerturbationProbe, StripItem
 
 SIMULATED_LABEL = SIMULATED_SOURCE  # "Simulated phantoms (not clinical images)"
 
@@ -128,7 +132,7 @@ def mtime_ns(path: str | Path) -> int:
         return 0
 
 
-def checkpoint_infos() -> list[Any]:
+def checkpoint_infos() -> list[CheckpointInfo]:
     """Readable checkpoints in the checkpoints folder, newest first (cached until a file changes)."""
     from busadv.settings import checkpoints_dir
 
@@ -138,13 +142,13 @@ def checkpoint_infos() -> list[Any]:
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _checkpoint_infos(folder: str, stamp: tuple) -> list[Any]:
+def _checkpoint_infos(folder: str, stamp: tuple) -> list[CheckpointInfo]:
     from busadv.checkpoints import list_checkpoints
 
     return list_checkpoints(folder)
 
 
-def checkpoint_label(info: Any) -> str:
+def checkpoint_label(info: CheckpointInfo) -> str:
     """'simplecnn · standard · phantoms · 83% clean · seed 0 · 2025-01-01 12:00' for pickers."""
     tc = info.train_config
     mode = tc.get("mode", "standard")
@@ -165,7 +169,7 @@ def training_text(train_config: dict[str, Any]) -> str:
     return f"{mode.upper()} training at ε={format_epsilon(float(train_config.get('epsilon', 0)))}{labels}"
 
 
-def checkpoint_table(infos: Sequence[Any]) -> list[dict[str, Any]]:
+def checkpoint_table(infos: Sequence[CheckpointInfo]) -> list[dict[str, Any]]:
     """Rows for st.dataframe: what each saved model is."""
     out = []
     for info in infos:
@@ -182,7 +186,7 @@ def checkpoint_table(infos: Sequence[Any]) -> list[dict[str, Any]]:
 
 
 @st.cache_resource(max_entries=6, show_spinner="Loading model…")
-def load_model(path: str, mtime_ns: int) -> Any:
+def load_model(path: str, mtime_ns: int) -> Checkpoint:
     """A checkpoint and its model, once per file version (the mtime in the key drops stale ones)."""
     from busadv.checkpoints import load_checkpoint
     from busadv.settings import pick_device
@@ -190,14 +194,14 @@ def load_model(path: str, mtime_ns: int) -> Any:
     return load_checkpoint(path, device=pick_device("auto"))
 
 
-def model_for(info: Any) -> Any:
+def model_for(info: CheckpointInfo) -> Checkpoint:
     return load_model(str(info.path), mtime_ns(info.path))
 
 
 # --------------------------------------------------------------------------- the perturbation probe
 
 @st.cache_resource(max_entries=64, show_spinner="Computing the gradient once for this model and image…")
-def probe(path: str, mtime_ns: int, image_key: str, true_label: int | None, _image: np.ndarray) -> Any:
+def probe(path: str, mtime_ns: int, image_key: str, true_label: int | None, _image: np.ndarray) -> PerturbationProbe:
     """One PerturbationProbe per (checkpoint version, image): every epsilon after it is one forward pass."""
     from busadv.explorer import PerturbationProbe
 
@@ -207,21 +211,21 @@ def probe(path: str, mtime_ns: int, image_key: str, true_label: int | None, _ima
 
 @st.cache_data(max_entries=512, show_spinner="Searching for the smallest ε that flips the prediction…")
 def smallest_flip(path: str, mtime_ns: int, image_key: str, true_label: int | None, attack: str,
-                  _probe: Any) -> float | None:
+                  _probe: PerturbationProbe) -> float | None:
     """Cached per probe and attack: the slider then never waits for the search again."""
     return _probe.smallest_flip(attack)
 
 
 @st.cache_resource(max_entries=128, show_spinner=False)
 def strip(path: str, mtime_ns: int, image_key: str, true_label: int | None, attack: str,
-          epsilons: tuple[float, ...], _probe: Any) -> list[Any]:
+          epsilons: tuple[float, ...], _probe: PerturbationProbe) -> list[StripItem]:
     """The epsilon strip does not depend on the slider, so it is computed once per probe and attack."""
     return _probe.strip(attack, list(epsilons))
 
 
 @st.cache_resource(max_entries=128, show_spinner=False)
 def sweep(path: str, mtime_ns: int, image_key: str, true_label: int | None, attack: str,
-          _probe: Any) -> tuple[list[float], np.ndarray]:
+          _probe: PerturbationProbe) -> tuple[list[float], np.ndarray]:
     """Class probabilities on a fine epsilon grid up to 0.2, in batched forward passes."""
     grid = sorted(set(np.round(np.linspace(0, 0.2, 81), 6).tolist()) | {k / 255 for k in range(17)})
     return grid, _probe.probabilities_many(attack, grid)
@@ -261,12 +265,12 @@ class ImageChoice:
     upload: bytes | None = None
 
 
-def test_images_for(info: Any) -> tuple[ImageSet, str]:
+def test_images_for(info: CheckpointInfo) -> tuple[ImageSet, str]:
     """(images to browse, which images they are) for a checkpoint, on the active data."""
     return checkpoint_test_images(str(info.path), mtime_ns(info.path), data_setting())
 
 
-def image_for(choice: ImageChoice, info: Any) -> tuple[np.ndarray | None, str | None]:
+def image_for(choice: ImageChoice, info: CheckpointInfo) -> tuple[np.ndarray | None, str | None]:
     """The chosen image at a checkpoint's input size: (uint8 [s, s], None) or (None, why not)."""
     if choice.upload is not None:
         image, problem = decode_upload(choice.upload, info.image_size)
@@ -279,12 +283,12 @@ def image_for(choice: ImageChoice, info: Any) -> tuple[np.ndarray | None, str | 
     return images.images[index, 0].numpy().copy(), None
 
 
-def probe_for(info: Any, choice: ImageChoice, image: np.ndarray) -> Any:
+def probe_for(info: CheckpointInfo, choice: ImageChoice, image: np.ndarray) -> PerturbationProbe:
     """The cached probe of this checkpoint version and image."""
     return probe(str(info.path), mtime_ns(info.path), choice.key, choice.true_label, image)
 
 
-def probe_key(info: Any, choice: ImageChoice) -> tuple[str, int, str, int | None]:
+def probe_key(info: CheckpointInfo, choice: ImageChoice) -> tuple[str, int, str, int | None]:
     """The arguments that identify a probe in the caches of smallest_flip, strip and sweep."""
     return str(info.path), mtime_ns(info.path), choice.key, choice.true_label
 
@@ -348,10 +352,18 @@ def _job_store(path: str) -> JobStore:
 
 
 def job_store() -> JobStore:
-    """The job database under $BUSADV_HOME (one JobStore object per database file)."""
-    from busadv.jobs import default_db_path
+    """The job database under $BUSADV_HOME (one JobStore object per database file).
 
-    return _job_store(str(default_db_path()))
+    A database that cannot be used stops the page with the store's own explanation, not a traceback.
+    """
+    from busadv.jobs import JobStoreError, default_db_path
+
+    try:
+        return _job_store(str(default_db_path()))
+    except JobStoreError as exc:
+        st.error(str(exc), icon=":material/block:")
+        st.stop()
+        raise  # st.stop() raises; this line only satisfies type checkers
 
 
 def format_seconds(seconds: float | None) -> str:
