@@ -118,6 +118,7 @@ class CheckpointInfo:
     metrics: dict[str, Any]
     data: dict[str, Any]
     created: float
+    train_seconds: float = 0.0  # summed epoch times: how fast this machine trained it
 
     @property
     def name(self) -> str:
@@ -137,7 +138,8 @@ def list_checkpoints(folder: str | os.PathLike | None = None) -> list[Checkpoint
             continue
         out.append(CheckpointInfo(path=path, arch=blob["arch"], image_size=int(blob["image_size"]),
                                   train_config=dict(blob["train_config"]), metrics=dict(blob["metrics"]),
-                                  data=dict(blob["data"]), created=float(blob["created"])))
+                                  data=dict(blob["data"]), created=float(blob["created"]),
+                                  train_seconds=sum(float(h.get("seconds", 0.0)) for h in blob.get("history", []))))
     return sorted(out, key=lambda c: c.created, reverse=True)
 
 

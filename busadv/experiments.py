@@ -7,6 +7,7 @@ Rows are one per run and test condition; the summary is mean and standard deviat
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -173,6 +174,7 @@ def run(config: ExperimentConfig, progress: ProgressFn = ignore_progress) -> Exp
     datasets: dict[int, ImageSet] = {}
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
+    stamp = time.strftime("%Y%m%d-%H%M%S")  # run ids stay unique across experiments with the same name
     for i, train_config in enumerate(runs):
         size = int(train_config.image_size)
         if size not in datasets:
@@ -188,7 +190,7 @@ def run(config: ExperimentConfig, progress: ProgressFn = ignore_progress) -> Exp
 
         outcome = run_one(train_config, datasets[size], config.test_attacks, config.test_epsilons,
                           save=config.save_checkpoints, pgd_steps=config.pgd_steps,
-                          run_id=f"{config.name}-{i + 1:03d}", progress=inner)
+                          run_id=f"{config.name}-{stamp}-{i + 1:03d}", progress=inner)
         rows.extend(outcome.rows)
     summary = summarize(rows)
     progress(ProgressEvent(1.0, f"finished {len(runs)} runs"))
@@ -215,11 +217,11 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             if values:
                 entry[f"{metric}_mean"] = statistics.fmean(values)
                 entry[f"{metric}_std"] = _std(values)
+                entry[f"{metric}_values"] = values
         entry["seeds"] = [m["seed"] for m in members]
         dominant = [m["dominant_class"] for m in members if "dominant_class" in m]
         if dominant:
             entry["dominant_class"] = max(set(dominant), key=dominant.count)
-        entry["accuracy_values"] = [float(m["accuracy"]) for m in members]
         out.append(entry)
     return out
 
@@ -251,26 +253,89 @@ def diagnose(summary: Sequence[dict[str, Any]]) -> list[str]:
     return notes
 
 
+def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    return columns
+
+
+def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """CSV text; nested values (confusion matrices, per-seed lists) become JSON cells."""
+    handle = io.StringIO()
+    writer = csv.DictWriter(handle, fieldnames=_columns(rows), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()})
+    return handle.getvalue()
+
+
+def _cell(text: str) -> Any:
+    if text == "":
+        return None
+    if text in ("True", "False"):
+        return text == "True"
+    if text[0] in "[{":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+
+
+REQUIRED_COLUMNS = ("arch", "train_mode", "train_epsilon", "attack", "test_epsilon", "accuracy", "seed")
+
+
+def read_rows_csv(text: str) -> list[dict[str, Any]]:
+    """Rows written by rows_to_csv (or an exported results file) back as typed dicts."""
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ValueError(f"not a busadv results file: missing column(s) {', '.join(missing)}")
+    rows = [{k: _cell(v or "") for k, v in row.items() if k is not None} for row in reader]
+    for n, row in enumerate(rows, start=2):
+        if not isinstance(row["accuracy"], (int, float)) or not 0 <= row["accuracy"] <= 1:
+            raise ValueError(f"line {n}: accuracy {row['accuracy']!r} is not a number between 0 and 1")
+    return rows
+
+
 def write_rows(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
-    """CSV or JSON by the file's suffix; nested values (confusion matrices) are written as JSON text in CSV."""
+    """CSV or JSON by the file's suffix, written atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     if path.suffix.lower() == ".json":
-        tmp.write_text(json.dumps(list(rows), indent=1, default=str))
+        text = json.dumps(list(rows), indent=1, default=str)
     elif path.suffix.lower() == ".csv":
-        columns: list[str] = []
-        for row in rows:
-            columns += [k for k in row if k not in columns]
-        with tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()})
+        text = rows_to_csv(rows)
     else:
         raise ValueError(f"{path}: results are written as .csv or .json")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
     os.replace(tmp, path)
     return path
+
+
+FALLBACK_RATES: dict[str, float] = {"simplecnn": 51.0, "resnet50": 3.0}  # images/s, 2 CPU cores (design notes)
+
+
+def measured_rates(folder: str | os.PathLike | None = None) -> dict[str, float]:
+    """Standard-training images/second per model, from this machine's newest checkpoints (else design-note figures)."""
+    from busadv.checkpoints import list_checkpoints
+
+    rates = dict(FALLBACK_RATES)
+    found: set[str] = set()
+    for info in list_checkpoints(folder):  # newest first
+        n_train = info.data.get("n_train")
+        seconds = info.train_seconds
+        if info.arch in found or info.train_config.get("mode") != "standard" or not n_train or not seconds:
+            continue
+        rates[info.arch] = n_train * int(info.train_config.get("epochs", 1)) / seconds
+        found.add(info.arch)
+    return rates
 
 
 def estimate_seconds(config: ExperimentConfig, images_per_second: dict[str, float], n_train: int) -> float:

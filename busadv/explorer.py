@@ -32,7 +32,7 @@ class PerturbationProbe:
 
     def __init__(self, model: nn.Module, image: torch.Tensor | np.ndarray, true_label: int | None = None,
                  noise_seed: int = 0) -> None:
-        x = torch.as_tensor(image)
+        x = torch.tensor(np.array(image, copy=True)) if isinstance(image, np.ndarray) else image.detach().clone()
         if x.dtype == torch.uint8:
             x = x.float() / 255.0
         while x.dim() < 4:
@@ -80,11 +80,11 @@ class PerturbationProbe:
             return self._clean_probs
         return self.probabilities_many(attack, [eps])[0]
 
-    def smallest_flip(self, attack: str | Attack, max_eps: float = 0.5, steps: int = 128) -> float | None:
-        """The smallest epsilon on a 1/255-fine grid (up to max_eps) that changes the predicted class."""
+    def smallest_flip(self, attack: str | Attack, max_eps: float = 0.5) -> float | None:
+        """The smallest k/255 (k = 1 .. up to max_eps, then max_eps itself) that changes the predicted class."""
         clean = int(self.probabilities(Attack.NONE, 0.0).argmax())
-        grid = np.unique(np.concatenate([np.arange(1, 17) / 255.0, np.linspace(0, max_eps, steps + 1)[1:]]))
-        grid = grid[grid <= max_eps + 1e-9]
+        steps = np.arange(1, int(np.floor(max_eps * 255 + 1e-9)) + 1) / 255.0
+        grid = steps if len(steps) and abs(steps[-1] - max_eps) < 1e-9 else np.append(steps, max_eps)
         for start in range(0, len(grid), 64):
             chunk = grid[start:start + 64]
             preds = self.probabilities_many(attack, chunk.tolist()).argmax(1)

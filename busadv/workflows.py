@@ -95,10 +95,19 @@ def experiment_job(config: dict[str, Any], progress: ProgressFn = ignore_progres
 
 
 def result_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """All result rows of finished jobs, whatever their kind, for the results page and exports."""
+    """All result rows of finished jobs, newest first, each (model, condition) once.
+
+    A checkpoint evaluated by its training job and again by an evaluation job would otherwise count as
+    two runs and shrink the error bars; the first (newest) occurrence wins.
+    """
     rows: list[dict[str, Any]] = []
+    seen: set[tuple] = set()
     for result in results:
-        rows.extend((result or {}).get("rows", []))
+        for row in (result or {}).get("rows", []):
+            key = (row.get("checkpoint") or row.get("run"), row.get("attack"), row.get("test_epsilon"))
+            if key not in seen:
+                seen.add(key)
+                rows.append(row)
     return rows
 
 

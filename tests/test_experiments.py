@@ -116,3 +116,45 @@ def test_train_then_evaluate_on_the_checkpoints_own_test_split():
 def test_evaluate_job_refuses_unknown_settings():
     with pytest.raises(ValueError, match="unknown evaluation setting"):
         evaluate_job({"checkpoint": "x.pt", "epsilon": 0.1})
+
+
+def test_rows_survive_a_csv_round_trip_with_types():
+    from busadv.experiments import read_rows_csv, rows_to_csv
+
+    rows = [{"arch": "simplecnn", "train_mode": "fgsm", "train_epsilon": 0.05, "attack": "fgsm", "test_epsilon": 0.2,
+             "accuracy": 0.5, "seed": 3, "simulated": True, "confusion": [[1, 2], [3, 4]], "checkpoint": ""}]
+    back = read_rows_csv(rows_to_csv(rows))
+    assert back[0]["seed"] == 3 and back[0]["accuracy"] == 0.5 and back[0]["simulated"] is True
+    assert back[0]["confusion"] == [[1, 2], [3, 4]] and back[0]["checkpoint"] is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name,score\nx,1\n", "missing column"),
+    ("arch,train_mode,train_epsilon,attack,test_epsilon,accuracy,seed\nsimplecnn,standard,0,none,0,high,0\n",
+     "line 2: accuracy 'high'"),
+])
+def test_foreign_csv_files_are_refused(text, message):
+    from busadv.experiments import read_rows_csv
+
+    with pytest.raises(ValueError, match=message):
+        read_rows_csv(text)
+
+
+def test_result_rows_count_each_checkpoint_and_condition_once():
+    from busadv.workflows import result_rows
+
+    newer = {"rows": [{"checkpoint": "a.pt", "attack": "fgsm", "test_epsilon": 0.1, "accuracy": 0.3}]}
+    older = {"rows": [{"checkpoint": "a.pt", "attack": "fgsm", "test_epsilon": 0.1, "accuracy": 0.9},
+                      {"checkpoint": "a.pt", "attack": "none", "test_epsilon": 0.0, "accuracy": 0.8}]}
+    rows = result_rows([newer, older, None])
+    assert [(r["attack"], r["accuracy"]) for r in rows] == [("fgsm", 0.3), ("none", 0.8)]
+
+
+def test_measured_rates_come_from_saved_standard_runs(tmp_path):
+    from busadv.experiments import FALLBACK_RATES, measured_rates
+
+    assert measured_rates(tmp_path) == FALLBACK_RATES
+    train_job({"epochs": 1, "image_size": 32, "device": "cpu", "test_epsilons": "8/255"})
+    rates = measured_rates()
+    assert rates["simplecnn"] != FALLBACK_RATES["simplecnn"] and rates["simplecnn"] > 0
+    assert rates["resnet50"] == FALLBACK_RATES["resnet50"]
