@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -94,6 +93,38 @@ def dataset_banner(compact: bool = False) -> dict[str, Any]:
     return facts
 
 
+# The app's pages: (script, menu label, icon). Streamlit's classic multipage layout serves app.py at /
+# and pages/N_Name.py at /Name; the numbers only order the files.
+HOME_PAGE = "app.py"
+EXPLORER_PAGE = "pages/1_Perturbation_explorer.py"
+JOBS_PAGE = "pages/2_Jobs.py"
+RESULTS_PAGE = "pages/3_Results.py"
+PAGES: tuple[tuple[str, str, str], ...] = (
+    (HOME_PAGE, "Home", ":material/home:"),
+    (EXPLORER_PAGE, "Perturbation explorer", ":material/tune:"),
+    (JOBS_PAGE, "Jobs", ":material/model_training:"),
+    (RESULTS_PAGE, "Results", ":material/bar_chart:"),
+)
+
+
+def page_setup(title: str) -> None:
+    """The first call of every page: wide layout, tab title, the menu and the data label in the sidebar.
+
+    Why every page calls it: in Streamlit's classic multipage layout (app.py plus pages/, no
+    st.navigation) a request for /Jobs runs pages/2_Jobs.py alone, never app.py, so anything a page
+    needs must come from the page itself. The menu is drawn here rather than by Streamlit
+    (client.showSidebarNavigation = false) because Streamlit would name the home page "app", after
+    its file.
+    """
+    icon = next((i for _, label, i in PAGES if label == title), ":material/biotech:")
+    st.set_page_config(page_title=f"{title} · busadv" if title != "Home" else "busadv — adversarial ultrasound",
+                       page_icon=icon, layout="wide")
+    with st.sidebar:
+        for path, label, page_icon in PAGES:
+            st.page_link(path, label=label, icon=page_icon)
+    sidebar_dataset_label()
+
+
 def sidebar_dataset_label() -> None:
     """One line in the sidebar of every page, so no chart is read without knowing its data."""
     facts = dataset_facts(data_setting())
@@ -137,8 +168,12 @@ def checkpoint_infos() -> list[CheckpointInfo]:
     from busadv.settings import checkpoints_dir
 
     folder = checkpoints_dir()
-    stamp = tuple(sorted((p.name, mtime_ns(p)) for p in folder.glob("*.pt")))
-    return _checkpoint_infos(str(folder), stamp)
+    return _checkpoint_infos(str(folder), _stamp(folder))
+
+
+def _stamp(folder: Path) -> tuple:
+    """The checkpoint files' names and versions: a cache key that changes when any of them does."""
+    return tuple(sorted((p.name, mtime_ns(p)) for p in folder.glob("*.pt")))
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -146,6 +181,27 @@ def _checkpoint_infos(folder: str, stamp: tuple) -> list[CheckpointInfo]:
     from busadv.checkpoints import list_checkpoints
 
     return list_checkpoints(folder)
+
+
+def training_rates() -> tuple[dict[str, float], bool]:
+    """(training images/second per model, whether they were measured here) for time estimates.
+
+    busadv.experiments.measured_rates reads them from this machine's saved checkpoints and falls back
+    to the design notes' two-core figures; cached until a checkpoint file changes.
+    """
+    from busadv.experiments import FALLBACK_RATES
+    from busadv.settings import checkpoints_dir
+
+    folder = checkpoints_dir()
+    rates = _training_rates(str(folder), _stamp(folder))
+    return rates, rates != FALLBACK_RATES
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _training_rates(folder: str, stamp: tuple) -> dict[str, float]:
+    from busadv.experiments import measured_rates
+
+    return measured_rates(folder)
 
 
 def checkpoint_label(info: CheckpointInfo) -> str:
@@ -169,18 +225,38 @@ def training_text(train_config: dict[str, Any]) -> str:
     return f"{mode.upper()} training at ε={format_epsilon(float(train_config.get('epsilon', 0)))}{labels}"
 
 
+TABLE_EPSILON = 8 / 255  # the home table's one attacked accuracy: the field's usual small epsilon
+
+# st.dataframe column settings for checkpoint_table: percentages, and a help line per column.
+CHECKPOINT_COLUMNS: dict[str, Any] = {
+    "model": st.column_config.TextColumn("model", help="Architecture and input size (square, pixels)"),
+    "training": st.column_config.TextColumn("training", width="medium"),
+    "data": st.column_config.TextColumn("data", help="The images the model learned from"),
+    "clean test accuracy": st.column_config.NumberColumn(
+        "clean test accuracy", format="percent", help="On the model's held-out test images"),
+    f"FGSM {format_epsilon(TABLE_EPSILON)}": st.column_config.NumberColumn(
+        f"FGSM {format_epsilon(TABLE_EPSILON)}", format="percent",
+        help="Test accuracy under FGSM at this ε, when measured after training (empty: not measured)"),
+    "seed": st.column_config.NumberColumn("seed", format="%d"),
+    "trained": st.column_config.TextColumn("trained"),
+}
+
+
 def checkpoint_table(infos: Sequence[CheckpointInfo]) -> list[dict[str, Any]]:
-    """Rows for st.dataframe: what each saved model is."""
+    """Rows for st.dataframe, one per saved model: what it is and how well it did, in seven short columns."""
     out = []
     for info in infos:
         tc = info.train_config
+        attacked = next((c.get("accuracy") for c in info.metrics.get("conditions") or []
+                         if c.get("attack") == Attack.FGSM.value
+                         and abs(float(c.get("test_epsilon", -1)) - TABLE_EPSILON) < 1e-9), None)
         out.append({
-            "model": info.arch, "training": training_text(tc),
-            "data": SIMULATED_LABEL if info.data.get("simulated") else "BUSI",
+            "model": f"{info.arch}, {info.image_size} px", "training": training_text(tc),
+            "data": "simulated phantoms" if info.data.get("simulated") else "BUSI",
             "clean test accuracy": info.metrics.get("clean_accuracy"),
-            "epochs": tc.get("epochs"), "seed": tc.get("seed"), "image size": info.image_size,
-            "created": dt.datetime.fromtimestamp(info.created).strftime("%Y-%m-%d %H:%M") if info.created else "",
-            "file": info.path.name,
+            f"FGSM {format_epsilon(TABLE_EPSILON)}": attacked,
+            "seed": tc.get("seed"),
+            "trained": dt.datetime.fromtimestamp(info.created).strftime("%Y-%m-%d %H:%M") if info.created else "",
         })
     return out
 
@@ -274,13 +350,13 @@ def image_for(choice: ImageChoice, info: CheckpointInfo) -> tuple[np.ndarray | N
     """The chosen image at a checkpoint's input size: (uint8 [s, s], None) or (None, why not)."""
     if choice.upload is not None:
         image, problem = decode_upload(choice.upload, info.image_size)
-        return (None if image is None else image.copy()), problem
+        return image, problem
     images = load_images(data_setting(), info.image_size)
     try:
         index = images.names.index(choice.name)
     except ValueError:
         return None, f"{choice.name} is not in the active data."
-    return images.images[index, 0].numpy().copy(), None
+    return images.images[index, 0].numpy(), None  # PerturbationProbe copies it
 
 
 def probe_for(info: CheckpointInfo, choice: ImageChoice, image: np.ndarray) -> PerturbationProbe:
@@ -291,6 +367,15 @@ def probe_for(info: CheckpointInfo, choice: ImageChoice, image: np.ndarray) -> P
 def probe_key(info: CheckpointInfo, choice: ImageChoice) -> tuple[str, int, str, int | None]:
     """The arguments that identify a probe in the caches of smallest_flip, strip and sweep."""
     return str(info.path), mtime_ns(info.path), choice.key, choice.true_label
+
+
+def readout(column: Any, label: str, value: str, note: str | None = None, help: str | None = None) -> None:
+    """A small label over a large value, drawn in `column`; the value wraps where st.metric would cut it."""
+    with column:
+        st.caption(label, help=help)
+        st.markdown(f"#### {value}", anchors=False)
+        if note:
+            st.markdown(note)
 
 
 # --------------------------------------------------------------------------- epsilon widgets
@@ -425,8 +510,12 @@ def progress_text(job: Job) -> str:
     return " · ".join(parts)
 
 
-def job_card(job: Job, store: JobStore, key: str = "job") -> None:
-    """A job with its live progress, a cancel button while active, and its error and log when it failed."""
+def job_card(job: Job, store: JobStore, key: str = "job", curves: bool = False) -> None:
+    """A job with its live progress, a cancel button while active, and its error and log when it failed.
+
+    curves=True: a running training or experiment job also shows its loss and test accuracy per
+    finished epoch (for an experiment: of the run in progress), redrawn at every poll.
+    """
     with st.container(border=True):
         head, side = st.columns([5, 1], vertical_alignment="center")
         when = dt.datetime.fromtimestamp(job.created).strftime("%Y-%m-%d %H:%M:%S")
@@ -438,6 +527,8 @@ def job_card(job: Job, store: JobStore, key: str = "job") -> None:
             st.progress(min(max(float(job.progress), 0.0), 1.0), text=progress_text(job))
             if job.message and job.message not in ("running", "queued"):
                 st.caption(job.message)
+            if curves and job.status == "running":
+                _live_curves(job, store, key)
         elif job.status == "done":
             result = job.result or {}
             st.progress(1.0, text=progress_text(job))
@@ -450,6 +541,20 @@ def job_card(job: Job, store: JobStore, key: str = "job") -> None:
             _log_tail(job, store, key)
         else:
             st.caption(job.message or job.status)
+
+
+def _live_curves(job: Job, store: JobStore, key: str) -> None:
+    from busadv import plots
+
+    history = plots.history_from_progress(store.history(job.id))
+    if not history:
+        if job.kind in ("train", "experiment"):
+            st.caption("The loss and test-accuracy curves start when the first epoch ends.")
+        return
+    run = f" ({job.message.split(':', 1)[0]})" if job.kind == "experiment" and ":" in (job.message or "") else ""
+    st.plotly_chart(plots.training_curves(history, title=f"Job {job.id} so far{run}: per finished epoch",
+                                          epochs=job.epochs),
+                    key=f"{key}-live-{job.id}", config={"displayModeBar": False})
 
 
 def _done_summary(job: Job, result: dict[str, Any]) -> None:
@@ -479,9 +584,9 @@ def _log_tail(job: Job, store: JobStore, key: str) -> None:
         st.code("\n".join(lines) if lines else "(the log is empty)", language=None)
 
 
-def job_list(store: JobStore, jobs: Sequence[Job], key: str = "jobs") -> None:
+def job_list(store: JobStore, jobs: Sequence[Job], key: str = "jobs", curves: bool = False) -> None:
     for job in jobs:
-        job_card(job, store, key=key)
+        job_card(job, store, key=key, curves=curves)
 
 
 POLL_SECONDS = 1.5
@@ -528,69 +633,3 @@ def quick_train_panel(store: JobStore) -> None:
         job_list(store, active or shown[:1], key="quick")
 
     live(store, follow, key="quick")
-
-
-# --------------------------------------------------------------------------- results
-
-def dedupe_rows(jobs: Sequence[Job]) -> tuple[list[dict[str, Any]], int]:
-    """Rows of finished jobs, newest job first wins for a (checkpoint, attack, epsilon) seen twice.
-
-    Why: a train job and a later evaluation of the same checkpoint both report its clean accuracy;
-    counting it twice would shrink the error bars. Returns (rows, number of rows dropped).
-    """
-    from busadv.workflows import result_rows
-
-    seen: set[tuple] = set()
-    out: list[dict[str, Any]] = []
-    dropped = 0
-    for job in sorted(jobs, key=lambda j: j.id, reverse=True):
-        for row in result_rows([job.result or {}]):
-            if row.get("checkpoint"):
-                ident = (row["checkpoint"], row.get("attack"), round(float(row.get("test_epsilon", 0)), 9))
-                if ident in seen:
-                    dropped += 1
-                    continue
-                seen.add(ident)
-            out.append(dict(row, job=job.id))
-    return out, dropped
-
-
-def rows_csv(rows: Sequence[dict[str, Any]]) -> bytes:
-    """The rows as the CLI writes them (busadv.experiments.write_rows), as bytes for a download."""
-    from busadv.experiments import write_rows
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = write_rows(rows, Path(folder) / "rows.csv")
-        return path.read_bytes()
-
-
-def read_rows_csv(content: bytes) -> list[dict[str, Any]]:
-    """Rows from a CSV written by busadv (CLI or this page's export); JSON cells are decoded."""
-    import csv
-    import io
-    import json
-
-    rows = []
-    for raw in csv.DictReader(io.StringIO(content.decode("utf-8-sig"))):
-        row: dict[str, Any] = {}
-        for k, v in raw.items():
-            if v is None:
-                continue
-            if v.startswith("[") or v.startswith("{"):
-                try:
-                    row[k] = json.loads(v)
-                    continue
-                except ValueError:
-                    pass
-            if v in ("True", "False"):
-                row[k] = v == "True"
-                continue
-            try:
-                row[k] = int(v) if v.lstrip("-").isdigit() else float(v)
-            except ValueError:
-                row[k] = v
-        rows.append(row)
-    required = {"arch", "train_mode", "train_epsilon", "attack", "test_epsilon", "accuracy", "seed"}
-    if rows and not required <= set(rows[0]):
-        raise ValueError(f"not a busadv results CSV: missing column(s) {', '.join(sorted(required - set(rows[0])))}")
-    return rows

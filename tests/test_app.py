@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import sqlite3
 import subprocess
@@ -19,15 +20,22 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
-EXPLORER, JOBS, RESULTS = "app_pages/explorer.py", "app_pages/jobs.py", "app_pages/results.py"
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "app.py"
+EXPLORER, JOBS, RESULTS = "pages/1_Perturbation_explorer.py", "pages/2_Jobs.py", "pages/3_Results.py"
 SIMULATED = "Simulated phantoms (not clinical images)"
 
 
 def open_app(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=90).run()
+    """Run app.py's multipage app on `page` (a path like "pages/2_Jobs.py"), as a request for its URL would.
+
+    Why not AppTest.from_file(page): a page alone has no pages/ folder beside it, so its menu links
+    (st.page_link("app.py"), ...) would name pages that do not exist.
+    """
+    at = AppTest.from_file(str(APP), default_timeout=90)
     if page:
-        at.switch_page(page).run()
+        at.switch_page(page)
+    at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -107,12 +115,58 @@ def test_home_names_data_models_and_jobs(app_checkpoints):
     assert "from scratch" in page  # ResNet50 without ImageNet weights
     table = at.dataframe[0].value
     assert len(table) == 2 and set(table["training"]) == {"standard training", "FGSM training at ε=0.0314 (8/255)"}
-    assert {link.proto.label for link in at.get("page_link")} >= {"Perturbation explorer: drag ε on one image"}
+    # Seven short columns (no sideways scrolling), with the accuracy under FGSM at 8/255 that training measured.
+    assert list(table.columns) == ["model", "training", "data", "clean test accuracy", "FGSM 0.0314 (8/255)",
+                                   "seed", "trained"]
+    assert set(table["model"]) == {"simplecnn, 32 px"} and set(table["data"]) == {"simulated phantoms"}
+    assert table["FGSM 0.0314 (8/255)"].between(0, 1).all()
+    links = {link.proto.label: link.proto.page for link in at.main.get("page_link")}
+    assert links["Perturbation explorer: drag ε on one image"] == "Perturbation_explorer"
 
 
-def test_no_pages_folder_beside_the_app():
-    """A pages/ folder would make a fresh server's first deep link (/explorer) bypass app.py."""
-    assert not (APP.parent / "pages").exists()
+PAGE_FILES = {"app.py": "Home", "pages/1_Perturbation_explorer.py": "Perturbation explorer",
+              "pages/2_Jobs.py": "Jobs", "pages/3_Results.py": "Results"}
+
+
+def test_pages_are_a_classic_multipage_app():
+    """app.py plus pages/, no st.navigation: each page sets itself up, because a request for its URL runs it alone.
+
+    Mixing st.navigation with a pages/ folder made a fresh server run a deep link (/explorer) in the
+    file-based mode without app.py: no wide layout, no data label, another menu.
+    """
+    import ast
+    import tomllib
+
+    from busadv import ui
+
+    pages = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "pages").glob("*.py"))
+    assert ["app.py", *pages] == list(PAGE_FILES)
+    assert [(path, label) for path, label, _ in ui.PAGES] == list(PAGE_FILES.items())  # the menu lists every page
+
+    def calls_navigation(tree: ast.AST) -> bool:
+        return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "navigation"
+                   for n in ast.walk(tree))
+
+    for path, title in PAGE_FILES.items():
+        tree = ast.parse((ROOT / path).read_text())
+        assert not calls_navigation(tree), f"{path} calls st.navigation"
+        statements = [node for node in tree.body if not isinstance(node, (ast.Import, ast.ImportFrom))]
+        if ast.get_docstring(tree):
+            statements = statements[1:]
+        assert ast.unparse(statements[0]) == f"ui.page_setup({title!r})", f"{path} must start with ui.page_setup"
+    assert not calls_navigation(ast.parse((ROOT / "busadv" / "ui.py").read_text()))
+    assert not (ROOT / "app_pages").exists()
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["showSidebarNavigation"] is False  # ui.page_setup draws the one menu
+
+
+@pytest.mark.parametrize("path", list(PAGE_FILES))
+def test_every_page_has_the_menu_and_the_data_label(path):
+    at = open_app(None if path == "app.py" else path)
+    assert [t.value for t in at.title][0].startswith(PAGE_FILES[path] if path != "app.py" else "busadv")
+    assert [link.proto.label for link in at.sidebar.get("page_link")] == list(PAGE_FILES.values())
+    assert [link.proto.page for link in at.sidebar.get("page_link")] == ["", "Perturbation_explorer", "Jobs", "Results"]
+    assert any(SIMULATED in c.value for c in at.sidebar.caption)
 
 
 def test_home_without_models_says_how_to_get_one():
@@ -147,8 +201,14 @@ def test_explorer_slider_changes_probabilities_and_marks_flips(app_checkpoints):
     page = texts(at)
     assert ("Diagnosis flipped" in page) == flipped and ("Prediction unchanged" in page) == (not flipped)
     assert "0.5 (~127.5/255)" in page  # epsilon shown as value and as k/255
-    smallest = next(m for m in at.metric if m.label == "Smallest ε that flips it").value
-    assert "/255" in smallest or smallest == "none up to 0.5"
+    # The readouts wrap instead of being cut off: a caption over a large markdown value.
+    labels = [c.value for c in at.caption]
+    assert "Clean prediction" in labels and "Smallest ε that flips it" in labels
+    values = [m.value for m in at.markdown if m.value.startswith("#### ")]
+    assert len(values) >= 3
+    smallest = values[2].removeprefix("#### ")
+    assert re.fullmatch(r"0\.\d+ \(\d+/255\)|0\.5 \(~127\.5/255\)|none up to 0\.5", smallest), smallest
+    assert (":red-badge[:material/warning: flipped]" in page) == flipped
 
     # The epsilon strip: eight images with a prediction under each.
     strip = [m.value for m in at.markdown if m.value.startswith("**clean (ε = 0)**") or m.value.startswith("**ε = ")]
@@ -255,14 +315,29 @@ def test_jobs_page_marks_a_job_whose_worker_died_as_interrupted():
     assert any("died" in w.value for w in at.warning)
 
 
-def test_jobs_page_cancels_a_running_job(monkeypatch):
+def _live_points(at: AppTest, job_id: int) -> int:
+    """Epochs drawn so far in a running job's live curves (0 while there is no chart)."""
+    specs = [spec for cid, spec in chart_specs(at).items() if f"jobs-live-{job_id}" in cid]
+    return max((len(t["x"]) for spec in specs for t in spec["data"]), default=0)
+
+
+def test_jobs_page_draws_a_running_jobs_curves_live_and_cancels_it(monkeypatch):
     monkeypatch.setenv("BUSADV_TEST_JOBS", "1")
-    job_id = store().submit("sleep", {"steps": 400, "seconds": 0.05})
+    job_id = store().submit("sleep", {"steps": 400, "seconds": 0.05, "epochs": 20})  # an epoch ends each second
     at = open_app(JOBS)
-    wait_for(at, lambda a: store().get(job_id).status == "running", what="the job to start")
+    wait_for(at, lambda a: _live_points(a, job_id) >= 1, what="the first epoch's point")
+    first = _live_points(at, job_id)
+    wait_for(at, lambda a: _live_points(a, job_id) > first, what="the curves to grow while the job runs")
+    spec = next(spec for cid, spec in chart_specs(at).items() if f"jobs-live-{job_id}" in cid)
+    names = {t["name"] for t in spec["data"]}
+    assert {"test accuracy (clean)", "training loss"} <= names
+    assert spec["layout"]["xaxis"]["range"] == [0.5, 20.5]  # the axis spans the planned epochs
+    assert store().get(job_id).status == "running"
+
     at.button(key=f"jobs-cancel-{job_id}").click().run()
     wait_for(at, lambda a: f"Job {job_id} — cancelled" in texts(a), what="the job to be cancelled")
     assert store().get(job_id).status == "cancelled"
+    assert _live_points(at, job_id) == 0  # curves are for running jobs
 
 
 def test_jobs_page_validates_settings_and_fills_in_the_study():
@@ -344,27 +419,35 @@ def test_results_page_draws_error_bars_warnings_confusion_and_export():
 
 
 def test_results_page_metric_switch_and_csv_rows():
-    from busadv import ui
+    from busadv.experiments import rows_to_csv
 
     at = open_app(RESULTS)
     assert "No results yet" in texts(at)
-    at.file_uploader(key="rows_csv").set_value(("study.csv", ui.rows_csv(study_like_rows()), "text/csv")).run()
+    csv_bytes = rows_to_csv(study_like_rows()).encode()
+    at.file_uploader(key="rows_csv").set_value(("study.csv", csv_bytes, "text/csv")).run()
     assert not at.exception
     assert chart(at, "bars")
     at.selectbox(key="metric").set_value("malignant_missed_rate").run()
-    assert "Malignant" in chart(at, "bars")["layout"]["yaxis"]["title"]["text"]
+    bars = chart(at, "bars")
+    assert "Malignant" in bars["layout"]["yaxis"]["title"]["text"]
+    dots = [t for t in bars["data"] if t["type"] == "scatter"]  # single seeds for every measure, not only accuracy
+    assert sum(len(d["y"]) for d in dots) == 12 and {v for d in dots for v in d["y"]} == {0.5}
     at.file_uploader(key="rows_csv").set_value(("bad.csv", b"a,b\n1,2\n", "text/csv")).run()
-    assert any("not a busadv results CSV" in e.value for e in at.error)
+    assert any("bad.csv: not a busadv results file" in e.value for e in at.error)
 
 
-def test_rows_csv_round_trip():
-    from busadv import ui
+def test_results_page_counts_a_checkpoint_once():
+    """A training job and a later evaluation of the same checkpoint: the newest row is kept, the other left out."""
+    def rows(acc: float) -> list[dict]:
+        return [dict(_row("standard", 0.0, "none", 0.0, 0, acc), checkpoint="/models/a.pt"),
+                dict(_row("standard", 0.0, "fgsm", 0.5, 0, acc / 2), checkpoint="/models/a.pt")]
 
-    rows = study_like_rows()
-    back = ui.read_rows_csv(ui.rows_csv(rows))
-    assert len(back) == len(rows)
-    assert back[0]["confusion"] == rows[0]["confusion"] and back[0]["accuracy"] == pytest.approx(rows[0]["accuracy"])
-    assert back[0]["simulated"] is True and back[0]["seed"] == 0
+    finished_job(rows(0.6))
+    finished_job(rows(0.8))  # newer
+    at = open_app(RESULTS)
+    assert "2 row(s) left out" in texts(at)
+    clean = next(t for t in chart(at, "bars")["data"] if t["type"] == "bar" and "clean" in t["name"])
+    assert clean["y"] == pytest.approx([0.8]) and clean["error_y"]["array"] == pytest.approx([0.0])
 
 
 def test_epsilon_helpers():

@@ -1,7 +1,10 @@
 """The app in a real browser: `streamlit run app.py` as a subprocess, driven by Debian's Chromium via Playwright.
 
-It loads every page without an exception box, moves the epsilon slider, starts a training job and
-follows its progress to done. Screenshots go to $BUSADV_SHOTS (default: a temporary folder).
+The first request to the fresh server is a deep link to the explorer's URL (the case a pages/ folder
+beside st.navigation once broke). Every page must then render wide, with the same menu and the data
+label in its sidebar and no exception box; the test moves the epsilon slider, follows a menu link,
+starts a training job and follows its progress to done. Screenshots go to $BUSADV_SHOTS (default: a
+temporary folder).
 """
 
 from __future__ import annotations
@@ -93,6 +96,21 @@ def no_exception(page) -> None:
     assert boxes.count() == 0, boxes.first.inner_text()
 
 
+MENU = ["Home", "Perturbation explorer", "Jobs", "Results"]
+
+
+def page_frame(page, base: str, url_path: str) -> None:
+    """The page at its URL renders wide, with busadv's menu and the data label in the sidebar."""
+    assert page.url.rstrip("/") == f"{base}/{url_path}".rstrip("/"), page.url
+    width = page.locator('[data-testid="stMainBlockContainer"]').bounding_box()["width"]
+    assert width > 900, f"{url_path or 'home'}: main column {width}px wide, not the wide layout"
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    labels = [text.strip().split("\n")[-1] for text in sidebar.locator('[data-testid="stPageLink"]').all_inner_texts()]
+    assert labels == MENU, labels  # the same menu on every page (each line is "icon name\nlabel")
+    assert page.locator('[data-testid="stSidebarNav"]').count() == 0  # one menu: Streamlit's own is off
+    assert "Data: Simulated phantoms (not clinical images)" in sidebar.inner_text()
+
+
 def shoot(page, name: str) -> None:
     folder = Path(os.environ.get("BUSADV_SHOTS") or Path(os.environ["BUSADV_HOME"]) / "shots")
     folder.mkdir(parents=True, exist_ok=True)
@@ -108,17 +126,11 @@ def shoot(page, name: str) -> None:
 def test_every_page_in_chromium(server, browser):
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
 
-    # Home: the data is labelled as simulated; the trained models are listed.
-    page.goto(server)
+    # Explorer, as the fresh server's first request: moving the slider changes ε and redraws the prediction.
+    page.goto(f"{server}/Perturbation_explorer")
     settle(page)
     no_exception(page)
-    assert "Simulated phantoms (not clinical images)" in page.inner_text("body")
-    shoot(page, "home")
-
-    # Explorer: moving the slider changes the epsilon shown and redraws the prediction.
-    page.goto(f"{server}/explorer")
-    settle(page)
-    no_exception(page)
+    page_frame(page, server, "Perturbation_explorer")
     page.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=60_000)
     banner = page.locator('[data-testid="stAlert"]').filter(has_text=re.compile("Prediction unchanged|Diagnosis flipped"))
     before = banner.first.inner_text()
@@ -131,12 +143,26 @@ def test_every_page_in_chromium(server, browser):
     settle(page)
     no_exception(page)
     assert "0.0314 (8/255)" in banner.first.inner_text()
+    readouts = page.get_by_text("Smallest ε that flips it").first
+    assert readouts.is_visible()
+    assert "…" not in page.locator('[data-testid="stMainBlockContainer"]').inner_text()
     shoot(page, "explorer")
 
-    # Jobs: start a one-epoch training run and watch the live list reach done.
-    page.goto(f"{server}/jobs")
+    # Home, by the menu: the data is labelled as simulated; the trained models are listed.
+    page.locator('[data-testid="stSidebar"] [data-testid="stPageLink"]').filter(has_text="Home").click()
+    page.wait_for_url(f"{server}/", timeout=30_000)
     settle(page)
     no_exception(page)
+    page_frame(page, server, "")
+    assert "Simulated phantoms (not clinical images)" in page.locator('[data-testid="stMain"]').inner_text()
+    shoot(page, "home")
+
+    # Jobs, by the home page's link: start a one-epoch training run and watch the live list reach done.
+    page.get_by_text("Jobs: train, evaluate, run experiments").click()
+    page.wait_for_url(f"{server}/Jobs", timeout=30_000)
+    settle(page)
+    no_exception(page)
+    page_frame(page, server, "Jobs")
     epochs = page.get_by_label("Epochs").first
     epochs.fill("1")
     epochs.press("Enter")
@@ -149,10 +175,11 @@ def test_every_page_in_chromium(server, browser):
     assert "100% done" in page.inner_text("body")
     shoot(page, "jobs")
 
-    # Results: the finished job's rows are drawn.
-    page.goto(f"{server}/results")
+    # Results, typed in: the finished job's rows are drawn.
+    page.goto(f"{server}/Results")
     settle(page)
     no_exception(page)
+    page_frame(page, server, "Results")
     page.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=60_000)
     assert "Download these rows as CSV" in page.inner_text("body")
     shoot(page, "results")

@@ -180,3 +180,38 @@ def test_accuracy_curve_leaves_untested_epsilons_as_gaps():
     assert not standard.connectgaps
     band = next(t for t in fig.data if t.name == f"{standard.name} (mean ± std)")
     assert plots.short_epsilon(0.5) not in band.x  # the band stops where the tests stop
+
+
+def test_every_measure_shows_its_single_seeds():
+    summary = summarize(study_rows())
+    fig = plots.accuracy_bars(summary, attack="fgsm", metric="recall_malignant")
+    dots = [t for t in fig.data if t.type == "scatter"]
+    assert sum(len(d.y) for d in dots) == 3 * len(_bars(fig)) * 2
+    entry = _entry(summary, "standard", 0.0, "fgsm", 0.05)
+    std_fgsm = next(b for b in _bars(fig) if b.name.startswith("Standard") and "FGSM test" in b.name)
+    assert all(f"seed {s}: {v:.3f}" in std_fgsm.hovertext[0]
+               for s, v in zip(entry["seeds"], entry["recall_malignant_values"]))
+    curve = plots.accuracy_curve(summary, attack="fgsm", metric="malignant_missed_rate")
+    seeds = next(t for t in curve.data if t.name.endswith("(single seeds)"))
+    assert len(seeds.y) == 9
+
+
+def test_history_from_progress_keeps_epoch_ends_of_the_run_in_progress():
+    """Progress rows of a running job: batch rows carry a loss, epoch ends a loss and an accuracy."""
+    def batch(epoch, loss):
+        return {"epoch": epoch, "epochs": 3, "loss": loss, "accuracy": None, "fraction": 0.1}
+
+    def end(epoch, loss, acc):
+        return {"epoch": epoch, "epochs": 3, "loss": loss, "accuracy": acc, "fraction": 0.3}
+
+    rows = [{"epoch": 0, "epochs": 3, "loss": None, "accuracy": None}, batch(1, 1.2), end(1, 1.0, 0.5),
+            batch(2, 0.9), end(2, 0.8, 0.6), batch(3, 0.7)]
+    assert plots.history_from_progress(rows) == [{"epoch": 1, "train_loss": 1.0, "test_accuracy": 0.5},
+                                                 {"epoch": 2, "train_loss": 0.8, "test_accuracy": 0.6}]
+    # An experiment starts its next run: the curves restart with it.
+    second_run = rows + [end(3, 0.6, 0.7), {"epoch": 0, "epochs": 3}, batch(1, 1.1), end(1, 0.95, 0.45)]
+    assert plots.history_from_progress(second_run) == [{"epoch": 1, "train_loss": 0.95, "test_accuracy": 0.45}]
+    assert plots.history_from_progress([batch(1, 1.2)]) == []
+    fig = plots.training_curves(plots.history_from_progress(rows), epochs=3)
+    assert [t.name for t in fig.data] == ["test accuracy (clean)", "training loss"]
+    assert list(fig.layout.xaxis.range) == [0.5, 3.5]  # the axis spans the planned epochs

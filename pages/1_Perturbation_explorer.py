@@ -13,6 +13,7 @@ from busadv.attacks import STRIP_EPSILONS, Attack, format_epsilon
 from busadv.data import CLASSES
 from busadv.explorer import amplified_perturbation, to_uint8
 
+ui.page_setup("Perturbation explorer")
 st.title("Perturbation explorer")
 st.markdown("Pick a trained model and an ultrasound image, then drag **ε**, the most any pixel may change "
             "(pixel scale 0–1; 8/255 ≈ 0.031 is one step of 8 grey levels out of 255). "
@@ -109,13 +110,15 @@ else:
     st.success(f"#### Prediction unchanged: {classes[clean_pred]} ({clean[clean_pred]:.0%} → "
                f"{perturbed[clean_pred]:.0%}) at ε = {format_epsilon(eps)}{truth}")
 
-m1, m2, m3 = st.columns(3)
-m1.metric("Clean prediction", f"{classes[clean_pred]} {clean[clean_pred]:.0%}")
-m2.metric(f"With {Attack(attack).label}", f"{classes[new_pred]} {perturbed[new_pred]:.0%}",
-          delta="flipped" if new_pred != clean_pred else "unchanged",
-          delta_color="red" if new_pred != clean_pred else "gray", delta_arrow="off")
-m3.metric("Smallest ε that flips it", format_epsilon(flip_eps) if flip_eps is not None else "none up to 0.5",
-          help="Searched on every k/255 up to 16/255, then a fine grid up to 0.5.")
+# Three readouts that wrap on a narrow screen (st.metric would cut "malignant 87%" to "mali…").
+flipped_now = new_pred != clean_pred
+r1, r2, r3 = st.columns(3, border=True)
+ui.readout(r1, "Clean prediction", f"{classes[clean_pred]} {clean[clean_pred]:.0%}")
+ui.readout(r2, f"With {Attack(attack).label}, ε = {format_epsilon(eps)}",
+           f"{classes[new_pred]} {perturbed[new_pred]:.0%}",
+           note=":red-badge[:material/warning: flipped]" if flipped_now else ":gray-badge[unchanged]")
+ui.readout(r3, "Smallest ε that flips it", format_epsilon(flip_eps) if flip_eps is not None else "none up to 0.5",
+           help="Searched on every k/255 up to 127/255, then at 0.5.")
 
 cols = st.columns([1, 1, 1, 2], gap="medium")
 cols[0].image(to_uint8(probe.x), caption="Original", width="stretch")

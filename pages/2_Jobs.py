@@ -14,6 +14,7 @@ from busadv.experiments import ExperimentConfig, estimate_seconds, study_preset
 from busadv.models import DEFAULT_IMAGE_SIZE, Arch, imagenet_weights_available
 from busadv.training import TrainConfig
 
+ui.page_setup("Jobs")
 st.title("Jobs")
 facts = ui.dataset_banner(compact=True)
 store = ui.job_store()
@@ -164,11 +165,15 @@ with exp_tab:
     if experiment is not None:
         runs = experiment.runs()
         n_train = int(0.8 * facts["images"]) if facts["images"] else 0
-        rates = {"simplecnn": 51.0 * (128 / int(size_cnn)) ** 2, "resnet50": 3.0 * (224 / int(size_rn)) ** 2}
+        measured, here = ui.training_rates()  # images/s at the default sizes; time grows with the pixel count
+        rates = {"simplecnn": measured["simplecnn"] * (DEFAULT_IMAGE_SIZE[Arch.SIMPLECNN] / int(size_cnn)) ** 2,
+                 "resnet50": measured["resnet50"] * (DEFAULT_IMAGE_SIZE[Arch.RESNET50] / int(size_rn)) ** 2}
         seconds = estimate_seconds(experiment, rates, n_train) if n_train else None
+        speed = ("at the training speed this machine's saved models measured" if here else
+                 "at the design notes' speed for two CPU cores (a GPU is much faster)")
         st.caption(f"{len(runs)} training runs, each tested clean and at "
                    f"{', '.join(format_epsilon(e) for e in experiment.test_epsilons)}"
-                   + (f"; roughly {ui.format_seconds(seconds)} on two CPU cores (a GPU is much faster)." if seconds else "."))
+                   + (f"; roughly {ui.format_seconds(seconds)} {speed}." if seconds else "."))
     if st.button("Start experiment", type="primary", disabled=experiment is None or problem is not None, key="x_start"):
         submit("experiment", experiment.to_dict())
 
@@ -182,7 +187,7 @@ def show_jobs() -> None:
         st.caption("No jobs yet.")
         return
     active = [j for j in jobs if j.active]
-    ui.job_list(store, active + [j for j in jobs if not j.active], key="jobs")
+    ui.job_list(store, active + [j for j in jobs if not j.active], key="jobs", curves=True)
 
 
 ui.live(store, show_jobs, key="jobs")

@@ -6,8 +6,10 @@ import streamlit as st
 
 from busadv import plots, ui
 from busadv.attacks import Attack, format_epsilon
-from busadv.experiments import diagnose, summarize
+from busadv.experiments import diagnose, read_rows_csv, rows_to_csv, summarize
+from busadv.workflows import result_rows
 
+ui.page_setup("Results")
 st.title("Results")
 st.markdown("Accuracy on the clean and on the perturbed test set, standard versus adversarially trained models, "
             "as mean ± standard deviation over repeated runs (seeds). Drawn from finished jobs.")
@@ -20,20 +22,24 @@ with st.expander("Add rows from a results CSV (written by the CLI or exported he
 extra_rows: list[dict] = []
 if uploaded is not None:
     try:
-        extra_rows = ui.read_rows_csv(uploaded.getvalue())
+        extra_rows = read_rows_csv(uploaded.getvalue().decode("utf-8-sig"))
     except (ValueError, UnicodeDecodeError) as exc:
         st.error(f"{uploaded.name}: {exc}")
 
 if not finished and not extra_rows:
     st.info("No results yet. Train, evaluate or run an experiment on the **Jobs** page; its rows appear here "
             "when it finishes.")
-    st.page_link("app_pages/jobs.py", label="Go to Jobs", icon=":material/settings:")
+    st.page_link(ui.JOBS_PAGE, label="Go to Jobs", icon=":material/settings:")
     st.stop()
 
 by_id = {j.id: j for j in finished}
 chosen = st.multiselect("Jobs to include", list(by_id), default=list(by_id), key="jobs",
                         format_func=lambda i: f"job {i}: {ui.describe_job(by_id[i])}")
-rows, dropped = ui.dedupe_rows([by_id[i] for i in chosen])
+# Newest job first: when two jobs report the same checkpoint (or run) under the same attack and ε,
+# result_rows keeps the newest one, so no run is counted twice. Each row is tagged with its job.
+results = [{"rows": [dict(r, job=i) for r in by_id[i].result["rows"]]} for i in sorted(chosen, reverse=True)]
+rows = result_rows(results)
+dropped = sum(len(r["rows"]) for r in results) - len(rows)
 rows += extra_rows
 if dropped:
     st.caption(f"{dropped} row(s) left out: the same checkpoint under the same attack and ε was reported by "
@@ -106,6 +112,6 @@ else:
 
 # ------------------------------------------------------------------ table and export
 with st.expander("Summary table (mean ± std per group)"):
-    st.dataframe([{k: v for k, v in s.items() if k not in ("accuracy_values",)} for s in summary], hide_index=True)
-st.download_button("Download these rows as CSV", data=ui.rows_csv(rows), file_name="busadv-results.csv",
+    st.dataframe([{k: v for k, v in s.items() if not k.endswith("_values")} for s in summary], hide_index=True)
+st.download_button("Download these rows as CSV", data=rows_to_csv(rows), file_name="busadv-results.csv",
                    mime="text/csv", key="download", icon="⬇️")
