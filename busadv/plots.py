@@ -68,7 +68,8 @@ def _layout(fig: go.Figure, title: str, subtitle: str | None = None, legend: str
     """Title top left, readable ticks, and a legend that never covers the title or the axis titles.
 
     legend="top": one row between title and plot, for two or three short entries;
-    legend="right": a column beside the plot (Plotly widens the margin to fit), for many or long entries.
+    legend="right": a column beside the plot (Plotly widens the margin to fit), for many or long entries;
+    legend="bottom": under the plot, for a narrow chart whose entries would wrap into the title.
     """
     heading: dict[str, Any] = dict(text=title, x=0.0, xanchor="left")
     if subtitle:
@@ -76,6 +77,9 @@ def _layout(fig: go.Figure, title: str, subtitle: str | None = None, legend: str
     if legend == "right":
         legend_spec = dict(orientation="v", x=1.01, xanchor="left", y=1.0, yanchor="top", font=dict(size=13))
         top = 90 if subtitle else 60
+    elif legend == "bottom":
+        legend_spec = dict(orientation="h", x=0.0, xanchor="left", y=-0.12, yanchor="top", font=dict(size=13))
+        top = 80 if subtitle else 50
     else:
         legend_spec = dict(orientation="h", x=0.0, xanchor="left", y=1.02, yanchor="bottom", font=dict(size=13))
         top = 110 if subtitle else 90
@@ -90,25 +94,30 @@ def _layout(fig: go.Figure, title: str, subtitle: str | None = None, legend: str
 
 def probability_bars(classes: Sequence[str], clean: Sequence[float], perturbed: Sequence[float],
                      perturbed_name: str = "Perturbed", title: str | None = None) -> go.Figure:
-    """Clean and perturbed class probabilities side by side; each predicted class has a black outline."""
+    """Clean and perturbed probability of each class as a pair of horizontal bars; each predicted class outlined.
+
+    Horizontal, one class per line, so that it reads like a list of diagnoses and fits a narrow
+    tile (300 px) without the percentages of neighbouring bars running into each other.
+    """
     classes = list(classes)
     fig = go.Figure()
     for name, probs, color in (("Clean", clean, CLEAN_COLOR), (perturbed_name, perturbed, PERTURBED_COLOR)):
         probs = [float(p) for p in probs]
         top = max(range(len(probs)), key=probs.__getitem__)
         fig.add_bar(
-            x=classes, y=probs, name=name, marker_color=color,
+            y=classes, x=probs, orientation="h", name=name, marker_color=color,
             marker_line_width=[3 if i == top else 0 for i in range(len(probs))],
             marker_line_color="black",
             text=[f"<b>{p:.0%}</b>" if i == top else f"{p:.0%}" for i, p in enumerate(probs)],
             textposition="outside", cliponaxis=False, constraintext="none", textfont=dict(size=14),
             customdata=["predicted" if i == top else "" for i in range(len(probs))],
-            hovertemplate="%{x}: %{y:.1%} %{customdata}<extra>" + name + "</extra>",
+            hovertemplate="%{y}: %{x:.1%} %{customdata}<extra>" + name + "</extra>",
         )
-    _layout(fig, title or "Class probabilities", subtitle="black outline: the predicted class",
-            barmode="group", height=400)
-    fig.update_yaxes(range=[0, 1.15], tickformat=".0%", title="probability")
-    fig.update_xaxes(title="class")
+    _layout(fig, title or "Class probabilities", subtitle="black outline: the predicted class", legend="bottom",
+            barmode="group", height=380)
+    fig.update_layout(margin=dict(l=10, r=40, t=80, b=10))  # room for "100%" beyond the longest bar
+    fig.update_xaxes(range=[0, 1], tickformat=".0%", dtick=0.5)
+    fig.update_yaxes(autorange="reversed", title=None)  # benign, malignant, normal from the top
     return fig
 
 
@@ -378,7 +387,8 @@ def training_curves(history: Sequence[dict[str, Any]], title: str | None = None,
     _layout(fig, title or "Training curves", legend="right", height=360)
     fig.update_layout(legend_x=1.1)  # beyond the loss axis on the right
     fig.update_yaxes(title_text="accuracy", range=[0, 1.05], tickformat=".0%", secondary_y=False)
-    fig.update_yaxes(title_text="loss", secondary_y=True, rangemode="tozero", showgrid=False)
+    fig.update_yaxes(title_text="loss", secondary_y=True, rangemode="tozero", showgrid=False, tickmode="auto",
+                     nticks=6)
     last = max([int(epochs or 0)] + [int(e) for e in epochs_seen if e is not None])
     fig.update_xaxes(title_text="epoch", dtick=1 if last <= 20 else None,
                      range=[0.5, last + 0.5] if epochs else None)

@@ -226,6 +226,7 @@ def training_text(train_config: dict[str, Any]) -> str:
 
 
 TABLE_EPSILON = 8 / 255  # the home table's one attacked accuracy: the field's usual small epsilon
+ATTACKED_COLUMN = f"under FGSM ε={format_epsilon(TABLE_EPSILON)}"
 
 # st.dataframe column settings for checkpoint_table: percentages, and a help line per column.
 CHECKPOINT_COLUMNS: dict[str, Any] = {
@@ -234,8 +235,8 @@ CHECKPOINT_COLUMNS: dict[str, Any] = {
     "data": st.column_config.TextColumn("data", help="The images the model learned from"),
     "clean test accuracy": st.column_config.NumberColumn(
         "clean test accuracy", format="percent", help="On the model's held-out test images"),
-    f"FGSM {format_epsilon(TABLE_EPSILON)}": st.column_config.NumberColumn(
-        f"FGSM {format_epsilon(TABLE_EPSILON)}", format="percent",
+    ATTACKED_COLUMN: st.column_config.NumberColumn(
+        ATTACKED_COLUMN, format="percent",
         help="Test accuracy under FGSM at this ε, when measured after training (empty: not measured)"),
     "seed": st.column_config.NumberColumn("seed", format="%d"),
     "trained": st.column_config.TextColumn("trained"),
@@ -254,7 +255,7 @@ def checkpoint_table(infos: Sequence[CheckpointInfo]) -> list[dict[str, Any]]:
             "model": f"{info.arch}, {info.image_size} px", "training": training_text(tc),
             "data": "simulated phantoms" if info.data.get("simulated") else "BUSI",
             "clean test accuracy": info.metrics.get("clean_accuracy"),
-            f"FGSM {format_epsilon(TABLE_EPSILON)}": attacked,
+            ATTACKED_COLUMN: attacked,
             "seed": tc.get("seed"),
             "trained": dt.datetime.fromtimestamp(info.created).strftime("%Y-%m-%d %H:%M") if info.created else "",
         })
@@ -369,9 +370,19 @@ def probe_key(info: CheckpointInfo, choice: ImageChoice) -> tuple[str, int, str,
     return str(info.path), mtime_ns(info.path), choice.key, choice.true_label
 
 
-def readout(column: Any, label: str, value: str, note: str | None = None, help: str | None = None) -> None:
-    """A small label over a large value, drawn in `column`; the value wraps where st.metric would cut it."""
-    with column:
+def flow(gap: str = "small") -> Any:
+    """A row whose items wrap onto the next line when the screen is narrow.
+
+    Why not st.columns: columns share the width whatever it is, so on a 900 px screen beside the
+    sidebar (about 440 px of page) an image or a number gets a few dozen pixels and is cut off or
+    broken mid-word. Items of fixed width in a flow keep their size and move down instead.
+    """
+    return st.container(horizontal=True, wrap=True, gap=gap)
+
+
+def readout(label: str, value: str, note: str | None = None, help: str | None = None, width: int = 280) -> None:
+    """A bordered tile: a small label over a large value that wraps between words (st.metric cuts it with '…')."""
+    with st.container(border=True, width=width):
         st.caption(label, help=help)
         st.markdown(f"#### {value}", anchors=False)
         if note:

@@ -27,15 +27,18 @@ if not infos:
     st.stop()
 
 # ------------------------------------------------------------------ model, image, attack, epsilon
-# Models trained on the active kind of data (simulated or real) first, newest first within each.
-infos = sorted(infos, key=lambda i: bool(i.data.get("simulated")) != bool(facts["simulated"]))
+# First offered: a model trained on the active kind of data (simulated or real), standard training, most
+# accurate; a fresh FGSM-trained model that answers one class for everything is a poor first example.
+infos = sorted(infos, key=lambda i: (bool(i.data.get("simulated")) != bool(facts["simulated"]),
+                                     i.train_config.get("mode", "standard") != "standard",
+                                     -float(i.metrics.get("clean_accuracy") or 0.0)))
 by_name = {info.name: info for info in infos}
-top = st.columns([3, 2], gap="large")
-model_name = top[0].selectbox("Trained model", list(by_name), key="model",
-                              format_func=lambda n: ui.checkpoint_label(by_name[n]))
+model_name = st.selectbox("Trained model", list(by_name), key="model",
+                          format_func=lambda n: ui.checkpoint_label(by_name[n]))
 info = by_name[model_name]
-source = top[1].radio("Image", ["Test image", "Upload your own"], horizontal=True, key="source",
-                      help="Test images are the model's own held-out images when it was trained on the active data.")
+pick = ui.flow(gap="medium")  # image source, diagnosis and file side by side; one under another on a narrow screen
+source = pick.radio("Image", ["Test image", "Upload your own"], horizontal=True, key="source",
+                    help="Test images are the model's own held-out images when it was trained on the active data.")
 
 choice: ui.ImageChoice | None = None
 if source == "Test image":
@@ -43,25 +46,23 @@ if source == "Test image":
         st.error("Test images need a usable data folder; upload an image instead.")
         st.stop()
     test_set, which = ui.test_images_for(info)
-    row = st.columns([2, 3], gap="large")
-    wanted = row[0].segmented_control("True diagnosis", list(CLASSES), default=CLASSES[1], key="true_class",
+    wanted = pick.segmented_control("True diagnosis", list(CLASSES), default=CLASSES[1], key="true_class",
                                       required=True)
     label = CLASSES.index(wanted or CLASSES[1])
     candidates = [i for i in range(len(test_set)) if int(test_set.labels[i]) == label]
     if not candidates:
         st.warning(f"No {wanted} image among the test images.")
         st.stop()
-    index = row[1].selectbox(f"{wanted.capitalize()} test image ({len(candidates)})", candidates, key="image_index",
-                             format_func=lambda i: test_set.names[i])
+    index = pick.selectbox(f"{wanted.capitalize()} test image ({len(candidates)})", candidates, key="image_index",
+                           format_func=lambda i: test_set.names[i], width=320)
     st.caption(f"Showing {which}" + (f" — {ui.SIMULATED_LABEL}." if facts["simulated"] else "."))
     choice = ui.ImageChoice(key=f"{test_set.fingerprint}:{test_set.names[index]}", name=test_set.names[index],
                             true_label=label)
 else:
-    row = st.columns([3, 2], gap="large")
-    upload = row[0].file_uploader("Ultrasound image (PNG or JPEG, up to 20 MB)", type=["png", "jpg", "jpeg"],
-                                  key="upload")
-    known = row[1].selectbox("Known diagnosis (optional)", ["unknown", *CLASSES], key="known",
-                             help="With a known diagnosis FGSM pushes away from it; otherwise from the model's answer.")
+    known = pick.selectbox("Known diagnosis (optional)", ["unknown", *CLASSES], key="known", width=260,
+                           help="With a known diagnosis FGSM pushes away from it; otherwise from the model's answer.")
+    upload = st.file_uploader("Ultrasound image (PNG or JPEG, up to 20 MB)", type=["png", "jpg", "jpeg"],
+                              key="upload")
     if upload is None:
         st.info("Upload a breast-ultrasound image to see how the model's answer changes. It is converted to "
                 "grayscale and resized to the model's square input, as the training images were.")
@@ -100,45 +101,54 @@ clean = probe.probabilities(Attack.NONE, 0.0)
 perturbed_x = probe.perturbed(attack, eps)
 perturbed = probe.probabilities(attack, eps)
 clean_pred, new_pred = int(clean.argmax()), int(perturbed.argmax())
-flip_eps = ui.smallest_flip(*key, attack, _probe=probe)
 
 truth = f" (true diagnosis: **{classes[choice.true_label]}**)" if choice.true_label is not None else ""
+wrong_already = choice.true_label is not None and clean_pred != choice.true_label
 if new_pred != clean_pred:
     st.error(f"#### :material/warning: Diagnosis flipped: {classes[clean_pred]} ({clean[clean_pred]:.0%}) → "
              f"{classes[new_pred]} ({perturbed[new_pred]:.0%}) at ε = {format_epsilon(eps)}{truth}")
+elif wrong_already:  # "unchanged" in green would read as good news
+    st.warning(f"#### Prediction unchanged, and wrong without any noise: {classes[clean_pred]} "
+               f"({clean[clean_pred]:.0%} → {perturbed[clean_pred]:.0%}) at ε = {format_epsilon(eps)}{truth}",
+               icon=":material/error:")
 else:
     st.success(f"#### Prediction unchanged: {classes[clean_pred]} ({clean[clean_pred]:.0%} → "
                f"{perturbed[clean_pred]:.0%}) at ε = {format_epsilon(eps)}{truth}")
 
-# Three readouts that wrap on a narrow screen (st.metric would cut "malignant 87%" to "mali…").
-flipped_now = new_pred != clean_pred
-r1, r2, r3 = st.columns(3, border=True)
-ui.readout(r1, "Clean prediction", f"{classes[clean_pred]} {clean[clean_pred]:.0%}")
-ui.readout(r2, f"With {Attack(attack).label}, ε = {format_epsilon(eps)}",
-           f"{classes[new_pred]} {perturbed[new_pred]:.0%}",
-           note=":red-badge[:material/warning: flipped]" if flipped_now else ":gray-badge[unchanged]")
-ui.readout(r3, "Smallest ε that flips it", format_epsilon(flip_eps) if flip_eps is not None else "none up to 0.5",
-           help="Searched on every k/255 up to 127/255, then at 0.5.")
+# Tile and image widths: three readouts, or three images and the chart, fit one row of a 1366 px
+# screen beside the sidebar; narrower screens move whole tiles down (ui.flow) instead of squeezing them.
+with ui.flow():
+    ui.readout("Clean prediction", f"{classes[clean_pred]} {clean[clean_pred]:.0%}",
+               note=":orange-badge[:material/error: wrong]" if wrong_already else None)
+    ui.readout(f"With {Attack(attack).label}, ε = {format_epsilon(eps)}", f"{classes[new_pred]} {perturbed[new_pred]:.0%}",
+               note=":red-badge[:material/warning: flipped]" if new_pred != clean_pred else ":gray-badge[unchanged]")
+    flip_eps = ui.smallest_flip(*key, attack, _probe=probe)
+    ui.readout("Smallest ε that flips it", format_epsilon(flip_eps) if flip_eps is not None else "none up to 0.5",
+               help="Searched on every k/255 up to 127/255, then at 0.5.")
 
-cols = st.columns([1, 1, 1, 2], gap="medium")
-cols[0].image(to_uint8(probe.x), caption="Original", width="stretch")
-cols[1].image(to_uint8(perturbed_x), caption=f"Perturbed, ε = {format_epsilon(eps)}", width="stretch")
-cols[2].image(amplified_perturbation(probe.x, perturbed_x), width="stretch",
-              caption="The perturbation, amplified to full contrast (grey = no change)")
-cols[3].plotly_chart(plots.probability_bars(classes, clean, perturbed, perturbed_name=f"{Attack(attack).label}, ε={format_epsilon(eps)}",
-                                            title="Class probabilities, clean vs perturbed"),
-                     key="probabilities", config={"displayModeBar": False})
+with ui.flow():
+    st.image(to_uint8(probe.x), caption="Original", width=180)
+    st.image(to_uint8(perturbed_x), caption=f"Perturbed, ε = {format_epsilon(eps)}", width=180)
+    st.image(amplified_perturbation(probe.x, perturbed_x), width=180,
+             caption="The perturbation, amplified to full contrast (grey = no change)")
+    with st.container(width=300):
+        st.plotly_chart(plots.probability_bars(classes, clean, perturbed,
+                                               perturbed_name=f"{Attack(attack).label}, ε={format_epsilon(eps)}",
+                                               title="Class probabilities"),
+                        key="probabilities", config={"displayModeBar": False})
 
 # ------------------------------------------------------------------ the epsilon strip
 st.subheader("The same image at several ε")
 items = ui.strip(*key, attack, tuple(STRIP_EPSILONS), _probe=probe)
-strip_cols = st.columns(len(items), gap="small")
-for col, item in zip(strip_cols, items):
-    flipped = item.predicted != clean_pred
-    col.image(item.image, width="stretch")
-    col.markdown(("**clean (ε = 0)**" if item.epsilon == 0 else f"**ε = {format_epsilon(item.epsilon)}**") + "  \n"
-                 + (f":red[**{classes[item.predicted]} {item.confidence:.0%}** :material/warning: flipped]" if flipped
-                    else f"{classes[item.predicted]} {item.confidence:.0%}"))
+with ui.flow(gap="xsmall"):
+    for item in items:
+        flipped = item.predicted != clean_pred
+        with st.container(width=104, gap="xsmall"):
+            st.image(item.image, width="stretch")
+            st.markdown(("**clean (ε = 0)**" if item.epsilon == 0 else f"**ε = {format_epsilon(item.epsilon)}**")
+                        + "  \n" + (f":red[**{classes[item.predicted]} {item.confidence:.0%}** "
+                                     ":material/warning: flipped]" if flipped
+                                     else f"{classes[item.predicted]} {item.confidence:.0%}"))
 
 if st.toggle("Show the probabilities as ε grows (up to 0.2)", key="show_sweep"):
     grid, probs = ui.sweep(*key, attack, _probe=probe)
@@ -162,11 +172,11 @@ else:
     else:
         probe_b = ui.probe_for(other, choice, image_b)
         key_b = ui.probe_key(other, choice)
-        for column, (name, inf, pr, k) in zip(st.columns(2, gap="large"),
-                                               ((model_name, info, probe, key), (other_name, other, probe_b, key_b))):
+        pair = ui.flow(gap="medium")
+        for name, inf, pr, k in ((model_name, info, probe, key), (other_name, other, probe_b, key_b)):
             c, p = pr.probabilities(Attack.NONE, 0.0), pr.probabilities(attack, eps)
             flip = ui.smallest_flip(*k, attack, _probe=pr)
-            with column:
+            with pair.container(width=440):
                 st.markdown(f"**{ui.checkpoint_label(inf)}**")
                 verdict = (f":red[**flipped**: {classes[int(c.argmax())]} → {classes[int(p.argmax())]}]"
                            if int(p.argmax()) != int(c.argmax()) else f"unchanged: {classes[int(c.argmax())]}")

@@ -116,10 +116,10 @@ def test_home_names_data_models_and_jobs(app_checkpoints):
     table = at.dataframe[0].value
     assert len(table) == 2 and set(table["training"]) == {"standard training", "FGSM training at ε=0.0314 (8/255)"}
     # Seven short columns (no sideways scrolling), with the accuracy under FGSM at 8/255 that training measured.
-    assert list(table.columns) == ["model", "training", "data", "clean test accuracy", "FGSM 0.0314 (8/255)",
+    assert list(table.columns) == ["model", "training", "data", "clean test accuracy", "under FGSM ε=0.0314 (8/255)",
                                    "seed", "trained"]
     assert set(table["model"]) == {"simplecnn, 32 px"} and set(table["data"]) == {"simulated phantoms"}
-    assert table["FGSM 0.0314 (8/255)"].between(0, 1).all()
+    assert table["under FGSM ε=0.0314 (8/255)"].between(0, 1).all()
     links = {link.proto.label: link.proto.page for link in at.main.get("page_link")}
     assert links["Perturbation explorer: drag ε on one image"] == "Perturbation_explorer"
 
@@ -179,18 +179,22 @@ def test_home_without_models_says_how_to_get_one():
 
 def _probabilities(at: AppTest) -> tuple[list[float], list[float]]:
     spec = chart(at, "probabilities")
-    return spec["data"][0]["y"], spec["data"][1]["y"]
+    return spec["data"][0]["x"], spec["data"][1]["x"]
 
 
 def test_explorer_slider_changes_probabilities_and_marks_flips(app_checkpoints):
     at = open_app(EXPLORER)
-    assert at.selectbox(key="model").value
+    assert "-standard-" in at.selectbox(key="model").value  # standard training is offered first
     slider = at.select_slider(key="eps")
     assert "k/255" in slider.label
     slider.set_value(0.0).run()
     clean, perturbed = _probabilities(at)
     assert perturbed == pytest.approx(clean)
     assert "Prediction unchanged" in texts(at)
+    # A wrong answer on the clean image is never shown as green "unchanged" good news.
+    wrong = max(range(3), key=clean.__getitem__) != 1  # the image shown is malignant
+    assert ("wrong without any noise" in texts(at)) == wrong
+    assert bool(at.success) == (not wrong)
 
     at.select_slider(key="eps").set_value(0.5).run()
     assert not at.exception

@@ -135,10 +135,11 @@ def test_probability_bars_mark_each_predicted_class():
     fig = plots.probability_bars(["benign", "malignant", "normal"], [0.7, 0.2, 0.1], [0.1, 0.8, 0.1],
                                  perturbed_name="FGSM")
     clean, perturbed = fig.data
-    assert list(clean.y) == pytest.approx([0.7, 0.2, 0.1]) and list(perturbed.y) == pytest.approx([0.1, 0.8, 0.1])
+    assert clean.orientation == "h" and list(clean.y) == ["benign", "malignant", "normal"]
+    assert list(clean.x) == pytest.approx([0.7, 0.2, 0.1]) and list(perturbed.x) == pytest.approx([0.1, 0.8, 0.1])
     assert list(clean.marker.line.width) == [3, 0, 0] and list(perturbed.marker.line.width) == [0, 3, 0]
     assert perturbed.name == "FGSM"
-    assert fig.layout.yaxis.tickformat == ".0%"
+    assert fig.layout.xaxis.tickformat == ".0%"
 
 
 def test_probability_sweep_marks_the_flip():
