@@ -120,7 +120,8 @@ else:
 with ui.flow():
     ui.readout("Clean prediction", f"{classes[clean_pred]} {clean[clean_pred]:.0%}",
                note=":orange-badge[:material/error: wrong]" if wrong_already else None)
-    ui.readout(f"With {Attack(attack).label}, ε = {format_epsilon(eps)}", f"{classes[new_pred]} {perturbed[new_pred]:.0%}",
+    ui.readout(f"With {Attack(attack).label}, ε = {format_epsilon(eps)}",
+               f"{classes[new_pred]} {perturbed[new_pred]:.0%}",
                note=":red-badge[:material/warning: flipped]" if new_pred != clean_pred else ":gray-badge[unchanged]")
     flip_eps = ui.smallest_flip(*key, attack, _probe=probe)
     ui.readout("Smallest ε that flips it", format_epsilon(flip_eps) if flip_eps is not None else "none up to 0.5",
@@ -180,6 +181,8 @@ else:
                 st.markdown(f"**{ui.checkpoint_label(inf)}**")
                 verdict = (f":red[**flipped**: {classes[int(c.argmax())]} → {classes[int(p.argmax())]}]"
                            if int(p.argmax()) != int(c.argmax()) else f"unchanged: {classes[int(c.argmax())]}")
+                if choice.true_label is not None and int(c.argmax()) != choice.true_label:
+                    verdict += " :orange-badge[:material/error: wrong without any noise]"
                 st.markdown(f"At ε = {format_epsilon(eps)}: {verdict}. Smallest flipping ε: "
                             f"**{format_epsilon(flip) if flip is not None else 'none up to 0.5'}**")
                 st.plotly_chart(plots.probability_bars(classes, c, p, perturbed_name=Attack(attack).label,

@@ -59,8 +59,12 @@ else:
     st.caption(f"Data: {source}")
 
 summary = summarize(rows)
-for warning in diagnose(summary):
-    st.warning(f"**Check this result.** {warning}", icon=":material/warning:")
+warnings = diagnose(summary)
+if len(warnings) == 1:
+    st.warning(f"**Check this result.** {warnings[0]}", icon=":material/warning:")
+elif warnings:  # one box, so that five notes on one model do not push the charts off the screen
+    st.warning(f"**Check these {len(warnings)} results.**\n" + "\n".join(f"- {w}" for w in warnings),
+               icon=":material/warning:")
 
 attacks = sorted({r["attack"] for r in rows if r["attack"] != "none"})
 if not attacks:
@@ -94,7 +98,7 @@ if epsilons:
     clean = plots.sum_confusions([r["confusion"] for r in pick if r["attack"] == "none"])
     attacked = plots.sum_confusions([r["confusion"] for r in pick if r["attack"] == attack
                                      and abs(float(r["test_epsilon"]) - eps) < 1e-9])
-    n_seeds = len({r["seed"] for r in pick})
+    n_runs = len({r.get("checkpoint") or r.get("run") or r["seed"] for r in pick})  # a seed can recur across jobs
     left, right = st.columns(2)
     if clean:
         missed, total = plots.malignant_missed(clean)
@@ -105,7 +109,7 @@ if epsilons:
         right.plotly_chart(plots.confusion_heatmap(
             attacked, title=f"{Attack(attack).label}, ε={format_epsilon(eps)}: {missed} of {total} malignant missed"),
             key="cm_attacked")
-    st.caption(f"Counts pooled over {n_seeds} seed(s); each row's percentages add to 100%. Red boxes: malignant "
+    st.caption(f"Counts pooled over {n_runs} run(s); each row's percentages add to 100%. Red boxes: malignant "
                "images called benign or normal, the error that delays treatment.")
 else:
     c[1].caption("This model was not tested under this attack.")

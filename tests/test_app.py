@@ -398,6 +398,7 @@ def test_results_page_draws_error_bars_warnings_confusion_and_export():
     page = texts(at)
     assert SIMULATED in page
     assert any("label leaking" in w.value for w in at.warning)
+    assert len([w for w in at.warning if w.value.startswith("**Check th")]) == 1  # the notes share one box
 
     bars = [t for t in chart(at, "bars")["data"] if t["type"] == "bar"]
     assert len(bars) == 4
@@ -417,6 +418,7 @@ def test_results_page_draws_error_bars_warnings_confusion_and_export():
     attacked = chart(at, "cm_attacked")
     assert len(attacked["layout"]["shapes"]) == 2  # malignant -> benign, malignant -> normal
     assert "of 30 malignant missed" in attacked["layout"]["title"]["text"]  # pooled over 3 seeds
+    assert "Counts pooled over 3 run(s)" in texts(at)
 
     download = at.get("download_button")
     assert download and download[0].proto.label == "Download these rows as CSV"
