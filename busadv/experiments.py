@@ -13,11 +13,12 @@ import math
 import os
 import statistics
 import time
+import uuid
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
-from busadv.attacks import STUDY_EPSILONS, Attack
+from busadv.attacks import STUDY_EPSILONS, Attack, format_epsilon
 from busadv.checkpoints import checkpoint_filename, save_checkpoint
 from busadv.data import ImageSet, dataset_summary, load_dataset, split_dataset
 from busadv.evaluation import evaluate
@@ -27,6 +28,7 @@ from busadv.settings import checkpoints_dir
 from busadv.training import TrainConfig, TrainMode, train_model
 
 GROUP_KEYS = ("arch", "train_mode", "train_epsilon", "attack", "test_epsilon")
+SETTINGS = ("epochs", "image_size", "adv_labels")  # recipe details that a group's runs should share
 METRICS = ("accuracy", "malignant_missed_rate", "recall_benign", "recall_malignant", "recall_normal", "dominant_share")
 
 
@@ -134,7 +136,8 @@ def run_one(config: TrainConfig, dataset: ImageSet | None = None, test_attacks: 
             "arch": config.arch, "train_mode": config.mode,
             "train_epsilon": config.epsilon if config.mode != "standard" else 0.0,
             "adv_labels": config.adv_labels, "seed": config.seed, "epochs": config.epochs,
-            "data_source": dataset.source, "simulated": dataset.simulated, "train_seconds": round(result.seconds, 2)}
+            "image_size": config.image_size, "data_source": dataset.source, "simulated": dataset.simulated,
+            "train_seconds": round(result.seconds, 2)}
     rows = []
     for c in conditions:
         row = dict(base)
@@ -174,7 +177,7 @@ def run(config: ExperimentConfig, progress: ProgressFn = ignore_progress) -> Exp
     datasets: dict[int, ImageSet] = {}
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
-    stamp = time.strftime("%Y%m%d-%H%M%S")  # run ids stay unique across experiments with the same name
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"  # unique across experiments
     for i, train_config in enumerate(runs):
         size = int(train_config.image_size)
         if size not in datasets:
@@ -203,6 +206,11 @@ def _std(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _sorted_values(values: Iterable[Any]) -> list[Any]:
+    """Distinct non-empty values in natural order (3 before 10)."""
+    return sorted({v for v in values if v is not None}, key=lambda v: (type(v).__name__, v))
+
+
 def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean, sample std and count of each metric per (arch, mode, train eps, attack, test eps) group."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
@@ -219,6 +227,8 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 entry[f"{metric}_std"] = _std(values)
                 entry[f"{metric}_values"] = values
         entry["seeds"] = [m["seed"] for m in members]
+        for setting in SETTINGS:  # a group should be seeds of one recipe; mixed recipes are flagged by diagnose
+            entry[f"{setting}_set"] = _sorted_values(m.get(setting) for m in members)
         dominant = [m["dominant_class"] for m in members if "dominant_class" in m]
         if dominant:
             entry["dominant_class"] = max(set(dominant), key=dominant.count)
@@ -226,30 +236,46 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _eps_list(values: Sequence[float]) -> str:
+    return ", ".join(format_epsilon(v) for v in sorted(values))
+
+
 def diagnose(summary: Sequence[dict[str, Any]]) -> list[str]:
-    """The scientific traps the design notes name, spotted in a summary: label leaking, gradient masking."""
+    """The traps the design notes name, spotted in a summary: one note per model and kind of trap."""
     by_model: dict[tuple, dict[tuple, dict[str, Any]]] = {}
     for s in summary:
         by_model.setdefault((s["arch"], s["train_mode"], s["train_epsilon"]), {})[(s["attack"], s["test_epsilon"])] = s
     notes = []
     for (arch, mode, train_eps), conds in by_model.items():
+        who = f"{arch} {mode}-trained" + (f" at eps={format_epsilon(train_eps)}" if mode != "standard" else "")
+        mixed = {k: v for k, v in ((k, _sorted_values(x for s in conds.values() for x in s.get(f"{k}_set", [])))
+                                   for k in SETTINGS) if len(v) > 1}
+        if mixed:
+            notes.append(f"{who}: runs with different settings ({'; '.join(f'{k} {vs}' for k, vs in mixed.items())}) "
+                         f"are averaged together as if they were seeds; compare them separately.")
         clean = conds.get(("none", 0.0))
         if clean is None:
             continue
-        who = f"{arch} {mode}-trained" + (f" at eps={train_eps:g}" if mode != "standard" else "")
+        above, masked, collapsed = [], [], {}
         for (attack, eps), s in sorted(conds.items()):
             if attack in ("fgsm", "pgd") and s["accuracy_mean"] > clean["accuracy_mean"] + 0.02:
-                notes.append(f"{who}: {attack.upper()} accuracy at eps={eps:g} ({s['accuracy_mean']:.2f}) is above "
-                             f"clean accuracy ({clean['accuracy_mean']:.2f}): label leaking or gradient masking, "
-                             f"not robustness. Try FGSM on predicted labels and check PGD.")
-            if attack != "none" and s.get("dominant_share_mean", 0) >= 0.95:
-                notes.append(f"{who}: under {attack.upper()} at eps={eps:g} it answers '{s.get('dominant_class')}' for "
-                             f"{s['dominant_share_mean']:.0%} of images, so its {s['accuracy_mean']:.2f} accuracy there is "
-                             f"the share of that class in the test set, not robustness.")
+                above.append((attack, eps))
             fgsm_s = conds.get(("fgsm", eps))
             if attack == "pgd" and fgsm_s and s["accuracy_mean"] > fgsm_s["accuracy_mean"] + 0.02:
-                notes.append(f"{who}: PGD accuracy at eps={eps:g} is above FGSM accuracy: the gradients are "
-                             f"masked and FGSM figures overstate robustness.")
+                masked.append(eps)
+            if attack != "none" and s.get("dominant_share_mean", 0) >= 0.95:
+                collapsed.setdefault(s.get("dominant_class"), []).append(eps)
+        if above:
+            where = "; ".join(f"{a.upper()} at eps={format_epsilon(e)}" for a, e in above)
+            notes.append(f"{who}: accuracy under attack is above its clean accuracy ({clean['accuracy_mean']:.2f}) "
+                         f"for {where}: label leaking or gradient masking, not robustness. "
+                         f"Try FGSM on predicted labels and check PGD.")
+        if masked:
+            notes.append(f"{who}: PGD accuracy is above FGSM accuracy at eps={_eps_list(masked)}: the gradients are "
+                         f"masked and FGSM figures overstate robustness.")
+        for cls, eps_values in collapsed.items():
+            notes.append(f"{who}: under attack at eps={_eps_list(set(eps_values))} it answers '{cls}' for almost every "
+                         f"image, so its accuracy there is the share of {cls} images in the test set, not robustness.")
     return notes
 
 
@@ -323,7 +349,8 @@ FALLBACK_RATES: dict[str, float] = {"simplecnn": 51.0, "resnet50": 3.0}  # image
 
 
 def measured_rates(folder: str | os.PathLike | None = None) -> dict[str, float]:
-    """Standard-training images/second per model, from this machine's newest checkpoints (else design-note figures)."""
+    """Standard-training images/second per model at its default image size, from this machine's newest
+    checkpoints (else design-note figures)."""
     from busadv.checkpoints import list_checkpoints
 
     rates = dict(FALLBACK_RATES)
@@ -333,7 +360,9 @@ def measured_rates(folder: str | os.PathLike | None = None) -> dict[str, float]:
         seconds = info.train_seconds
         if info.arch in found or info.train_config.get("mode") != "standard" or not n_train or not seconds:
             continue
-        rates[info.arch] = n_train * int(info.train_config.get("epochs", 1)) / seconds
+        # Convolution cost grows with the pixel count: report the rate at the model's default size.
+        scale = (info.image_size / DEFAULT_IMAGE_SIZE[Arch(info.arch)]) ** 2
+        rates[info.arch] = n_train * int(info.train_config.get("epochs", 1)) / seconds * scale
         found.add(info.arch)
     return rates
 

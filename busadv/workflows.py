@@ -15,7 +15,7 @@ from busadv.attacks import STUDY_EPSILONS, parse_epsilon
 from busadv.checkpoints import Checkpoint, load_checkpoint
 from busadv.data import ImageSet, load_dataset, split_dataset
 from busadv.evaluation import evaluate
-from busadv.experiments import ExperimentConfig, run, run_one, write_rows
+from busadv.experiments import ExperimentConfig, diagnose, run, run_one, summarize, write_rows
 from busadv.progress import ProgressFn, ignore_progress
 from busadv.settings import home
 from busadv.training import TrainConfig
@@ -39,7 +39,7 @@ def train_job(config: dict[str, Any], progress: ProgressFn = ignore_progress) ->
     train_config = TrainConfig.from_dict(config)
     outcome = run_one(train_config, None, test_attacks, test_epsilons, save=True, progress=progress)
     return {"checkpoint": str(outcome.checkpoint), "rows": outcome.rows, "history": outcome.history,
-            "seconds": round(outcome.seconds, 2)}
+            "warnings": diagnose(summarize(outcome.rows)), "seconds": round(outcome.seconds, 2)}
 
 
 def test_split_for(checkpoint: Checkpoint, dataset: ImageSet) -> tuple[ImageSet, str]:
@@ -73,14 +73,16 @@ def evaluate_job(config: dict[str, Any], progress: ProgressFn = ignore_progress)
     base = {"run": checkpoint.name, "arch": checkpoint.arch, "train_mode": tc.get("mode", "standard"),
             "train_epsilon": float(tc.get("epsilon", 0.0)), "adv_labels": tc.get("adv_labels", "true"),
             "seed": tc.get("seed", 0), "epochs": tc.get("epochs"), "data_source": dataset.source,
-            "simulated": dataset.simulated, "checkpoint": str(checkpoint.path), "test_images": which}
+            "simulated": dataset.simulated, "checkpoint": str(checkpoint.path), "test_images": which,
+            "image_size": checkpoint.image_size}
     rows = []
     for c in conditions:
         cond = c.as_row()
         row = dict(base, attack=cond.pop("attack"), test_epsilon=cond.pop("epsilon"))
         row.update(cond)
         rows.append(row)
-    return {"rows": rows, "test_images": which, "seconds": round(time.perf_counter() - started, 2)}
+    return {"rows": rows, "test_images": which, "warnings": diagnose(summarize(rows)),
+            "seconds": round(time.perf_counter() - started, 2)}
 
 
 def experiment_job(config: dict[str, Any], progress: ProgressFn = ignore_progress) -> dict[str, Any]:

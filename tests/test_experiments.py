@@ -68,8 +68,8 @@ def test_label_leaking_and_gradient_masking_are_flagged():
     rows += [row("fgsm", "pgd", 0.5, 0.95, s) for s in (0, 1)]
     rows += [row("standard", "none", 0.0, 0.8, s) for s in (0, 1)] + [row("standard", "fgsm", 0.5, 0.1, s) for s in (0, 1)]
     notes = diagnose(summarize(rows))
-    assert any("label leaking" in n and "fgsm-trained at eps=0.5" in n for n in notes)
-    assert any("PGD accuracy at eps=0.5 is above FGSM" in n for n in notes)
+    assert any("label leaking" in n and "fgsm-trained at eps=0.5 (~127.5/255)" in n for n in notes)
+    assert any("PGD accuracy is above FGSM accuracy at eps=0.5" in n for n in notes)
     assert not any(n.startswith("simplecnn standard") for n in notes)
 
 
@@ -78,7 +78,14 @@ def test_a_model_that_answers_one_class_under_attack_is_flagged():
              "accuracy": acc, "seed": 0, "dominant_class": "benign", "dominant_share": share}
             for a, e, acc, share in (("none", 0.0, 0.7, 0.5), ("fgsm", 0.05, 0.1, 0.6), ("fgsm", 0.5, 0.56, 1.0))]
     notes = diagnose(summarize(rows))
-    assert len(notes) == 1 and "eps=0.5" in notes[0] and "'benign' for 100%" in notes[0]
+    assert len(notes) == 1 and "eps=0.5" in notes[0] and "answers 'benign' for almost every image" in notes[0]
+
+
+def test_runs_with_different_recipes_averaged_together_are_flagged():
+    rows = [{"arch": "simplecnn", "train_mode": "standard", "train_epsilon": 0.0, "attack": "none", "test_epsilon": 0.0,
+             "accuracy": 0.7, "seed": 0, "epochs": epochs, "image_size": 128, "adv_labels": "true"} for epochs in (3, 10)]
+    (note,) = diagnose(summarize(rows))
+    assert "different settings (epochs [3, 10])" in note
 
 
 def test_rows_are_written_as_csv_and_json(tmp_path):
