@@ -1414,7 +1414,7 @@ class Plan:
     def make(cls, quick: bool) -> "Plan":
         if quick:
             return cls(True, 2, 1, 16, 2, 16, 2, 8, 3, 3, 4, 32, 16, 1)
-        return cls(False, 5, 1, 64, 4, None, 3, 20, 8, 12, 4, None, None, 2)
+        return cls(False, 4, 1, 64, 4, None, 2, 20, 4, 12, 4, None, None, 1)
 
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
