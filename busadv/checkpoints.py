@@ -101,6 +101,8 @@ def load_checkpoint(path: str | os.PathLike, expected_arch: str | Arch | None = 
         raise CheckpointError(f"{path}: weights do not fit a {arch.value} at {blob['image_size']}px "
                               f"({str(exc).splitlines()[0]})") from None
     model.to(device).eval()
+    if torch.device(device).type == "cpu":
+        model.to(memory_format=torch.channels_last)  # about 2x faster convolutions on CPU (see busadv.bench)
     return Checkpoint(model=model, arch=arch.value, image_size=int(blob["image_size"]),
                       classes=tuple(blob["classes"]), train_config=dict(blob["train_config"]),
                       metrics=dict(blob["metrics"]), data=dict(blob["data"]), history=list(blob["history"]),

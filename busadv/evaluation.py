@@ -137,7 +137,8 @@ def evaluate(model: nn.Module, dataset: ImageSet, attacks: Iterable[str | Attack
 
 
 def accuracy_under_attack(model: nn.Module, dataset: ImageSet, attack: str | Attack, eps: float,
-                          device: torch.device | None = None, batch_size: int = 64) -> float:
+                          device: torch.device | None = None, batch_size: int = 64, pgd_steps: int = 10) -> float:
     """One number, for per-epoch monitoring during training."""
-    results = evaluate(model, dataset, [attack], [eps] if eps > 0 else [], batch_size=batch_size, device=device)
+    results = evaluate(model, dataset, [attack], [eps] if eps > 0 else [], batch_size=batch_size, device=device,
+                       pgd_steps=pgd_steps)
     return results[-1].accuracy

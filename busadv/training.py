@@ -50,7 +50,7 @@ class TrainConfig:
     pretrained: bool = False
     device: str = "auto"
     data: str | None = None        # BUSI folder; None: $BUSADV_DATA, else the simulated phantoms
-    monitor_images: int = 128      # test images attacked after each epoch of adversarial training
+    monitor_images: int = 64       # test images attacked after each epoch of adversarial training
 
     def __post_init__(self) -> None:
         self.arch = Arch.coerce(self.arch).value
@@ -217,7 +217,8 @@ def train_model(config: TrainConfig, train_set: ImageSet, test_set: ImageSet | N
             if config.mode != TrainMode.STANDARD.value and config.monitor_images > 0:
                 watch = test_set.subset(torch.arange(min(config.monitor_images, len(test_set))))
                 stats.test_fgsm_accuracy = accuracy_under_attack(model, watch, "fgsm", config.epsilon, device=device)
-                stats.test_pgd_accuracy = accuracy_under_attack(model, watch, "pgd", config.epsilon, device=device)
+                stats.test_pgd_accuracy = accuracy_under_attack(model, watch, "pgd", config.epsilon, device=device,
+                                                                pgd_steps=config.pgd_steps)
         stats.seconds = time.perf_counter() - epoch_start
         result.history.append(stats)
         elapsed = time.perf_counter() - started

@@ -116,6 +116,11 @@ def page_setup(title: str) -> None:
     (client.showSidebarNavigation = false) because Streamlit would name the home page "app", after
     its file.
     """
+    import torch
+
+    # One thread for the page's own small forward passes: with a training job on the same cores, two
+    # threads wait on each other (7-10x slower slider, measured by busadv.bench's levers).
+    torch.set_num_threads(1)
     icon = next((i for _, label, i in PAGES if label == title), ":material/biotech:")
     st.set_page_config(page_title=f"{title} · busadv" if title != "Home" else "busadv — adversarial ultrasound",
                        page_icon=icon, layout="wide")
