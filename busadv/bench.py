@@ -446,8 +446,8 @@ def bench_probe(model: nn.Module, image: torch.Tensor, label: int, name: str, li
 
 
 def find_explorer_page(root: Path = PROJECT_ROOT) -> Path | None:
-    """The explorer page's script: app_pages/ (st.navigation) or pages/, whichever holds it."""
-    for folder in ("app_pages", "pages"):
+    """The explorer page's script in pages/."""
+    for folder in ("pages",):
         found = sorted(p for p in (root / folder).glob("*.py") if "explor" in p.name.lower()) \
             if (root / folder).is_dir() else []
         if found:
@@ -507,7 +507,7 @@ def bench_apptest(page: Path | None, env: dict[str, str], repeats: int = 3, time
     """A full AppTest rerun of the explorer page after a slider move (first run shown as the reference)."""
     name = "explorer page: AppTest rerun after a slider move"
     if page is None:
-        return [Row("slider", name, status="page not ready", note="no app_pages/ or pages/*explor*.py yet")]
+        return [Row("slider", name, status="page not ready", note="no pages/*explor*.py")]
     try:
         from streamlit.testing.v1 import AppTest
     except Exception as exc:
@@ -515,18 +515,12 @@ def bench_apptest(page: Path | None, env: dict[str, str], repeats: int = 3, time
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        at = AppTest.from_file(str(page), default_timeout=timeout)
-        start = time.perf_counter()
+        # Pages link to app.py in their menu, so they run inside the app: open it, then switch to the page.
+        at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=timeout)
         at.run()
+        start = time.perf_counter()
+        at.switch_page(str(page.relative_to(PROJECT_ROOT))).run()
         first = time.perf_counter() - start
-        app = PROJECT_ROOT / "app.py"
-        if (at.exception or _pick_slider(at) is None) and app.exists():
-            # A page that needs the app's navigation around it: open the app, then switch to the page.
-            at = AppTest.from_file(str(app), default_timeout=timeout)
-            at.run()
-            start = time.perf_counter()
-            at.switch_page(str(page.relative_to(PROJECT_ROOT))).run()
-            first = time.perf_counter() - start
         if at.exception:
             return [Row("slider", name, status="page not ready",
                         note=f"{page.name} raised: {str(at.exception[0].value)[:120]}")]
