@@ -1182,12 +1182,7 @@ def lever_slider_under_load(folder: Path, model: nn.Module, image: torch.Tensor,
         time.sleep(8)  # let it import and start training
         grid = [k / 255 for k in range(1, 33)]
         counter = iter(range(10 ** 9))
-        for arch in ("simplecnn", "resnet50"):
-            if arch == "simplecnn":
-                m, img = model, image
-            else:
-                torch.manual_seed(0)
-                m, img = build_model("resnet50").eval(), F.interpolate(image, size=(224, 224), mode="bilinear")
+        for arch, m, img in _slider_subjects(model, image):
             probe = PerturbationProbe(m, img, 0)
             probe.probabilities("fgsm", 1 / 255)
             move = lambda: probe.probabilities("fgsm", grid[next(counter) % 32])  # noqa: E731
@@ -1243,17 +1238,19 @@ def lever_sweep(model: nn.Module, sweep_set: ImageSet, repeats: int) -> list[Row
     return rows
 
 
+def _slider_subjects(model: nn.Module, image: torch.Tensor):
+    """(name, model, image) for the slider levers: the trained SimpleCNN, and a fresh ResNet50 at 224 px."""
+    yield "simplecnn", model, image
+    torch.manual_seed(0)
+    yield "resnet50", build_model("resnet50").eval(), F.interpolate(image, size=(224, 224), mode="bilinear")
+
+
 def lever_slider(model: nn.Module, image: torch.Tensor, repeats: int) -> list[Row]:
     from busadv.explorer import PerturbationProbe
 
     rows = []
     grid = [k / 255 for k in range(1, 33)]
-    for arch in ("simplecnn", "resnet50"):
-        if arch == "simplecnn":
-            m, img = model, image
-        else:
-            torch.manual_seed(0)
-            m, img = build_model("resnet50").eval(), F.interpolate(image, size=(224, 224), mode="bilinear")
+    for arch, m, img in _slider_subjects(model, image):
         probe = PerturbationProbe(m, img, 0)
         probe.probabilities("fgsm", 1 / 255)
         variants = {"nchw": probe}
