@@ -174,6 +174,11 @@ def parse_epsilon(text: str | float) -> float:
         raise ValueError(f"epsilon {text!r} is not a number or a fraction like 8/255") from None
 
 
+def parse_epsilon_list(text: str) -> list[float]:
+    """'2/255, 8/255, 0.05' -> [0.0078, 0.031, 0.05]; raises ValueError naming the bad entry."""
+    return [parse_epsilon(part) for part in str(text).replace(";", ",").split(",") if part.strip()]
+
+
 def format_epsilon(eps: float) -> str:
     """0.031 -> '0.031 (8/255)': both forms, as users think in either."""
     k = eps * 255

@@ -47,9 +47,9 @@ def _duration(seconds: float | None) -> str:
 
 
 def _eps_list(text: str) -> list[float]:
-    from busadv.attacks import parse_epsilon
+    from busadv.attacks import parse_epsilon_list
 
-    return [parse_epsilon(v) for v in text.split(",") if v.strip()]
+    return parse_epsilon_list(text)
 
 
 def _epsilon_arg(text: str) -> float:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 import streamlit as st
 
-from busadv.attacks import STUDY_EPSILONS, Attack, format_epsilon, parse_epsilon
+from busadv.attacks import STUDY_EPSILONS, Attack, format_epsilon, parse_epsilon, parse_epsilon_list
 from busadv.data import CLASSES, DATA_ENV, DatasetError, ImageSet, find_busi_root, list_busi_files
 from busadv.jobs import Job, JobStore
 from busadv.phantoms import DEFAULT_COUNTS, SIMULATED_SOURCE
@@ -403,15 +403,6 @@ def epsilon_slider(label: str, key: str, default: float = 4 / 255, help: str | N
         st.session_state[key] = min(EPSILON_CHOICES, key=lambda e: abs(e - default))
     return float(st.select_slider(label, options=list(EPSILON_CHOICES), key=key, format_func=format_epsilon,
                                   help=help, disabled=disabled))
-
-
-def parse_epsilon_list(text: str) -> list[float]:
-    """'2/255, 8/255, 0.05' -> [0.0078, 0.031, 0.05]; raises ValueError naming the bad entry."""
-    values = []
-    for part in str(text).replace(";", ",").split(","):
-        if part.strip():
-            values.append(parse_epsilon(part))
-    return values
 
 
 def epsilon_list_input(label: str, default: str, key: str, allow_empty: bool = False) -> list[float] | None:

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Any
 
-from busadv.attacks import STUDY_EPSILONS, parse_epsilon
+from busadv.attacks import STUDY_EPSILONS, parse_epsilon, parse_epsilon_list
 from busadv.checkpoints import Checkpoint, load_checkpoint
 from busadv.data import ImageSet, load_dataset, split_dataset
 from busadv.evaluation import evaluate
@@ -27,7 +26,7 @@ def _epsilons(values: Any) -> list[float]:
     if values is None:
         return list(DEFAULT_TEST_EPSILONS)
     if isinstance(values, (str, float, int)):
-        values = [v for v in str(values).split(",") if v.strip()]
+        return parse_epsilon_list(str(values))
     return [parse_epsilon(v) for v in values]
 
 
@@ -111,11 +110,3 @@ def result_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 seen.add(key)
                 rows.append(row)
     return rows
-
-
-def default_checkpoint_path() -> Path | None:
-    """The newest checkpoint, or None: what the explorer opens first."""
-    from busadv.checkpoints import list_checkpoints
-
-    found = list_checkpoints()
-    return found[0].path if found else None
