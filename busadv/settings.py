@@ -33,7 +33,7 @@ def checkpoints_dir() -> Path:
     return path
 
 
-def pick_device(requested: str = "auto") -> "torch.device":
+def pick_device(requested: str = "auto") -> torch.device:
     """CUDA when present (or asked for), else the CPU."""
     import torch
 

@@ -1,0 +1,117 @@
+"""Named, extensible choices (models, attacks, training modes, job kinds) behind one small class.
+
+Why one class: every list a user picks from (CLI choices, page widgets, evaluation conditions) is
+read from a registry, so adding an entry is one registration and nothing else. Names typed by users
+are coerced here, once, with a message that lists the valid ones.
+
+Plugins: modules named in $BUSADV_PLUGINS (comma-separated) are imported the first time any registry
+is read. They can register their own entries, and because job workers read the same variable, a
+plugin's attack or job kind works in background jobs too.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from collections.abc import Iterator
+from typing import Generic, Protocol, TypeVar
+
+PLUGINS_ENV = "BUSADV_PLUGINS"
+
+
+class Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+T = TypeVar("T", bound=Named)
+
+_plugins_lock = threading.Lock()
+_plugins_loaded: set[str] = set()
+
+
+def load_plugins() -> None:
+    """Import the modules listed in $BUSADV_PLUGINS that were not imported yet."""
+    wanted = [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+    with _plugins_lock:
+        pending = [m for m in wanted if m not in _plugins_loaded]
+        _plugins_loaded.update(pending)  # before importing: a plugin that reads a registry must not recurse
+    for module in pending:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ImportError(f"{PLUGINS_ENV} names {module!r}, which cannot be imported: {exc}") from exc
+
+
+class Registry(Generic[T]):
+    """An ordered name -> entry table; names are lower-case and unique."""
+
+    def __init__(self, noun: str) -> None:
+        self.noun = noun
+        self._entries: dict[str, T] = {}
+        self._lock = threading.Lock()
+
+    def register(self, entry: T, replace: bool = False) -> T:
+        name = entry.name
+        if not name or name != name.strip().lower() or "," in name:
+            raise ValueError(f"{self.noun} names are lower-case words without commas, got {name!r}")
+        with self._lock:
+            if name in self._entries and not replace:
+                raise ValueError(f"a {self.noun} named {name!r} is already registered")
+            self._entries[name] = entry
+        return entry
+
+    def unregister(self, name: str) -> None:
+        """Remove an entry (tests that register toy entries clean up with this)."""
+        with self._lock:
+            self._entries.pop(name, None)
+
+    def get(self, name: str | T) -> T:
+        """The entry for a name typed in any case; ValueError listing the valid names otherwise."""
+        if not isinstance(name, str):
+            return name
+        load_plugins()
+        key = name.strip().lower()
+        try:
+            return self._entries[key]
+        except KeyError:
+            raise ValueError(f"unknown {self.noun} {name!r}; choose one of: {', '.join(self.names())}") from None
+
+    def coerce(self, name: str | T) -> str:
+        """The canonical name of an entry (validates it)."""
+        return self.get(name).name
+
+    def names(self) -> tuple[str, ...]:
+        load_plugins()
+        return tuple(self._entries)
+
+    def values(self) -> tuple[T, ...]:
+        load_plugins()
+        return tuple(self._entries.values())
+
+    def __contains__(self, name: object) -> bool:
+        load_plugins()
+        return isinstance(name, str) and name.strip().lower() in self._entries
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.values())
+
+    def __len__(self) -> int:
+        return len(self.values())
+
+
+def parse_name_list(text: str | list[str] | tuple[str, ...], registry: Registry, option: str) -> list[str]:
+    """'fgsm, PGD' -> ['fgsm', 'pgd'] validated against a registry; the message names the option."""
+    parts = text if isinstance(text, (list, tuple)) else str(text).replace(";", ",").split(",")
+    out: list[str] = []
+    for part in parts:
+        if not str(part).strip():
+            continue
+        try:
+            name = registry.coerce(str(part))
+        except ValueError as exc:
+            raise ValueError(f"{option}: {exc}") from None
+        if name not in out:
+            out.append(name)
+    return out
