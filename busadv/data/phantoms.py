@@ -9,12 +9,17 @@ posterior acoustic shadowing; normal tissue without a lesion.
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import gaussian_filter  # scipy comes with scikit-learn
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import gaussian_filter  # scipy comes with scikit-learn
 
-from busadv.data import CLASSES, ImageSet, atomic_torch_save, fingerprint_of
+from busadv.data.busi import fingerprint_of
+from busadv.data.cache import atomic_torch_save, load_cached
+from busadv.data.imageset import ImageSet
+from busadv.data.spec import BUSI
 from busadv.settings import cache_dir
+
+CLASSES = BUSI.classes
 
 SIMULATED_SOURCE = "Simulated phantoms (not clinical images)"
 DEFAULT_COUNTS: dict[str, int] = {"benign": 110, "malignant": 70, "normal": 60}
@@ -66,13 +71,15 @@ def _lesion(rng: np.random.Generator, size: int, malignant: bool) -> tuple[np.nd
     return mask, column
 
 
-def phantom_image(rng: np.random.Generator, size: int, label: int) -> np.ndarray:
-    """One uint8 [size, size] phantom of class `label` (an index into CLASSES)."""
+def phantom_image(rng: np.random.Generator, size: int, label: int) -> tuple[np.ndarray, np.ndarray]:
+    """One uint8 [size, size] phantom of class `label` (an index into CLASSES) and its bool lesion mask."""
     echo = _tissue(rng, size)
     name = CLASSES[label]
+    lesion = np.zeros((size, size), dtype=bool)
     if name != "normal":
         malignant = name == "malignant"
         mask, column = _lesion(rng, size, malignant)
+        lesion = mask > 0.5
         inside = rng.uniform(0.05, 0.18) if malignant else rng.uniform(0.08, 0.25)
         echo = echo * (1 - mask) + inside * mask
         if malignant:
@@ -83,10 +90,10 @@ def phantom_image(rng: np.random.Generator, size: int, label: int) -> np.ndarray
     speckle = np.abs(scatter) / np.sqrt(np.mean(np.abs(scatter) ** 2))  # Rayleigh amplitude
     gain = rng.uniform(0.7, 1.0)
     image = np.log1p(6.0 * echo * speckle * gain) / np.log1p(6.0 * 1.6)  # log compression
-    return (np.clip(image, 0, 1) * 255).astype(np.uint8)
+    return (np.clip(image, 0, 1) * 255).astype(np.uint8), lesion
 
 
-PHANTOM_VERSION = 2
+PHANTOM_VERSION = 3  # 3: lesion masks kept beside the images (pixels as in 2)
 
 
 def _native_size(size: int) -> int:
@@ -100,28 +107,29 @@ def make_phantoms(image_size: int = 128, counts: dict[str, int] | None = None, s
     counts = dict(DEFAULT_COUNTS if counts is None else counts)
     key = f"v{PHANTOM_VERSION}-s{seed}-{image_size}-" + "-".join(f"{counts.get(c, 0)}" for c in CLASSES)
     cache_file = cache_dir() / f"phantoms-{key}.pt"
-    blob = None
-    if use_cache and cache_file.exists():
-        try:
-            blob = torch.load(cache_file, weights_only=True)
-        except Exception:
-            cache_file.unlink(missing_ok=True)
+    blob = load_cached(cache_file) if use_cache else None
     if blob is None:
         native = _native_size(image_size)
-        arrays, labels, names = [], [], []
+        arrays, masks, labels, names = [], [], [], []
         for label, name in enumerate(CLASSES):
             for i in range(counts.get(name, 0)):
                 rng = np.random.default_rng([seed, label, i])
-                arrays.append(phantom_image(rng, native, label))
+                image, lesion = phantom_image(rng, native, label)
+                arrays.append(image)
+                masks.append(lesion)
                 labels.append(label)
                 names.append(f"simulated/{name}/phantom-{i:04d}.png")
         images = torch.from_numpy(np.stack(arrays)).unsqueeze(1)
+        mask_t = torch.from_numpy(np.stack(masks)).unsqueeze(1)
         if native != image_size:
-            images = F.interpolate(images.float(), size=(image_size, image_size), mode="area" if image_size < native
-                                   else "bilinear").round().clamp(0, 255).to(torch.uint8)
-        blob = {"images": images.contiguous(), "labels": torch.tensor(labels, dtype=torch.long), "names": names}
+            mode = "area" if image_size < native else "bilinear"
+            images = F.interpolate(images.float(), size=(image_size, image_size), mode=mode
+                                   ).round().clamp(0, 255).to(torch.uint8)
+            mask_t = F.interpolate(mask_t.float(), size=(image_size, image_size), mode=mode) >= 0.5
+        blob = {"images": images.contiguous(), "labels": torch.tensor(labels, dtype=torch.long), "names": names,
+                "masks": mask_t.contiguous()}
         if use_cache:
             atomic_torch_save(blob, cache_file)
     return ImageSet(images=blob["images"], labels=blob["labels"], names=tuple(blob["names"]), source=SIMULATED_SOURCE,
                     simulated=True, fingerprint=fingerprint_of(blob["images"], blob["labels"]),
-                    groups=torch.arange(len(blob["labels"])))
+                    groups=torch.arange(len(blob["labels"])), masks=blob.get("masks"))

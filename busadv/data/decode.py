@@ -1,0 +1,86 @@
+"""Any image file -> one uint8 grayscale square at the working size, in bounded memory.
+
+Why bounded: an upload or a file in a data folder may be a decompression bomb (a few hundred KB that
+decode to gigapixels) or simply a huge 16-bit scan. The pixel count is checked from the header before
+any pixel is decoded, JPEGs decode straight at a reduced scale, and images are shrunk by an integer
+factor in their own mode before any conversion, so no full-resolution float copy is ever made.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+
+import numpy as np
+from PIL import Image
+
+# Far above any ultrasound frame (BUSI's are about 500x600): 5000 x 5000.
+MAX_DECODE_PIXELS = 25_000_000
+# Pillow's own bomb check stays on; its warning becomes an error so no bomb is half-decoded.
+Image.MAX_IMAGE_PIXELS = MAX_DECODE_PIXELS
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+class ImageRejected(ValueError):
+    """An image refused before decoding (too many pixels); the message says why."""
+
+
+def _open(source: str | os.PathLike | bytes | Image.Image) -> Image.Image:
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, (bytes, bytearray)):
+        return Image.open(io.BytesIO(source))
+    return Image.open(source)
+
+
+def _check_size(image: Image.Image) -> None:
+    width, height = image.size
+    if width * height > MAX_DECODE_PIXELS:
+        raise ImageRejected(f"image of {width} x {height} pixels refused: busadv decodes at most "
+                            f"{MAX_DECODE_PIXELS // 1_000_000} million pixels (ultrasound frames are far smaller)")
+    if width < 1 or height < 1:
+        raise ImageRejected("image has no pixels")
+
+
+def _to_gray(image: Image.Image) -> Image.Image:
+    """Mode conversion on an already reduced image: 16-bit scaled to 8 bits, transparency onto black."""
+    if image.mode in _SIXTEEN_BIT:
+        arr = np.asarray(image, dtype=np.float32)
+        top = 65535.0 if float(arr.max(initial=0)) > 255 else 255.0
+        return Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "P", "PA"):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, image)
+    return image if image.mode == "L" else image.convert("L")
+
+
+def decode_image(source: str | os.PathLike | bytes | Image.Image, size: int) -> np.ndarray:
+    """Any PIL-readable image (L, RGB, RGBA, 16-bit, palette) -> uint8 [size, size] grayscale."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        image = _open(source)
+        try:
+            _check_size(image)
+            if image.format == "JPEG":
+                image.draft("L", (size, size))  # DCT scaling: decodes at 1/2, 1/4 or 1/8 when that still covers size
+            image.load()
+            if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+                image = image.convert("I")  # reduce() needs a native mode; 4 bytes/pixel under the cap above
+            elif image.mode in ("1", "P"):
+                image = image.convert("RGBA" if image.mode == "P" else "L")
+            factor = min(image.size) // (2 * size)
+            if factor > 1:
+                image = image.reduce(factor)  # box average in the image's own mode, to at least 2x the target
+            image = _to_gray(image)
+            if image.size != (size, size):
+                image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
+            return np.asarray(image, dtype=np.uint8).copy()
+        finally:
+            if not isinstance(source, Image.Image):
+                image.close()
+
+
+READ_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+                                                Image.DecompressionBombWarning)
