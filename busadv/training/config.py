@@ -1,0 +1,144 @@
+"""Everything that decides a training run, checked before any work starts; stored inside every checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from busadv.attacks.epsilon import check_epsilon, format_epsilon
+from busadv.data.split import DEFAULT_SPLIT_POLICY, check_split_policy
+from busadv.models.registry import MODELS
+from busadv.training.modes import MODES
+
+MAX_EPOCHS = 1000
+MAX_BATCH_SIZE = 4096
+MAX_SEED = 2**32 - 1
+LABEL_SOURCES = ("true", "predicted")
+# Settings that do not change what a run learns (where it runs, what it watches): left out of its recipe.
+NOT_RECIPE = ("seed", "device", "data", "monitor_images", "deterministic")
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "simplecnn"
+    mode: str = "standard"
+    epsilon: float = 0.0           # training epsilon, [0, 1] pixel scale; ignored by standard training
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+    image_size: int | None = None  # None: the model's default (SimpleCNN 128, ResNet50 224)
+    test_fraction: float = 0.2
+    split_policy: str = DEFAULT_SPLIT_POLICY
+    adv_labels: str = "true"       # "true" (the study) or "predicted" (avoids label leaking)
+    random_start: bool | None = None  # None: the mode's default (FGSM no, PGD yes)
+    clean_mix: float = 0.0         # weight of the clean loss beside the adversarial loss (0 = adversarial only)
+    pgd_steps: int = 7             # steps of PGD training and of the per-epoch PGD watch
+    pretrained: bool = False
+    device: str = "auto"
+    data: str | None = None        # BUSI folder; None: $BUSADV_DATA, else the simulated phantoms
+    monitor_images: int = 64       # test images (stratified) attacked after each epoch of adversarial training
+    deterministic: bool = False    # on CUDA: deterministic cuDNN kernels instead of the fastest ones
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+
+        def check(condition: bool, message: str) -> None:
+            if not condition:
+                problems.append(message)
+
+        try:
+            spec = MODELS.get(self.arch)
+            self.arch = spec.name
+            if self.image_size is None:
+                self.image_size = spec.default_image_size
+            spec.check_image_size(self.image_size)
+            if self.pretrained and spec.pretrained_available is None:
+                problems.append(f"{spec.name} has no pretrained weights")
+        except (ValueError, TypeError) as exc:
+            problems.append(str(exc))
+        try:
+            mode = MODES.get(self.mode)
+            self.mode = mode.name
+            if self.random_start is None:
+                self.random_start = mode.random_start_default
+        except ValueError as exc:
+            problems.append(str(exc))
+            mode = None
+        try:
+            self.epsilon = check_epsilon(self.epsilon)
+        except (ValueError, TypeError) as exc:
+            problems.append(f"training epsilon: {exc}")
+        if mode is not None and mode.adversarial and not self.epsilon > 0:
+            problems.append(f"{self.mode} training needs an epsilon in (0, 1], got {self.epsilon}")
+        if mode is not None and not mode.adversarial:
+            self.epsilon = 0.0
+        check(isinstance(self.epochs, int) and 1 <= self.epochs <= MAX_EPOCHS,
+              f"epochs must be a whole number from 1 to {MAX_EPOCHS}, got {self.epochs}")
+        check(isinstance(self.batch_size, int) and 1 <= self.batch_size <= MAX_BATCH_SIZE,
+              f"batch size must be a whole number from 1 to {MAX_BATCH_SIZE}, got {self.batch_size}")
+        check(isinstance(self.lr, (int, float)) and 0 < self.lr <= 10,
+              f"learning rate must be in (0, 10], got {self.lr}")
+        check(isinstance(self.seed, int) and 0 <= self.seed <= MAX_SEED,
+              f"seed must be a whole number from 0 to {MAX_SEED}, got {self.seed}")
+        check(isinstance(self.test_fraction, (int, float)) and 0 < self.test_fraction < 1,
+              f"test fraction must be between 0 and 1, got {self.test_fraction}")
+        try:
+            self.split_policy = check_split_policy(self.split_policy)
+        except ValueError as exc:
+            problems.append(str(exc))
+        check(self.adv_labels in LABEL_SOURCES, f"adv_labels must be 'true' or 'predicted', got {self.adv_labels!r}")
+        check(isinstance(self.clean_mix, (int, float)) and 0.0 <= self.clean_mix < 1.0,
+              f"clean_mix must be in [0, 1), got {self.clean_mix}")
+        check(isinstance(self.pgd_steps, int) and 1 <= self.pgd_steps <= 1000,
+              f"PGD steps must be a whole number from 1 to 1000, got {self.pgd_steps}")
+        check(isinstance(self.monitor_images, int) and 0 <= self.monitor_images <= 100_000,
+              f"monitor_images must be a whole number >= 0, got {self.monitor_images}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def recipe(self) -> dict[str, Any]:
+        """The settings that change what a run learns: runs that differ in any of them are never averaged."""
+        return {k: v for k, v in self.to_dict().items() if k not in NOT_RECIPE}
+
+    def describe(self) -> str:
+        if not MODES.get(self.mode).adversarial:
+            return f"{self.arch}, standard training"
+        return f"{self.arch}, {self.mode} training at eps={format_epsilon(self.epsilon)}"
+
+
+def parse_seed_list(text: str | list | tuple, option: str = "seeds") -> list[int]:
+    """'0, 1, 2' or '0-4' -> [0, 1, 2, 3, 4]; the message names the option and the bad entry."""
+    parts = list(text) if isinstance(text, (list, tuple)) else str(text).replace(";", ",").split(",")
+    out: list[int] = []
+    for part in parts:
+        item = str(part).strip()
+        if not item:
+            continue
+        try:
+            if "-" in item[1:]:
+                first, last = (int(v) for v in item.split("-", 1))
+                if last < first or last - first > 10_000:
+                    raise ValueError
+                values = list(range(first, last + 1))
+            else:
+                values = [int(item)]
+        except ValueError:
+            raise ValueError(f"{option}: {item[:20]!r} is not a whole number or a range like 0-4") from None
+        for value in values:
+            if not 0 <= value <= MAX_SEED:
+                raise ValueError(f"{option}: {value} is outside 0 to {MAX_SEED}")
+            if value not in out:
+                out.append(value)
+    return out

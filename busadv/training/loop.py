@@ -1,0 +1,186 @@
+"""One epoch, one training run: the study's recipe (cross-entropy, Adam, 10 epochs, batch 32) and its variants.
+
+Adversarial runs are watched after every epoch on a seeded, stratified subset of the test images under
+FGSM and PGD at the training epsilon: PGD accuracy collapsing while FGSM accuracy holds is catastrophic
+overfitting (Wong et al. 2020), and the history keeps the epoch it happened.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from busadv.data.imageset import ImageSet
+from busadv.data.split import stratified_subset
+from busadv.evaluation import evaluate
+from busadv.models.registry import build_model, describe_init
+from busadv.progress import ProgressEvent, ProgressFn, ignore_progress
+from busadv.settings import pick_device
+from busadv.training.config import TrainConfig
+from busadv.training.modes import MODES
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    epochs: int
+    train_loss: float
+    train_accuracy: float
+    test_accuracy: float | None = None
+    test_balanced_accuracy: float | None = None
+    test_fgsm_accuracy: float | None = None  # on the watch set, at the training epsilon (adversarial modes)
+    test_pgd_accuracy: float | None = None   # falls while FGSM accuracy holds: catastrophic overfitting
+    test_pgd_balanced_accuracy: float | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    config: TrainConfig
+    history: list[EpochStats] = field(default_factory=list)
+    seconds: float = 0.0
+    init_note: str = ""
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+@contextmanager
+def cudnn_settings(device: torch.device, deterministic: bool) -> Iterator[None]:
+    """Fastest cuDNN kernels (autotuned for fixed input sizes) unless asked to be deterministic; restored after."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = (not deterministic), deterministic
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved
+
+
+def batch_to_device(dataset: ImageSet, index: torch.Tensor, device: torch.device,
+                    channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    x = dataset.floats(index, device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, dataset.labels[index].to(device, non_blocking=True)
+
+
+def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train_set: ImageSet,
+                    config: TrainConfig, generator: torch.Generator, device: torch.device,
+                    on_batch: Callable[[int, int, float], None] | None = None) -> tuple[float, float]:
+    """One pass over the training set; returns (mean loss, accuracy on the images it learned from)."""
+    model.train()
+    mode = MODES.get(config.mode)
+    channels_last = device.type == "cpu"
+    order = torch.randperm(len(train_set), generator=generator)
+    batches = math.ceil(len(order) / config.batch_size)
+    total_loss, correct, seen = 0.0, 0, 0
+    for b in range(batches):
+        index = order[b * config.batch_size:(b + 1) * config.batch_size]
+        x, y = batch_to_device(train_set, index, device, channels_last)
+        if mode.perturb is not None:
+            x_adv = mode.perturb(model, x, y, config, config.epsilon, generator)
+            if config.clean_mix > 0:
+                logits = model(torch.cat([x_adv, x]))
+                adv_logits, clean_logits = logits[: len(y)], logits[len(y):]
+                loss = (1 - config.clean_mix) * F.cross_entropy(adv_logits, y) \
+                    + config.clean_mix * F.cross_entropy(clean_logits, y)
+                logits = adv_logits
+            else:
+                logits = model(x_adv)
+                loss = F.cross_entropy(logits, y)
+        else:
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += float(loss.detach()) * len(y)
+        correct += int((logits.detach().argmax(1) == y).sum())
+        seen += len(y)
+        if on_batch is not None:
+            on_batch(b + 1, batches, total_loss / seen)
+    return total_loss / max(seen, 1), correct / max(seen, 1)
+
+
+def watch_epoch(model: nn.Module, stats: EpochStats, test_set: ImageSet, watch_set: ImageSet | None,
+                config: TrainConfig, device: torch.device) -> None:
+    """Clean test metrics after an epoch, and FGSM/PGD on the watch set for adversarial runs."""
+    clean = evaluate(model, test_set, [], [], device=device)[0]
+    stats.test_accuracy, stats.test_balanced_accuracy = clean.accuracy, clean.balanced_accuracy
+    if watch_set is not None and len(watch_set):
+        results = evaluate(model, watch_set, ["fgsm", "pgd"], [config.epsilon], device=device,
+                           pgd_steps=config.pgd_steps)
+        by_attack = {r.attack: r for r in results}
+        stats.test_fgsm_accuracy = by_attack["fgsm"].accuracy
+        stats.test_pgd_accuracy = by_attack["pgd"].accuracy
+        stats.test_pgd_balanced_accuracy = by_attack["pgd"].balanced_accuracy
+
+
+def epoch_message(stats: EpochStats) -> str:
+    message = f"epoch {stats.epoch}/{stats.epochs}: loss {stats.train_loss:.3f}, train acc {stats.train_accuracy:.3f}"
+    if stats.test_accuracy is not None:
+        message += f", test acc {stats.test_accuracy:.3f} (balanced {stats.test_balanced_accuracy:.3f})"
+    if stats.test_pgd_accuracy is not None:
+        message += f", watch FGSM {stats.test_fgsm_accuracy:.3f}, PGD {stats.test_pgd_accuracy:.3f}"
+    return message
+
+
+def train_model(config: TrainConfig, train_set: ImageSet, test_set: ImageSet | None = None,
+                progress: ProgressFn = ignore_progress) -> TrainResult:
+    """Train one model; reports every batch (for progress bars) and every epoch (with test metrics)."""
+    if train_set.image_size != config.image_size:
+        raise ValueError(f"training images are {train_set.image_size}px but the config asks for "
+                         f"{config.image_size}px; load the data at the model's size")
+    device = pick_device(config.device)
+    generator = seed_everything(config.seed)
+    model = build_model(config.arch, config.image_size, config.pretrained, num_classes=len(train_set.classes))
+    model = model.to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    result = TrainResult(model=model, config=config, init_note=describe_init(config.arch, config.pretrained))
+    watch_set = None
+    if test_set is not None and MODES.get(config.mode).adversarial and config.monitor_images > 0:
+        watch_set = stratified_subset(test_set, config.monitor_images, seed=config.seed)
+    started = time.perf_counter()
+    progress(ProgressEvent(0.0, f"{config.describe()}: {result.init_note}", epoch=0, epochs=config.epochs))
+    with cudnn_settings(device, config.deterministic):
+        for epoch in range(1, config.epochs + 1):
+            epoch_start = time.perf_counter()
+
+            def on_batch(batch: int, batches: int, loss: float, epoch: int = epoch) -> None:
+                done = (epoch - 1 + batch / batches) / config.epochs
+                elapsed = time.perf_counter() - started
+                progress(ProgressEvent(done, f"epoch {epoch}/{config.epochs}, batch {batch}/{batches}",
+                                       epoch=epoch, epochs=config.epochs, loss=loss,
+                                       eta_seconds=elapsed / done * (1 - done) if done > 0 else None))
+
+            loss, train_acc = train_one_epoch(model, optimizer, train_set, config, generator, device, on_batch)
+            stats = EpochStats(epoch=epoch, epochs=config.epochs, train_loss=loss, train_accuracy=train_acc)
+            if test_set is not None and len(test_set):
+                watch_epoch(model, stats, test_set, watch_set, config, device)
+            stats.seconds = time.perf_counter() - epoch_start
+            result.history.append(stats)
+            done = epoch / config.epochs
+            elapsed = time.perf_counter() - started
+            progress(ProgressEvent(done, epoch_message(stats), epoch=epoch, epochs=config.epochs, loss=loss,
+                                   accuracy=stats.test_accuracy if stats.test_accuracy is not None else train_acc,
+                                   eta_seconds=elapsed / done * (1 - done)))
+    result.seconds = time.perf_counter() - started
+    model.eval()
+    return result
