@@ -1,24 +1,27 @@
 """One model and one image under a moving epsilon: what the perturbation explorer page shows.
 
-The gradient sign is computed once per (model, image, attack); every epsilon after that is one
-forward pass, and a list of epsilons is one batched forward pass. That is what keeps the slider instant.
+A single-step attack's direction is computed once per (model, image, attack); every epsilon after that
+is one forward pass, and a list of epsilons is one batched forward pass. Iterative attacks (PGD) are
+computed once per epsilon and kept. A probe is shared by every browser session that looks at the same
+model and image, so its caches are filled under a lock.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from busadv.attacks import Attack, apply_sign, eval_mode, gradient_sign, noise_sign
+from busadv.attacks import ATTACKS, AttackContext, AttackSpec, eval_mode, explorer_attacks
 
-PROBE_ATTACKS: tuple[Attack, ...] = (Attack.FGSM, Attack.FGSM_PRED, Attack.NOISE)
+CLEAN = "none"
 
 
-@dataclass
+@dataclass(frozen=True)
 class StripItem:
     epsilon: float
     image: np.ndarray  # uint8 [H, W]
@@ -28,10 +31,10 @@ class StripItem:
 
 
 class PerturbationProbe:
-    """Cached gradient signs for one model and one [0, 1] grayscale image."""
+    """Cached attack directions for one model and one [0, 1] grayscale image; safe to share between threads."""
 
     def __init__(self, model: nn.Module, image: torch.Tensor | np.ndarray, true_label: int | None = None,
-                 noise_seed: int = 0) -> None:
+                 noise_seed: int = 0, pgd_steps: int = 10) -> None:
         x = torch.tensor(np.array(image, copy=True)) if isinstance(image, np.ndarray) else image.detach().clone()
         if x.dtype == torch.uint8:
             x = x.float() / 255.0
@@ -43,64 +46,88 @@ class PerturbationProbe:
         self.device = next(model.parameters()).device
         self.x = x.float().to(self.device)
         self.true_label = true_label
-        self.noise_seed = noise_seed
-        self._signs: dict[Attack, torch.Tensor] = {}
+        label = None if true_label is None else torch.tensor([true_label], device=self.device)
+        # Without a known diagnosis (an uploaded image) attacks aim at the model's own prediction.
+        self._context = AttackContext(model, self.x, label, seed=noise_seed, pgd_steps=pgd_steps)
+        self._iterated: dict[tuple[str, float], torch.Tensor] = {}
+        self._lock = threading.RLock()
         self._clean_probs: np.ndarray | None = None
 
-    def sign(self, attack: str | Attack) -> torch.Tensor:
-        """The +-1 direction of an attack; computed at most once."""
-        attack = Attack.coerce(attack)
-        if attack not in self._signs:
-            if attack is Attack.NOISE:
-                self._signs[attack] = noise_sign(self.x.shape, self.noise_seed, self.device)
-            elif attack in (Attack.FGSM, Attack.FGSM_PRED):
-                # Without a known diagnosis (an uploaded image) FGSM attacks the predicted label.
-                label = None if attack is Attack.FGSM_PRED or self.true_label is None else \
-                    torch.tensor([self.true_label], device=self.device)
-                self._signs[attack], _ = gradient_sign(self.model, self.x, label)
-            else:
-                raise ValueError(f"the explorer offers {', '.join(a.value for a in PROBE_ATTACKS)}, not {attack.value}")
-        return self._signs[attack]
+    @staticmethod
+    def attacks() -> tuple[AttackSpec, ...]:
+        return explorer_attacks()
 
-    def perturbed(self, attack: str | Attack, eps: float) -> torch.Tensor:
-        if eps == 0:
+    def perturbed(self, attack: str, eps: float) -> torch.Tensor:
+        """The image under `attack` at `eps` ([1, 1, H, W] in [0, 1])."""
+        if eps == 0 or attack == CLEAN:
             return self.x
-        return apply_sign(self.x, self.sign(attack), eps)
+        spec = ATTACKS.get(attack)
+        with self._lock:
+            if spec.single_step:
+                self._context.direction(spec)  # filled once under the lock, then read by everyone
+                return spec.perturb(self._context, eps)
+            key = (spec.name, float(eps))
+            if key not in self._iterated:
+                self._iterated[key] = spec.perturb(self._context, eps)
+            return self._iterated[key]
 
-    def probabilities_many(self, attack: str | Attack, epsilons: Sequence[float]) -> np.ndarray:
+    def probabilities_many(self, attack: str, epsilons: Sequence[float]) -> np.ndarray:
         """[len(epsilons), classes] in one batched forward pass."""
         batch = torch.cat([self.perturbed(attack, e) for e in epsilons])
-        with eval_mode(self.model), torch.inference_mode():
+        with self._lock, eval_mode(self.model), torch.inference_mode():
             return torch.softmax(self.model(batch), dim=1).cpu().numpy()
 
-    def probabilities(self, attack: str | Attack, eps: float) -> np.ndarray:
-        if eps == 0:
+    def probabilities(self, attack: str, eps: float) -> np.ndarray:
+        if eps == 0 or attack == CLEAN:
             if self._clean_probs is None:
-                self._clean_probs = self.probabilities_many(Attack.NONE, [0.0])[0]
+                self._clean_probs = self.probabilities_many(CLEAN, [0.0])[0]
             return self._clean_probs
         return self.probabilities_many(attack, [eps])[0]
 
-    def smallest_flip(self, attack: str | Attack, max_eps: float = 0.5) -> float | None:
-        """The smallest k/255 (k = 1 .. up to max_eps, then max_eps itself) that changes the predicted class."""
-        clean = int(self.probabilities(Attack.NONE, 0.0).argmax())
+    def smallest_flip(self, attack: str, max_eps: float = 0.5) -> float | None:
+        """The smallest k/255 (k = 1 .. up to max_eps, then max_eps itself) that changes the predicted class.
+
+        Single-step attacks scan the whole grid in batched forward passes. Iterative attacks are searched
+        by bisection over the grid (each probe is one attack), assuming a flip persists at larger epsilons.
+        """
+        clean = int(self.probabilities(CLEAN, 0.0).argmax())
         steps = np.arange(1, int(np.floor(max_eps * 255 + 1e-9)) + 1) / 255.0
         grid = steps if len(steps) and abs(steps[-1] - max_eps) < 1e-9 else np.append(steps, max_eps)
-        for start in range(0, len(grid), 64):
-            chunk = grid[start:start + 64]
-            preds = self.probabilities_many(attack, chunk.tolist()).argmax(1)
-            flipped = np.nonzero(preds != clean)[0]
-            if len(flipped):
-                return float(chunk[flipped[0]])
-        return None
+        if ATTACKS.get(attack).single_step:
+            for start in range(0, len(grid), 64):
+                chunk = grid[start:start + 64]
+                flipped = np.nonzero(self.probabilities_many(attack, chunk.tolist()).argmax(1) != clean)[0]
+                if len(flipped):
+                    return float(chunk[flipped[0]])
+            return None
 
-    def strip(self, attack: str | Attack, epsilons: Sequence[float]) -> list[StripItem]:
+        def flips(i: int) -> bool:
+            return int(self.probabilities(attack, float(grid[i])).argmax()) != clean
+
+        if not flips(len(grid) - 1):
+            return None
+        low, high = -1, len(grid) - 1  # grid[high] flips; grid[low] (or clean) does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            if flips(middle):
+                high = middle
+            else:
+                low = middle
+        return float(grid[high])
+
+    def strip(self, attack: str, epsilons: Sequence[float]) -> list[StripItem]:
         """The same image at several epsilons, each with its predicted class and confidence."""
         probs = self.probabilities_many(attack, epsilons)
-        items = []
-        for eps, p in zip(epsilons, probs):
-            items.append(StripItem(epsilon=float(eps), image=to_uint8(self.perturbed(attack, eps)), predicted=int(p.argmax()),
-                                   confidence=float(p.max()), probabilities=p))
-        return items
+        return [StripItem(epsilon=float(eps), image=to_uint8(self.perturbed(attack, eps)), predicted=int(p.argmax()),
+                          confidence=float(p.max()), probabilities=p) for eps, p in zip(epsilons, probs, strict=True)]
+
+    def sweep(self, attack: str, max_eps: float = 0.2, points: int = 81) -> tuple[list[float], np.ndarray]:
+        """Class probabilities on a fine epsilon grid (every k/255 up to 16 included)."""
+        grid = sorted(set(np.round(np.linspace(0, max_eps, points), 6).tolist()) | {k / 255 for k in range(17)})
+        if not ATTACKS.get(attack).single_step:
+            grid = sorted({k / 255 for k in range(0, 17, 2)} | {0.05, 0.1, max_eps})  # one attack per point
+        probs = np.concatenate([self.probabilities_many(attack, grid[i:i + 64]) for i in range(0, len(grid), 64)])
+        return grid, probs
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
