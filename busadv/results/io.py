@@ -1,0 +1,231 @@
+"""Result rows to and from CSV and JSON files.
+
+Reading validates every cell (types, ranges, known names, the confusion matrix's shape) and says which
+line is wrong; a results file is data from elsewhere and is never trusted. Writing neutralises cells
+that a spreadsheet would run as a formula (a leading = + - @), and is atomic.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from busadv.data.cache import atomic_write_text
+from busadv.results.row import ROW_FIELDS, ResultRow, check_names
+
+REQUIRED_COLUMNS = ("arch", "train_mode", "train_epsilon", "attack", "test_epsilon", "accuracy", "seed")
+MAX_CELL = 2000            # characters: a longer cell is not something busadv wrote
+MAX_ROWS = 200_000
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _neutralise(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _restore(text: str) -> str:
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_START) else text
+
+
+def _as_dicts(rows: Iterable[ResultRow | dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r.to_dict() if isinstance(r, ResultRow) else dict(r) for r in rows]
+
+
+def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    return columns
+
+
+def rows_to_csv(rows: Iterable[ResultRow | dict[str, Any]]) -> str:
+    """CSV text; nested values (confusion matrices) become JSON cells; formula-like text is neutralised."""
+    dicts = _as_dicts(rows)
+    handle = io.StringIO()
+    writer = csv.DictWriter(handle, fieldnames=_columns(dicts), lineterminator="\n")
+    writer.writeheader()
+    for row in dicts:
+        writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else _neutralise(v) for k, v in row.items()})
+    return handle.getvalue()
+
+
+def write_rows(rows: Iterable[ResultRow | dict[str, Any]], path: str | os.PathLike) -> Path:
+    """CSV or JSON by the file's suffix, written atomically (concurrent writers never collide)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        text = json.dumps(_as_dicts(rows), indent=1, default=str)
+    elif suffix == ".csv":
+        text = rows_to_csv(rows)
+    else:
+        raise ValueError(f"{path}: results are written as .csv or .json")
+    return atomic_write_text(text, path)
+
+
+# ------------------------------------------------------------------------------------------ reading
+
+def _text(value: Any) -> str:
+    return _restore(str(value))
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("is not a whole number")
+    number = float(value)
+    if not number.is_integer() or abs(number) > 2**53:
+        raise ValueError("is not a whole number")
+    return int(number)
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("is not a number")
+    return float(value)
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ValueError("is not true or false")
+
+
+def _between(low: float, high: float, nan: bool = False) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        number = _float(value)
+        if math.isnan(number) and nan:
+            return number
+        if not low <= number <= high:
+            raise ValueError(f"is not between {low:g} and {high:g}")
+        return number
+    return parse
+
+
+def _non_negative_int(value: Any) -> int:
+    number = _int(value)
+    if number < 0:
+        raise ValueError("is negative")
+    return number
+
+
+FRACTION = _between(0.0, 1.0, nan=True)
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "seed": _non_negative_int, "epochs": _non_negative_int, "batch_size": _non_negative_int,
+    "image_size": _non_negative_int, "train_pgd_steps": _non_negative_int, "eval_pgd_steps": _non_negative_int,
+    "n": _non_negative_int, "malignant_missed": _non_negative_int, "malignant_total": _non_negative_int,
+    "changed": _non_negative_int, "overfit_epoch": _non_negative_int, "job": _non_negative_int,
+    "train_epsilon": _between(0.0, 1.0), "test_epsilon": _between(0.0, 1.0), "lr": _between(0.0, 10.0),
+    "test_fraction": _between(0.0, 1.0), "clean_mix": _between(0.0, 1.0), "train_seconds": _between(0.0, 1e9),
+    "accuracy": FRACTION, "balanced_accuracy": FRACTION, "malignant_sensitivity": FRACTION,
+    "majority_rate": FRACTION, "dominant_share": FRACTION,
+    "random_start": _bool, "pretrained": _bool, "collapsed": _bool, "simulated": _bool,
+}
+TEXT_FIELDS = {f.name for f in fields(ResultRow) if f.type in ("str", "str | None")}
+
+
+def _confusion(value: Any, size: int) -> list[list[int]]:
+    matrix = json.loads(value) if isinstance(value, str) else value
+    if (not isinstance(matrix, list) or len(matrix) != size
+            or not all(isinstance(r, list) and len(r) == size for r in matrix)):
+        raise ValueError(f"is not a {size} x {size} matrix")
+    return [[_non_negative_int(v) for v in r] for r in matrix]
+
+
+def row_from_dict(values: dict[str, Any]) -> ResultRow:
+    """A ResultRow from plain values (a CSV line, a JSON object, a stored job result), every field checked."""
+    missing = [c for c in REQUIRED_COLUMNS if values.get(c) in (None, "")]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    kwargs: dict[str, Any] = {}
+    recall: dict[str, float] = {}
+    for key, value in values.items():
+        if value is None or value == "":
+            continue
+        if isinstance(value, str) and len(value) > MAX_CELL:
+            raise ValueError(f"{key}: a cell of {len(value)} characters is longer than any busadv value")
+        try:
+            if key.startswith("recall_"):
+                recall[_text(key[len("recall_"):])[:40]] = FRACTION(value)
+            elif key in PARSERS:
+                kwargs[key] = PARSERS[key](value)
+            elif key in TEXT_FIELDS:
+                kwargs[key] = _text(value)
+        except (ValueError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{key} {str(value)[:40]!r} {exc}") from None
+    if "confusion" in values and values["confusion"] not in (None, ""):
+        try:
+            kwargs["confusion"] = _confusion(values["confusion"], len(recall) or 3)
+        except (ValueError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"confusion {str(values['confusion'])[:40]!r} {exc}") from None
+    for name in ("arch", "train_mode", "attack", "split_policy", "adv_labels"):
+        if name in kwargs:
+            kwargs[name] = kwargs[name].strip().lower()
+    row = ResultRow(run=kwargs.pop("run", ""), seed=kwargs.pop("seed"), arch=kwargs.pop("arch"),
+                    train_mode=kwargs.pop("train_mode"), train_epsilon=kwargs.pop("train_epsilon"),
+                    recall=recall, **kwargs)
+    check_names(row)
+    return row
+
+
+def read_rows(data: bytes | str, suffix: str = ".csv") -> list[ResultRow]:
+    """Rows of a results file (CSV written by busadv, or its JSON); ValueError naming the first bad line."""
+    if isinstance(data, bytes):
+        if b"\x00" in data[:8192]:
+            raise ValueError("this is a binary file, not a results CSV or JSON")
+        try:
+            data = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise ValueError("this file is not UTF-8 text, so it is not a busadv results file") from None
+    if suffix.lower() == ".json":
+        try:
+            items = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise ValueError("a results JSON file holds a list of rows")
+        numbered = [(i + 1, item) for i, item in enumerate(items)]
+    else:
+        csv.field_size_limit(MAX_CELL * 4)
+        reader = csv.DictReader(io.StringIO(data))
+        try:
+            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        except csv.Error as exc:
+            raise ValueError(f"not a readable CSV file ({exc})") from None
+        if missing:
+            raise ValueError(f"not a busadv results file: missing column(s) {', '.join(missing)}")
+        try:
+            numbered = [(n, {k: v for k, v in line.items() if k is not None})
+                        for n, line in enumerate(reader, start=2)]
+        except csv.Error as exc:
+            raise ValueError(f"line {reader.line_num}: {exc}") from None
+    if len(numbered) > MAX_ROWS:
+        raise ValueError(f"{len(numbered)} rows; at most {MAX_ROWS} are read")
+    rows = []
+    for line, values in numbered:
+        try:
+            rows.append(row_from_dict(values))
+        except ValueError as exc:
+            raise ValueError(f"line {line}: {exc}") from None
+    return rows
+
+
+def read_rows_file(path: str | os.PathLike) -> list[ResultRow]:
+    path = Path(path)
+    return read_rows(path.read_bytes(), path.suffix)
+
+
+__all__ = ["REQUIRED_COLUMNS", "ROW_FIELDS", "read_rows", "read_rows_file", "row_from_dict", "rows_to_csv",
+           "write_rows"]
