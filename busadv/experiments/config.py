@@ -1,0 +1,110 @@
+"""A grid of runs (models x training modes x training epsilons x seeds), checked before any run starts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from busadv.attacks import ATTACKS, STUDY_EPSILONS, check_epsilon
+from busadv.data.split import DEFAULT_SPLIT_POLICY
+from busadv.models.registry import MODELS
+from busadv.registry import parse_name_list
+from busadv.training import MODES, TrainConfig
+
+MAX_RUNS = 10_000
+
+
+@dataclass
+class ExperimentConfig:
+    archs: list[str] = field(default_factory=lambda: ["simplecnn"])
+    modes: list[str] = field(default_factory=lambda: ["standard", "fgsm"])
+    train_epsilons: list[float] = field(default_factory=lambda: list(STUDY_EPSILONS))
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    test_attacks: list[str] = field(default_factory=lambda: ["fgsm"])
+    test_epsilons: list[float] = field(default_factory=lambda: list(STUDY_EPSILONS))
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    image_sizes: dict[str, int] = field(default_factory=dict)
+    data: str | None = None
+    test_fraction: float = 0.2
+    split_policy: str = DEFAULT_SPLIT_POLICY
+    adv_labels: str = "true"
+    random_start: bool | None = None
+    clean_mix: float = 0.0
+    train_pgd_steps: int = 7
+    eval_pgd_steps: int = 10
+    pretrained: bool = False
+    monitor_images: int = 64
+    save_checkpoints: bool = False
+    device: str = "auto"
+    name: str = "experiment"
+
+    def __post_init__(self) -> None:
+        self.archs = parse_name_list(self.archs, MODELS, "models")
+        self.modes = parse_name_list(self.modes, MODES, "training modes")
+        self.test_attacks = parse_name_list(self.test_attacks, ATTACKS, "test attacks")
+        try:
+            self.train_epsilons = [check_epsilon(e) for e in self.train_epsilons]
+            self.test_epsilons = [check_epsilon(e) for e in self.test_epsilons]
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"epsilons: {exc}") from None
+        if any(isinstance(s, bool) or not isinstance(s, int) for s in self.seeds):
+            raise ValueError(f"seeds must be whole numbers, got {self.seeds}")
+        if not self.archs or not self.modes or not self.seeds:
+            raise ValueError("an experiment needs at least one model, one training mode and one seed")
+        if any(MODES.get(m).adversarial for m in self.modes) and not self.train_epsilons:
+            raise ValueError("adversarial training modes need at least one training epsilon")
+        if not isinstance(self.eval_pgd_steps, int) or not 1 <= self.eval_pgd_steps <= 1000:
+            raise ValueError(f"evaluation PGD steps must be a whole number from 1 to 1000, got {self.eval_pgd_steps}")
+        if not str(self.name).strip() or len(str(self.name)) > 80:
+            raise ValueError("an experiment name has 1 to 80 characters")
+        runs = self.runs()  # validates every run's settings up front, before hours are spent
+        if len(runs) > MAX_RUNS:
+            raise ValueError(f"{len(runs)} runs is more than {MAX_RUNS}; split the grid")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
+        values = dict(values)
+        if "pgd_steps" in values:  # configs stored by busadv 0.1
+            values.setdefault("eval_pgd_steps", values.pop("pgd_steps"))
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown experiment setting(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def runs(self) -> list[TrainConfig]:
+        """Every training run of the grid; standard training has no epsilon, so it runs once per seed."""
+        out = []
+        for arch in self.archs:
+            size = self.image_sizes.get(arch, MODELS.get(arch).default_image_size)
+            for mode in self.modes:
+                epsilons = self.train_epsilons if MODES.get(mode).adversarial else [0.0]
+                for eps in epsilons:
+                    for seed in self.seeds:
+                        out.append(TrainConfig(
+                            arch=arch, mode=mode, epsilon=eps, epochs=self.epochs, batch_size=self.batch_size,
+                            lr=self.lr, seed=seed, image_size=size, test_fraction=self.test_fraction,
+                            split_policy=self.split_policy, adv_labels=self.adv_labels,
+                            random_start=self.random_start, clean_mix=self.clean_mix,
+                            pgd_steps=self.train_pgd_steps,
+                            pretrained=self.pretrained and MODELS.get(arch).pretrained_available is not None,
+                            device=self.device, data=self.data, monitor_images=self.monitor_images))
+        return out
+
+
+def study_preset(seeds: Sequence[int] = (0, 1, 2, 3, 4), archs: Sequence[str] = ("simplecnn", "resnet50"),
+                 **overrides: Any) -> ExperimentConfig:
+    """The seed study: standard and FGSM training at 0.5, 0.2 and 0.05, tested clean and under FGSM."""
+    values: dict[str, Any] = dict(archs=list(archs), modes=["standard", "fgsm"], train_epsilons=list(STUDY_EPSILONS),
+                                  seeds=list(seeds), test_attacks=["fgsm"], test_epsilons=list(STUDY_EPSILONS),
+                                  epochs=10, batch_size=32, name="study")
+    values.update(overrides)
+    return ExperimentConfig(**values)
+
+
+PRESETS = {"study": study_preset}

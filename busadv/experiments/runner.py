@@ -1,0 +1,115 @@
+"""One run (split, train, evaluate, save) and a grid of runs: the functions jobs, the CLI and any backend call."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from busadv.attacks import STUDY_EPSILONS
+from busadv.data import ImageSet, dataset_summary, load_dataset, split_dataset
+from busadv.evaluation import evaluate
+from busadv.experiments.config import ExperimentConfig
+from busadv.models.checkpoints import checkpoint_filename, save_checkpoint
+from busadv.progress import ProgressEvent, ProgressFn, ignore_progress
+from busadv.results import Diagnosis, GroupSummary, ResultRow, diagnose, rows_for, summarize
+from busadv.settings import checkpoints_dir
+from busadv.training import TrainConfig, train_model
+
+
+def new_run_id(prefix: str = "run") -> str:
+    """Unique across processes and machines: two runs never share a name, a checkpoint or a row identity."""
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class RunOutcome:
+    config: TrainConfig
+    rows: list[ResultRow]
+    history: list[dict[str, Any]]
+    checkpoint: Path | None
+    seconds: float
+
+
+def scaled(progress: ProgressFn, start: float, span: float, prefix: str = "") -> ProgressFn:
+    """A progress callback for a part of a longer task: fractions mapped into [start, start + span]."""
+    def report(event: ProgressEvent) -> None:
+        # A part's own time-left is not the whole task's: leave it to the reporter to estimate from the fraction.
+        eta = event.eta_seconds if span >= 1 else None
+        progress(ProgressEvent(start + span * event.fraction, f"{prefix}{event.message}", event.epoch, event.epochs,
+                               event.loss, event.accuracy, eta))
+    return report
+
+
+def run_one(config: TrainConfig, dataset: ImageSet | None = None, test_attacks: Sequence[str] = ("fgsm",),
+            test_epsilons: Sequence[float] = STUDY_EPSILONS, save: bool = False, eval_pgd_steps: int = 10,
+            run_id: str = "", checkpoint_folder: Path | None = None,
+            progress: ProgressFn = ignore_progress) -> RunOutcome:
+    """Split, train, evaluate on the held-out images and (optionally) save: one row per test condition."""
+    dataset = dataset if dataset is not None else load_dataset(config.data, int(config.image_size or 0))
+    train_set, test_set = split_dataset(dataset, config.test_fraction, seed=config.seed, policy=config.split_policy)
+    run_id = run_id or new_run_id(f"{config.arch}-{config.mode}-s{config.seed}")
+    started = time.perf_counter()
+    result = train_model(config, train_set, test_set, progress=scaled(progress, 0.0, 0.9))
+    progress(ProgressEvent(0.9, "evaluating on the held-out test set", epochs=config.epochs, epoch=config.epochs))
+    conditions = evaluate(result.model, test_set, test_attacks, test_epsilons, pgd_steps=eval_pgd_steps,
+                          seed=config.seed, progress=scaled(progress, 0.9, 0.1))
+    history = [asdict(h) for h in result.history]
+    checkpoint = None
+    if save:
+        data_info = {k: v for k, v in dataset_summary(dataset).items()
+                     if k in ("source", "simulated", "fingerprint", "counts", "majority_rate")}
+        data_info.update(test_fraction=config.test_fraction, split_seed=config.seed, split_policy=config.split_policy,
+                         n_train=len(train_set), n_test=len(test_set))
+        clean = conditions[0]
+        metrics = {"clean_accuracy": clean.accuracy, "clean_balanced_accuracy": clean.balanced_accuracy,
+                   "clean_sensitivity": clean.sensitivity, "collapsed": clean.collapsed,
+                   "conditions": [{"attack": c.attack, "test_epsilon": c.epsilon, "accuracy": c.accuracy,
+                                   "balanced_accuracy": c.balanced_accuracy, "sensitivity": c.sensitivity,
+                                   "collapsed": c.collapsed} for c in conditions]}
+        folder = checkpoint_folder or checkpoints_dir()
+        checkpoint = save_checkpoint(result.model, folder / checkpoint_filename(config.to_dict(), dataset.simulated,
+                                                                                run_id),
+                                     arch=config.arch, image_size=int(config.image_size or 0),
+                                     train_config=config.to_dict(), metrics=metrics, data=data_info, history=history,
+                                     classes=dataset.classes, run_id=run_id)
+    rows = rows_for(conditions, run=run_id, seed=config.seed, train_config=config,
+                    data_fingerprint=dataset.fingerprint, data_source=dataset.source, simulated=dataset.simulated,
+                    eval_pgd_steps=eval_pgd_steps, checkpoint=str(checkpoint or ""),
+                    test_images="held-out test split", train_seconds=round(result.seconds, 2), history=history)
+    return RunOutcome(config=config, rows=rows, history=history, checkpoint=checkpoint,
+                      seconds=time.perf_counter() - started)
+
+
+@dataclass
+class ExperimentResult:
+    config: ExperimentConfig
+    rows: list[ResultRow]
+    summary: list[GroupSummary]
+    diagnoses: list[Diagnosis]
+    seconds: float
+
+
+def run(config: ExperimentConfig, progress: ProgressFn = ignore_progress) -> ExperimentResult:
+    """Every run of the grid in turn; the data is decoded once per image size and shared by all runs."""
+    runs = config.runs()
+    datasets: dict[int, ImageSet] = {}
+    rows: list[ResultRow] = []
+    started = time.perf_counter()
+    prefix = new_run_id(config.name)
+    for i, train_config in enumerate(runs):
+        size = int(train_config.image_size or 0)
+        if size not in datasets:
+            datasets[size] = load_dataset(config.data, size)
+        label = f"run {i + 1}/{len(runs)} ({train_config.describe()}, seed {train_config.seed}): "
+        outcome = run_one(train_config, datasets[size], config.test_attacks, config.test_epsilons,
+                          save=config.save_checkpoints, eval_pgd_steps=config.eval_pgd_steps,
+                          run_id=f"{prefix}-{i + 1:03d}",
+                          progress=scaled(progress, i / len(runs), 1 / len(runs), label))
+        rows.extend(outcome.rows)
+    progress(ProgressEvent(1.0, f"finished {len(runs)} runs"))
+    return ExperimentResult(config=config, rows=rows, summary=summarize(rows), diagnoses=diagnose(rows),
+                            seconds=time.perf_counter() - started)

@@ -1,0 +1,125 @@
+"""The three things a user starts (train, evaluate, experiment) as dict-in, dict-out functions.
+
+The job worker, the CLI and the pages all call these, so a job started in the browser and the same
+command typed in a terminal do exactly the same work. Every setting is checked before any work
+starts (a typo found after an hour of training loses the hour), and every result lands in the results
+store, whoever started it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from busadv.attacks import ATTACKS, STUDY_EPSILONS, parse_epsilon_list
+from busadv.data import ImageSet, load_dataset, split_dataset
+from busadv.evaluation import evaluate
+from busadv.experiments.config import ExperimentConfig
+from busadv.experiments.runner import run, run_one
+from busadv.models.checkpoints import Checkpoint, check_writable_folder, load_checkpoint
+from busadv.progress import ProgressFn, ignore_progress
+from busadv.registry import parse_name_list
+from busadv.results import ResultRow, diagnose, rows_for, save_rows
+from busadv.settings import checkpoints_dir, pick_device
+from busadv.training import TrainConfig
+
+DEFAULT_TEST_EPSILONS: tuple[float, ...] = (2 / 255, 8 / 255) + STUDY_EPSILONS
+DEFAULT_TEST_ATTACKS: tuple[str, ...] = ("fgsm", "pgd")
+
+
+def _epsilons(values: Any, option: str) -> list[float]:
+    return list(DEFAULT_TEST_EPSILONS) if values is None else parse_epsilon_list(values, option)
+
+
+def _steps(value: Any, option: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+        raise ValueError(f"{option} must be a whole number from 1 to 1000, got {value!r}")
+    return value
+
+
+def _outcome(rows: list[ResultRow], label: str, **extra: Any) -> dict[str, Any]:
+    """What a workflow returns: its rows, the diagnoses of them, and where the store keeps them."""
+    stored = save_rows(rows, label) if rows else None
+    return {"rows": [r.to_dict() for r in rows], "diagnoses": [d.text() for d in diagnose(rows)],
+            "results_file": str(stored or ""), **extra}
+
+
+def train_job(config: dict[str, Any], progress: ProgressFn = ignore_progress) -> dict[str, Any]:
+    """Train one model, evaluate it on its held-out split and save the checkpoint."""
+    config = dict(config)
+    test_epsilons = _epsilons(config.pop("test_epsilons", None), "test epsilons")
+    test_attacks = parse_name_list(config.pop("test_attacks", list(DEFAULT_TEST_ATTACKS)), ATTACKS, "test attacks")
+    eval_pgd_steps = _steps(config.pop("eval_pgd_steps", 10), "evaluation PGD steps")
+    train_config = TrainConfig.from_dict(config)
+    pick_device(train_config.device)
+    check_writable_folder(checkpoints_dir())
+    outcome = run_one(train_config, None, test_attacks, test_epsilons, save=True, eval_pgd_steps=eval_pgd_steps,
+                      progress=progress)
+    return _outcome(outcome.rows, f"train-{train_config.arch}-{train_config.mode}",
+                    checkpoint=str(outcome.checkpoint), history=outcome.history, seconds=round(outcome.seconds, 2))
+
+
+def train_config_of(checkpoint: Checkpoint) -> TrainConfig:
+    """The checkpoint's training settings as a TrainConfig (settings unknown to this busadv are ignored)."""
+    known = {f.name for f in fields(TrainConfig)}
+    values = {k: v for k, v in checkpoint.train_config.items() if k in known}
+    values.update(arch=checkpoint.arch, image_size=checkpoint.image_size, device="cpu")
+    try:
+        return TrainConfig.from_dict(values)
+    except ValueError as exc:
+        raise ValueError(f"{checkpoint.path}: its training settings are not valid ({exc})") from None
+
+
+def test_split_for(checkpoint: Checkpoint, dataset: ImageSet) -> tuple[ImageSet, str]:
+    """The checkpoint's own held-out images when the data is the one it was trained on, else all images."""
+    if dataset.fingerprint == checkpoint.data.get("fingerprint"):
+        _, test_set = split_dataset(dataset, float(checkpoint.data.get("test_fraction", 0.2)),
+                                    seed=int(checkpoint.data.get("split_seed", 0)),
+                                    policy=str(checkpoint.data.get("split_policy", "grouped")))
+        return test_set, "the checkpoint's own held-out test split"
+    return dataset, "all images (this data set was not used to train the checkpoint)"
+
+
+EVALUATE_SETTINGS = ("checkpoint", "attacks", "epsilons", "data", "pgd_steps", "seed", "device")
+
+
+def evaluate_job(config: dict[str, Any], progress: ProgressFn = ignore_progress) -> dict[str, Any]:
+    """Evaluate a saved checkpoint under attacks at a list of epsilons."""
+    config = dict(config)
+    unknown = sorted(set(config) - set(EVALUATE_SETTINGS))
+    if unknown:
+        raise ValueError(f"unknown evaluation setting(s): {', '.join(unknown)}; known: {', '.join(EVALUATE_SETTINGS)}")
+    if not config.get("checkpoint"):
+        raise ValueError("evaluation needs a checkpoint path")
+    attacks = parse_name_list(config.get("attacks", list(DEFAULT_TEST_ATTACKS)), ATTACKS, "attacks")
+    epsilons = _epsilons(config.get("epsilons"), "epsilons")
+    pgd_steps = _steps(config.get("pgd_steps", 10), "PGD steps")
+    seed = config.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")
+    checkpoint = load_checkpoint(config["checkpoint"], device=pick_device(config.get("device", "auto")))
+    train_config = train_config_of(checkpoint)
+    dataset = load_dataset(config.get("data", checkpoint.train_config.get("data")), checkpoint.image_size)
+    test_set, which = test_split_for(checkpoint, dataset)
+    started = time.perf_counter()
+    conditions = evaluate(checkpoint.require_model(), test_set, attacks, epsilons, pgd_steps=pgd_steps, seed=seed,
+                          progress=progress)
+    rows = rows_for(conditions, run=checkpoint.run_id or checkpoint.name, seed=train_config.seed,
+                    train_config=train_config, data_fingerprint=str(checkpoint.data.get("fingerprint", "")),
+                    data_source=dataset.source, simulated=dataset.simulated, eval_pgd_steps=pgd_steps,
+                    checkpoint=str(checkpoint.path), test_images=which, history=checkpoint.history)
+    return _outcome(rows, f"evaluate-{Path(str(checkpoint.path)).stem[:30]}", test_images=which,
+                    seconds=round(time.perf_counter() - started, 2))
+
+
+def experiment_job(config: dict[str, Any], progress: ProgressFn = ignore_progress) -> dict[str, Any]:
+    """Run a grid; its rows land in the results store."""
+    experiment = ExperimentConfig.from_dict(dict(config))
+    pick_device(experiment.device)
+    if experiment.save_checkpoints:
+        check_writable_folder(checkpoints_dir())
+    result = run(experiment, progress=progress)
+    return _outcome(result.rows, experiment.name, summary=[s.to_dict() for s in result.summary],
+                    seconds=round(result.seconds, 2))
