@@ -1,0 +1,13 @@
+"""Background jobs: training, evaluation and experiments in worker processes, state in SQLite.
+
+Imports no torch: pages import this on every rerun. `python -m busadv jobs ...` is its command line.
+"""
+
+from busadv.jobs.kinds import JOB_KINDS, JobKind, register_job_kind
+from busadv.jobs.processes import max_concurrent
+from busadv.jobs.status import ACTIVE_STATUSES, JobStatus
+from busadv.jobs.store import Job, JobStateError, JobStore, JobStoreError, default_db_path
+from busadv.jobs.worker import run_job
+
+__all__ = ["ACTIVE_STATUSES", "JOB_KINDS", "Job", "JobKind", "JobStateError", "JobStatus", "JobStore",
+           "JobStoreError", "default_db_path", "max_concurrent", "register_job_kind", "run_job"]

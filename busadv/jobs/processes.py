@@ -1,0 +1,157 @@
+"""Worker processes: how many may run, which GPU each gets, and whether a recorded worker still lives.
+
+Found without torch (pages import this on every rerun): /proc and nvidia-smi only.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids a worker may be pinned to (values for CUDA_VISIBLE_DEVICES), found without torch."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if "torch" in sys.modules:  # already paid for: ask it (it honours CUDA_VISIBLE_DEVICES)
+        try:
+            count = sys.modules["torch"].cuda.device_count()
+        except Exception:  # noqa: BLE001 - a broken CUDA setup means "no GPU", not a crash
+            count = 0
+    else:
+        count = _gpu_count_without_torch()
+    if env is not None:
+        ids = [part.strip() for part in env.split(",") if part.strip()]
+        if "-1" in ids:
+            ids = ids[: ids.index("-1")]
+        return ids[:count] if count else []
+    return [str(i) for i in range(count)]
+
+
+@functools.lru_cache(maxsize=1)
+def _gpu_count_without_torch() -> int:
+    """NVIDIA GPUs in this machine: /proc/driver/nvidia, else `nvidia-smi -L`; 0 when neither."""
+    proc = Path("/proc/driver/nvidia/gpus")
+    try:
+        count = sum(1 for _ in proc.iterdir())
+        if count:
+            return count
+    except OSError:
+        pass
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run([smi, "-L"], check=False, capture_output=True, text=True, timeout=10).stdout
+            return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return 0
+
+
+def max_concurrent() -> int:
+    """How many jobs may run at once: $BUSADV_MAX_JOBS, else one per GPU, else half the CPU cores.
+
+    Why: two CPU trainings on a 2-core machine only slow each other down; on GPUs each worker gets
+    its own card.
+    """
+    raw = os.environ.get("BUSADV_MAX_JOBS", "").strip()
+    if raw:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"BUSADV_MAX_JOBS must be a whole number >= 1, not {raw!r}") from None
+        if value < 1:
+            raise ValueError(f"BUSADV_MAX_JOBS must be a whole number >= 1, not {raw!r}")
+        return value
+    gpus = visible_gpus()
+    if gpus:
+        return len(gpus)
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+# ----------------------------------------------------------------------------------------------
+# Processes
+
+
+@functools.lru_cache(maxsize=1)
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def proc_start_time(pid: int) -> str | None:
+    """When a process started: "<boot id>:<clock ticks since boot>" (/proc/<pid>/stat field 22).
+
+    Why: pids are reused (also after a reboot); a pid plus its start time names one process for
+    good. None where /proc is missing (not Linux) or the process is gone.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    return f"{_boot_id()}:{fields[19]}" if len(fields) > 19 else None
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2:].split()[0]
+
+
+def pid_alive(pid: int, start: str | None) -> bool:
+    """True while `pid` is the very process that was recorded (not dead, a zombie, or a reuse)."""
+    if pid <= 0:
+        return False
+    if Path("/proc/self/stat").exists():
+        state = _proc_state(pid)
+        if state is None or state in ("Z", "X", "x"):
+            return False
+        return start is None or proc_start_time(pid) == start
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# Popen objects of workers this process started: polled so that finished workers do not linger as
+# zombies in a long-lived dispatcher (the Streamlit server).
+_CHILDREN: dict[int, subprocess.Popen] = {}
+_CHILDREN_LOCK = threading.Lock()
+
+
+def collect_children() -> None:
+    with _CHILDREN_LOCK:
+        for pid, popen in list(_CHILDREN.items()):
+            if popen.poll() is not None:
+                del _CHILDREN[pid]
+
+
+
+def terminate(pid: int) -> None:
+    """SIGTERM a worker and its process group (it leads its own session when dispatch started it)."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGTERM)
+        else:
+            os.kill(pid, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def track_child(popen: subprocess.Popen) -> None:
+    """Remember a worker this process started, so collect_children can reap it when it ends."""
+    with _CHILDREN_LOCK:
+        _CHILDREN[popen.pid] = popen
