@@ -18,6 +18,7 @@ def isolated_busadv(tmp_path_factory, monkeypatch) -> None:
     monkeypatch.setenv("BUSADV_CHECKPOINTS", str(base / "checkpoints"))
     monkeypatch.setenv("BUSADV_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.delenv("BUSADV_DATA", raising=False)
+    monkeypatch.setenv("BUSADV_PLUGINS", "tests.job_plugins")
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +33,7 @@ def busi_path() -> Path:
 def small_phantoms(tmp_path_factory):
     """120 phantoms at 32 px: enough to learn from in seconds."""
     os.environ.setdefault("BUSADV_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-    from busadv.phantoms import make_phantoms
+    from busadv.data import make_phantoms
 
     return make_phantoms(image_size=32, counts={"benign": 50, "malignant": 40, "normal": 30}, use_cache=False)
 

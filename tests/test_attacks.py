@@ -7,8 +7,20 @@ import pytest
 import torch
 from torch import nn
 
-from busadv.attacks import (Attack, apply_sign, fgsm, fgsm_random_start, format_epsilon, gradient_sign, noise_sign,
-                            parse_epsilon, perturb, pgd, random_sign_noise)
+from busadv.attacks import (
+    ATTACKS,
+    apply_sign,
+    fgsm,
+    fgsm_random_start,
+    format_epsilon,
+    gradient_sign,
+    noise_sign,
+    parse_epsilon,
+    parse_epsilon_list,
+    perturb,
+    pgd,
+    random_sign_noise,
+)
 from busadv.evaluation import evaluate
 
 
@@ -59,7 +71,7 @@ def test_attacks_run_in_eval_mode_and_restore_the_mode():
     model.train()
     before = model[1].running_mean.clone()
     x, y = torch.rand(4, 1, 4, 4), torch.tensor([0, 1, 2, 0])
-    for attack in Attack:
+    for attack in ["none", *ATTACKS.names()]:
         perturb(model, x, y, attack, 0.1, pgd_steps=2)
     assert model.training, "the caller's training mode must come back"
     assert torch.equal(model[1].running_mean, before), "BatchNorm statistics moved during an attack"
@@ -73,7 +85,7 @@ def test_fgsm_on_predicted_labels_uses_the_models_own_prediction():
     x = torch.rand(6, 1, 4, 4)
     predicted = model(x).argmax(1)
     wrong = (predicted + 1) % 3
-    assert torch.equal(perturb(model, x, wrong, Attack.FGSM_PRED, 0.05), fgsm(model, x, predicted, 0.05))
+    assert torch.equal(perturb(model, x, wrong, "fgsm-pred", 0.05), fgsm(model, x, predicted, 0.05))
 
 
 def test_pgd_stays_in_the_eps_ball_and_the_pixel_range():
@@ -116,7 +128,15 @@ def test_format_epsilon_shows_both_scales():
 
 def test_unknown_attack_names_the_choices():
     with pytest.raises(ValueError, match="fgsm-pred"):
-        Attack.coerce("deepfool")
+        ATTACKS.get("deepfool")
+
+
+def test_epsilon_lists_name_the_option_and_the_bad_entry():
+    assert parse_epsilon_list("2/255, 0.05") == pytest.approx([2 / 255, 0.05])
+    with pytest.raises(ValueError, match=r"test epsilons: epsilon 'x' is not a number"):
+        parse_epsilon_list("2/255, x", "test epsilons")
+    with pytest.raises(ValueError, match="at most"):
+        parse_epsilon_list(",".join(["0.01"] * 100))
 
 
 def test_sweep_reuses_one_gradient_and_matches_fgsm_from_scratch(trained_simplecnn):
@@ -158,8 +178,11 @@ def test_evaluation_counts_malignant_cases_called_benign_or_normal(trained_simpl
     for r in evaluate(model, test_set, ["fgsm"], [0.05]):
         conf = np.array(r.confusion)
         assert conf.sum() == len(test_set)
-        assert r.malignant_total == int((test_set.labels == 1).sum())
-        assert r.malignant_missed == conf[1, 0] + conf[1, 2]
+        assert r.critical_total == int((test_set.labels == 1).sum())
+        assert r.critical_missed == conf[1, 0] + conf[1, 2]
+        assert r.sensitivity == pytest.approx(conf[1, 1] / conf[1].sum())
+        recalls = [conf[i, i] / conf[i].sum() for i in range(3)]
+        assert r.balanced_accuracy == pytest.approx(sum(recalls) / 3)
         assert r.accuracy == pytest.approx(np.trace(conf) / conf.sum())
 
 

@@ -32,7 +32,7 @@ def test_the_known_cross_class_duplicate_is_found_and_kept_on_one_side(busi64):
 
 def test_the_second_load_reads_the_tensor_cache(busi_path, monkeypatch):
     load_busi(busi_path, image_size=48)
-    monkeypatch.setattr(data, "decode_image", lambda *a, **k: pytest.fail("decoded again"))
+    monkeypatch.setattr(data.busi, "decode_image", lambda *a, **k: pytest.fail("decoded again"))
     assert len(load_busi(busi_path, image_size=48)) == 780
 
 

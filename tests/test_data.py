@@ -11,7 +11,9 @@ import torch
 from PIL import Image
 
 from busadv import data
-from busadv.data import CLASSES, DatasetError, load_busi, load_dataset, split_dataset, split_indices
+from busadv.data import BUSI, DatasetError, load_busi, load_dataset, split_dataset, split_indices
+
+CLASSES = BUSI.classes
 
 
 def _save(path: Path, mode: str = "L", size: tuple[int, int] = (60, 50), value: int = 100) -> None:
@@ -66,7 +68,7 @@ def test_sixteen_bit_and_rgba_images_decode_to_full_range_gray(tmp_path):
 def test_second_load_comes_from_the_cache_without_decoding(tmp_path, monkeypatch):
     root = make_busi(tmp_path / "busi", per_class=3)
     first = load_busi(root, image_size=24)
-    monkeypatch.setattr(data, "decode_image", lambda *a, **k: pytest.fail("decoded again despite the cache"))
+    monkeypatch.setattr(data.busi, "decode_image", lambda *a, **k: pytest.fail("decoded again despite the cache"))
     second = load_busi(root, image_size=24)
     assert torch.equal(first.images, second.images) and first.fingerprint == second.fingerprint
 
@@ -148,7 +150,7 @@ def test_busadv_data_environment_variable_picks_the_folder(tmp_path, monkeypatch
 
 
 def test_phantoms_are_deterministic_per_seed():
-    from busadv.phantoms import make_phantoms
+    from busadv.data import make_phantoms
 
     counts = {"benign": 2, "malignant": 2, "normal": 2}
     a = make_phantoms(32, counts, seed=1, use_cache=False)

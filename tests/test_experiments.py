@@ -1,22 +1,27 @@
-"""busadv.experiments and busadv.workflows: the grid, its summary, exports and the trap detector."""
+"""busadv.experiments: the grid, the runner, the workflows users start, time estimates."""
 
 from __future__ import annotations
-
-import csv
-import json
-import statistics
 
 import numpy as np
 import pytest
 
-from busadv.experiments import ExperimentConfig, diagnose, run, study_preset, summarize, write_rows
-from busadv.workflows import evaluate_job, train_job
+from busadv.experiments import (
+    ExperimentConfig,
+    estimate_seconds,
+    evaluate_job,
+    experiment_job,
+    measured_rates,
+    run,
+    study_preset,
+    train_job,
+)
+from busadv.results import load_store
 
 
 def _tiny_grid(**overrides) -> ExperimentConfig:
     values = dict(archs=["simplecnn"], modes=["standard", "fgsm"], train_epsilons=[8 / 255], seeds=[0, 1],
                   test_attacks=["fgsm"], test_epsilons=[2 / 255, 0.05], epochs=1, batch_size=32,
-                  image_sizes={"simplecnn": 32}, device="cpu", name="tiny")
+                  image_sizes={"simplecnn": 32}, device="cpu", name="tiny", monitor_images=0)
     values.update(overrides)
     return ExperimentConfig(**values)
 
@@ -28,6 +33,18 @@ def test_grid_runs_standard_once_per_seed_and_adversarial_per_epsilon():
     assert sum(r.mode == "standard" for r in runs) == 3
 
 
+def test_every_grid_setting_reaches_its_runs():
+    """Review found runs() dropping pgd_steps, test_fraction and pretrained: every setting must arrive."""
+    config = _tiny_grid(modes=["pgd"], train_pgd_steps=3, test_fraction=0.3, split_policy="random",
+                        random_start=False, clean_mix=0.25, adv_labels="predicted", lr=0.002)
+    for run_config in config.runs():
+        assert (run_config.pgd_steps, run_config.test_fraction, run_config.split_policy) == (3, 0.3, "random")
+        assert (run_config.random_start, run_config.clean_mix, run_config.adv_labels, run_config.lr) == \
+            (False, 0.25, "predicted", 0.002)
+    resnet = ExperimentConfig(archs=["resnet50"], modes=["standard"], seeds=[0], pretrained=True, epochs=1)
+    assert all(r.pretrained for r in resnet.runs())
+
+
 def test_study_preset_reproduces_the_seed_study():
     config = study_preset()
     assert config.archs == ["simplecnn", "resnet50"] and config.modes == ["standard", "fgsm"]
@@ -36,73 +53,26 @@ def test_study_preset_reproduces_the_seed_study():
     assert len(config.runs()) == 2 * 4 * len(config.seeds)
 
 
-def test_experiment_rows_and_summary_agree(monkeypatch):
-    monkeypatch.setenv("BUSADV_DATA", "")
+def test_experiment_rows_and_summary_agree():
     result = run(_tiny_grid())
-    # one row per run and test condition: 3 runs (standard + fgsm@8/255) x 2 seeds... = 2 models x 2 seeds x 3 conditions
-    assert len(result.rows) == 2 * 2 * 3
-    assert all(r["simulated"] for r in result.rows)
+    assert len(result.rows) == 2 * 2 * 3  # 2 recipes x 2 seeds x 3 conditions
+    assert all(r.simulated for r in result.rows)
+    assert len({r.run for r in result.rows}) == 4, "every run has its own id"
     for group in result.summary:
-        members = [r["accuracy"] for r in result.rows
-                   if (r["arch"], r["train_mode"], r["train_epsilon"], r["attack"], r["test_epsilon"])
-                   == (group["arch"], group["train_mode"], group["train_epsilon"], group["attack"], group["test_epsilon"])]
-        assert group["n_runs"] == len(members) == 2
-        assert group["accuracy_mean"] == pytest.approx(float(np.mean(members)))
-        assert group["accuracy_std"] == pytest.approx(float(np.std(members, ddof=1)))
-        assert sorted(group["accuracy_values"]) == sorted(members)
-
-
-def test_summary_of_one_run_has_zero_spread_not_nan():
-    rows = [{"arch": "simplecnn", "train_mode": "standard", "train_epsilon": 0.0, "attack": "none",
-             "test_epsilon": 0.0, "accuracy": 0.7, "seed": 0}]
-    (group,) = summarize(rows)
-    assert group["accuracy_mean"] == 0.7 and group["accuracy_std"] == 0.0 and group["n_runs"] == 1
-
-
-def test_label_leaking_and_gradient_masking_are_flagged():
-    def row(mode, attack, eps, acc, seed):
-        return {"arch": "simplecnn", "train_mode": mode, "train_epsilon": 0.5 if mode == "fgsm" else 0.0,
-                "attack": attack, "test_epsilon": eps, "accuracy": acc, "seed": seed}
-
-    rows = [row("fgsm", "none", 0.0, 0.60, s) for s in (0, 1)] + [row("fgsm", "fgsm", 0.5, 0.90, s) for s in (0, 1)]
-    rows += [row("fgsm", "pgd", 0.5, 0.95, s) for s in (0, 1)]
-    rows += [row("standard", "none", 0.0, 0.8, s) for s in (0, 1)] + [row("standard", "fgsm", 0.5, 0.1, s) for s in (0, 1)]
-    notes = diagnose(summarize(rows))
-    assert any("label leaking" in n and "fgsm-trained at eps=0.5 (~127.5/255)" in n for n in notes)
-    assert any("PGD accuracy is above FGSM accuracy at eps=0.5" in n for n in notes)
-    assert not any(n.startswith("simplecnn standard") for n in notes)
-
-
-def test_a_model_that_answers_one_class_under_attack_is_flagged():
-    rows = [{"arch": "resnet50", "train_mode": "standard", "train_epsilon": 0.0, "attack": a, "test_epsilon": e,
-             "accuracy": acc, "seed": 0, "dominant_class": "benign", "dominant_share": share}
-            for a, e, acc, share in (("none", 0.0, 0.7, 0.5), ("fgsm", 0.05, 0.1, 0.6), ("fgsm", 0.5, 0.56, 1.0))]
-    notes = diagnose(summarize(rows))
-    assert len(notes) == 1 and "eps=0.5" in notes[0] and "answers 'benign' for almost every image" in notes[0]
-
-
-def test_runs_with_different_recipes_averaged_together_are_flagged():
-    rows = [{"arch": "simplecnn", "train_mode": "standard", "train_epsilon": 0.0, "attack": "none", "test_epsilon": 0.0,
-             "accuracy": 0.7, "seed": 0, "epochs": epochs, "image_size": 128, "adv_labels": "true"} for epochs in (3, 10)]
-    (note,) = diagnose(summarize(rows))
-    assert "different settings (epochs [3, 10])" in note
-
-
-def test_rows_are_written_as_csv_and_json(tmp_path):
-    rows = [{"attack": "none", "accuracy": 0.5, "confusion": [[1, 0], [0, 1]]}, {"attack": "fgsm", "accuracy": 0.25}]
-    with (write_rows(rows, tmp_path / "r.csv")).open() as handle:
-        read = list(csv.DictReader(handle))
-    assert [float(r["accuracy"]) for r in read] == [0.5, 0.25] and json.loads(read[0]["confusion"]) == [[1, 0], [0, 1]]
-    assert json.loads(write_rows(rows, tmp_path / "r.json").read_text()) == rows
-    with pytest.raises(ValueError, match=r"\.csv or \.json"):
-        write_rows(rows, tmp_path / "r.xlsx")
+        members = [r.accuracy for r in result.rows if r.group_key() == group.first.group_key()]
+        assert group.n_runs == len(members) == 2
+        assert group.stat("accuracy").mean == pytest.approx(float(np.mean(members)))
+        assert group.stat("accuracy").std == pytest.approx(float(np.std(members, ddof=1)))
 
 
 @pytest.mark.parametrize("overrides, message", [
     ({"archs": ["alexnet"]}, "unknown model"),
-    ({"test_epsilons": [3.0]}, "outside the \\[0, 1\\] pixel scale"),
+    ({"test_epsilons": [3.0]}, r"\[0, 1\]"),
     ({"seeds": []}, "at least one"),
     ({"train_epsilons": []}, "need at least one training epsilon"),
+    ({"test_attacks": ["fgsm", "bogus"]}, "test attacks: unknown attack 'bogus'"),
+    ({"image_sizes": {"simplecnn": 4096}}, "between 8 and 512"),
+    ({"seeds": [0, "a"]}, "seeds must be whole numbers"),
 ])
 def test_bad_experiment_settings_are_refused_before_any_work(overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -110,7 +80,8 @@ def test_bad_experiment_settings_are_refused_before_any_work(overrides, message)
 
 
 def test_train_then_evaluate_on_the_checkpoints_own_test_split():
-    trained = train_job({"epochs": 1, "image_size": 32, "device": "cpu", "test_epsilons": "8/255"})
+    trained = train_job({"epochs": 1, "image_size": 32, "device": "cpu", "test_epsilons": "8/255",
+                         "test_attacks": ["fgsm"]})
     assert [r["attack"] for r in trained["rows"]] == ["none", "fgsm"]
     evaluated = evaluate_job({"checkpoint": trained["checkpoint"], "attacks": ["fgsm", "noise"],
                               "epsilons": ["8/255"]})
@@ -118,50 +89,42 @@ def test_train_then_evaluate_on_the_checkpoints_own_test_split():
     by_condition = {(r["attack"], r["test_epsilon"]): r["accuracy"] for r in evaluated["rows"]}
     assert by_condition[("fgsm", 8 / 255)] == pytest.approx(trained["rows"][1]["accuracy"])
     assert evaluated["rows"][0]["n"] == trained["rows"][0]["n"]
+    assert evaluated["rows"][0]["run"] == trained["rows"][0]["run"], "an evaluation names the run it evaluates"
 
 
-def test_evaluate_job_refuses_unknown_settings():
+def test_every_workflow_lands_in_the_results_store():
+    trained = train_job({"epochs": 1, "image_size": 32, "device": "cpu", "test_epsilons": "8/255",
+                         "test_attacks": ["fgsm"]})
+    evaluate_job({"checkpoint": trained["checkpoint"], "attacks": ["pgd"], "epsilons": ["8/255"], "pgd_steps": 2})
+    experiment_job(_tiny_grid(modes=["standard"], seeds=[0], test_epsilons=[8 / 255]).to_dict())
+    rows, problems = load_store()
+    assert problems == []
+    runs = {r.run for r in rows}
+    assert trained["rows"][0]["run"] in runs and len(runs) == 2
+    clean_rows = [r for r in rows if r.run == trained["rows"][0]["run"] and r.attack == "none"]
+    assert len(clean_rows) == 1, "the evaluation's clean row and the training's are one model and condition"
+
+
+def test_evaluate_job_refuses_unknown_settings_and_bad_values():
     with pytest.raises(ValueError, match="unknown evaluation setting"):
         evaluate_job({"checkpoint": "x.pt", "epsilon": 0.1})
-
-
-def test_rows_survive_a_csv_round_trip_with_types():
-    from busadv.experiments import read_rows_csv, rows_to_csv
-
-    rows = [{"arch": "simplecnn", "train_mode": "fgsm", "train_epsilon": 0.05, "attack": "fgsm", "test_epsilon": 0.2,
-             "accuracy": 0.5, "seed": 3, "simulated": True, "confusion": [[1, 2], [3, 4]], "checkpoint": ""}]
-    back = read_rows_csv(rows_to_csv(rows))
-    assert back[0]["seed"] == 3 and back[0]["accuracy"] == 0.5 and back[0]["simulated"] is True
-    assert back[0]["confusion"] == [[1, 2], [3, 4]] and back[0]["checkpoint"] is None
-
-
-@pytest.mark.parametrize("text, message", [
-    ("name,score\nx,1\n", "missing column"),
-    ("arch,train_mode,train_epsilon,attack,test_epsilon,accuracy,seed\nsimplecnn,standard,0,none,0,high,0\n",
-     "line 2: accuracy 'high'"),
-])
-def test_foreign_csv_files_are_refused(text, message):
-    from busadv.experiments import read_rows_csv
-
-    with pytest.raises(ValueError, match=message):
-        read_rows_csv(text)
-
-
-def test_result_rows_count_each_checkpoint_and_condition_once():
-    from busadv.workflows import result_rows
-
-    newer = {"rows": [{"checkpoint": "a.pt", "attack": "fgsm", "test_epsilon": 0.1, "accuracy": 0.3}]}
-    older = {"rows": [{"checkpoint": "a.pt", "attack": "fgsm", "test_epsilon": 0.1, "accuracy": 0.9},
-                      {"checkpoint": "a.pt", "attack": "none", "test_epsilon": 0.0, "accuracy": 0.8}]}
-    rows = result_rows([newer, older, None])
-    assert [(r["attack"], r["accuracy"]) for r in rows] == [("fgsm", 0.3), ("none", 0.8)]
+    with pytest.raises(ValueError, match="attacks: unknown attack 'bogus'"):
+        evaluate_job({"checkpoint": "x.pt", "attacks": ["bogus"]})
 
 
 def test_measured_rates_come_from_saved_standard_runs(tmp_path):
-    from busadv.experiments import FALLBACK_RATES, measured_rates
+    fallback, measured = measured_rates(tmp_path)
+    assert not measured
+    train_job({"epochs": 1, "image_size": 32, "device": "cpu", "test_epsilons": "8/255", "test_attacks": ["fgsm"]})
+    rates, measured = measured_rates()
+    assert measured and rates["simplecnn"] != fallback["simplecnn"] and rates["simplecnn"] > 0
+    assert rates["resnet50"] == fallback["resnet50"]
 
-    assert measured_rates(tmp_path) == FALLBACK_RATES
-    train_job({"epochs": 1, "image_size": 32, "device": "cpu", "test_epsilons": "8/255"})
-    rates = measured_rates()
-    assert rates["simplecnn"] != FALLBACK_RATES["simplecnn"] and rates["simplecnn"] > 0
-    assert rates["resnet50"] == FALLBACK_RATES["resnet50"]
+
+def test_estimates_grow_with_adversarial_cost_and_the_watch():
+    rates = {"simplecnn": 100.0, "resnet50": 3.0}
+    standard = estimate_seconds(_tiny_grid(modes=["standard"]), rates, 100)
+    fgsm = estimate_seconds(_tiny_grid(modes=["fgsm"]), rates, 100)
+    fgsm_watched = estimate_seconds(_tiny_grid(modes=["fgsm"], monitor_images=64), rates, 100)
+    pgd = estimate_seconds(_tiny_grid(modes=["pgd"], train_pgd_steps=7), rates, 100)
+    assert standard < fgsm < fgsm_watched < pgd

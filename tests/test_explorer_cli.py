@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from busadv.attacks import STRIP_EPSILONS, Attack, fgsm
+from busadv.attacks import STRIP_EPSILONS, fgsm
 from busadv.cli import main
 from busadv.explorer import PerturbationProbe, amplified_perturbation
 
@@ -21,21 +21,21 @@ def test_probe_computes_the_gradient_once_for_every_epsilon(trained_simplecnn, m
     model, _, test_set = trained_simplecnn
     image, label = test_set.floats(slice(0, 1)), int(test_set.labels[0])
     probe = PerturbationProbe(model, image, label)
+    epsilons = (1 / 255, 4 / 255, 0.05, 0.2)
+    expected = [torch.softmax(model(fgsm(model, image, torch.tensor([label]), eps)), 1)[0].detach().numpy()
+                for eps in epsilons]
     calls = []
-    import busadv.explorer as explorer
-
-    original = explorer.gradient_sign
-    monkeypatch.setattr(explorer, "gradient_sign", lambda *a: calls.append(1) or original(*a))
-    for eps in (1 / 255, 4 / 255, 0.05, 0.2):
-        expected = torch.softmax(model(fgsm(model, image, torch.tensor([label]), eps)), 1)[0].detach().numpy()
-        np.testing.assert_allclose(probe.probabilities(Attack.FGSM, eps), expected, rtol=1e-5, atol=1e-6)
-    assert len(calls) == 1
+    original = torch.autograd.grad
+    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: calls.append(1) or original(*a, **k))
+    for eps, want in zip(epsilons, expected):
+        np.testing.assert_allclose(probe.probabilities("fgsm", eps), want, rtol=1e-5, atol=1e-6)
+    assert len(calls) == 1, "one backward pass serves every epsilon"
 
 
 def test_probabilities_change_with_epsilon_and_sum_to_one(trained_simplecnn):
     model, _, test_set = trained_simplecnn
     probe = PerturbationProbe(model, test_set.images[0, 0], int(test_set.labels[0]))
-    clean, attacked = probe.probabilities(Attack.NONE, 0.0), probe.probabilities(Attack.FGSM, 0.05)
+    clean, attacked = probe.probabilities("none", 0.0), probe.probabilities("fgsm", 0.05)
     assert clean.sum() == pytest.approx(1, abs=1e-5) and not np.allclose(clean, attacked)
 
 
@@ -43,19 +43,19 @@ def test_smallest_flip_is_the_first_epsilon_that_changes_the_prediction(trained_
     model, _, test_set = trained_simplecnn
     for i in range(4):
         probe = PerturbationProbe(model, test_set.images[i, 0], int(test_set.labels[i]))
-        clean = probe.probabilities(Attack.NONE, 0).argmax()
-        flip = probe.smallest_flip(Attack.FGSM)
+        clean = probe.probabilities("none", 0).argmax()
+        flip = probe.smallest_flip("fgsm")
         if flip is None:
             continue
-        assert probe.probabilities(Attack.FGSM, flip).argmax() != clean
+        assert probe.probabilities("fgsm", flip).argmax() != clean
         below = [e for e in np.arange(1, 256) / 255 if e < flip - 1e-9 and e <= 16 / 255]
-        assert all(probe.probabilities(Attack.FGSM, e).argmax() == clean for e in below)
+        assert all(probe.probabilities("fgsm", e).argmax() == clean for e in below)
 
 
 def test_strip_holds_each_epsilon_with_its_prediction(trained_simplecnn):
     model, _, test_set = trained_simplecnn
     probe = PerturbationProbe(model, test_set.images[1, 0], int(test_set.labels[1]))
-    strip = probe.strip(Attack.FGSM, STRIP_EPSILONS)
+    strip = probe.strip("fgsm", STRIP_EPSILONS)
     assert [s.epsilon for s in strip] == list(STRIP_EPSILONS)
     assert all(s.image.dtype == np.uint8 and 0 <= s.confidence <= 1 for s in strip)
     assert np.array_equal(strip[0].image, test_set.images[1, 0].numpy())
@@ -81,7 +81,7 @@ def test_cli_trains_evaluates_and_attacks(tmp_path, capsys):
     assert (tmp_path / "train.csv").exists()
     assert main(["evaluate", checkpoint, "--attacks", "fgsm,noise", "--epsilons", "2/255,0.05"]) == 0
     out = capsys.readouterr().out
-    assert "noise eps=0.05" in out and "held-out" in out
+    assert "Random noise ε=0.05" in out and "held-out" in out and "balanced acc" in out
     assert main(["attack", checkpoint, "--index", "2", "--epsilon", "0.05", "--out", str(tmp_path / "a.png")]) == 0
     out = capsys.readouterr().out
     assert "smallest flipping epsilon" in out and (tmp_path / "a.png").exists()
@@ -91,7 +91,8 @@ def test_cli_experiment_writes_rows_and_summary(tmp_path, capsys):
     assert main(["experiment", "--models", "simplecnn", "--modes", "standard", "--seeds", "0,1", "--epochs", "1",
                  "--test-epsilons", "0.05", "--out", str(tmp_path / "rows.csv")]) == 0
     out = capsys.readouterr().out
-    assert "+-" in out and (tmp_path / "rows.csv").exists() and (tmp_path / "rows-summary.csv").exists()
+    assert "±" in out and "collapsed" in out
+    assert (tmp_path / "rows.csv").exists() and (tmp_path / "rows-summary.csv").exists()
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -99,6 +100,9 @@ def test_cli_experiment_writes_rows_and_summary(tmp_path, capsys):
     (["train", "--mode", "fgsm"], "needs an epsilon"),
     (["evaluate", "missing.pt"], "no such checkpoint file"),
     (["train", "--epsilon", "9/0"], "divides by zero"),
+    (["train", "--test-attacks", "fgsm,bogus"], "unknown attack 'bogus'"),
+    (["experiment", "--seeds", "0,a"], "--seeds: seeds: 'a' is not a whole number"),
+    (["train", "--image-size", "4096"], "between 8 and 512"),
 ])
 def test_cli_bad_inputs_give_one_clear_line(argv, message, capsys):
     try:
@@ -114,3 +118,33 @@ def test_python_dash_m_busadv_help_lists_the_commands():
     assert done.returncode == 0
     for command in ("train", "evaluate", "experiment", "attack", "data"):
         assert command in done.stdout
+
+
+def test_pgd_in_the_explorer_is_cached_per_epsilon_and_its_flip_found_by_bisection(trained_simplecnn):
+    model, _, test_set = trained_simplecnn
+    for i in range(6):
+        probe = PerturbationProbe(model, test_set.images[i, 0], int(test_set.labels[i]))
+        clean = probe.probabilities("none", 0).argmax()
+        first = probe.perturbed("pgd", 4 / 255)
+        assert probe.perturbed("pgd", 4 / 255) is first, "an iterative attack is computed once per epsilon"
+        flip = probe.smallest_flip("pgd", max_eps=16 / 255)
+        if flip is None:
+            continue
+        assert probe.probabilities("pgd", flip).argmax() != clean
+        if flip > 1 / 255:
+            assert probe.probabilities("pgd", flip - 1 / 255).argmax() == clean
+
+
+def test_one_probe_shared_by_threads_computes_each_direction_once(trained_simplecnn, monkeypatch):
+    """Browser sessions share a cached probe: concurrent first uses must not race or repeat the gradient."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model, _, test_set = trained_simplecnn
+    probe = PerturbationProbe(model, test_set.images[3, 0], int(test_set.labels[3]))
+    calls = []
+    original = torch.autograd.grad
+    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: calls.append(1) or original(*a, **k))
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda e: probe.probabilities("fgsm", e), [k / 255 for k in range(1, 17)] * 2))
+    assert len(calls) == 1
+    assert all(np.allclose(r.sum(), 1, atol=1e-5) for r in results)

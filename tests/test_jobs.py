@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from busadv import jobs
-from busadv.jobs import JobStore, JobStoreError
+from busadv.jobs import JobStore, JobStoreError, processes
+from busadv.jobs.processes import proc_start_time
+from busadv.jobs.store import STALE_SECONDS
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 15.0  # generous: the machine is shared; a passing run takes well under a second per wait
@@ -22,7 +24,6 @@ DEADLINE = 15.0  # generous: the machine is shared; a passing run takes well und
 
 @pytest.fixture
 def store(tmp_path, monkeypatch) -> JobStore:
-    monkeypatch.setenv("BUSADV_TEST_JOBS", "1")  # workers inherit os.environ
     monkeypatch.setenv("BUSADV_MAX_JOBS", "2")
     monkeypatch.setenv("BUSADV_HOME", str(tmp_path / "home"))
     s = JobStore(tmp_path / "jobs.sqlite")
@@ -164,7 +165,7 @@ def _fake_running(store: JobStore, pid: int, pid_start: str | None, heartbeat: f
 def test_reused_pid_is_not_mistaken_for_the_worker(store):
     # The pid exists (it is this test process) but its start time differs: a reused pid.
     job_id = _fake_running(store, os.getpid(), "1", time.time())
-    alive_id = _fake_running(store, os.getpid(), jobs._proc_start_time(os.getpid()), time.time())
+    alive_id = _fake_running(store, os.getpid(), proc_start_time(os.getpid()), time.time())
     assert store.reap() == 1
     assert store.get(job_id).status == "interrupted"
     assert store.get(alive_id).status == "running"  # the same pid with the right start time lives
@@ -172,9 +173,9 @@ def test_reused_pid_is_not_mistaken_for_the_worker(store):
 
 def test_zombie_worker_counts_as_dead(store):
     child = subprocess.Popen([sys.executable, "-c", "pass"])
-    wait_for(lambda: jobs._proc_state(child.pid) == "Z", "the child to become a zombie")
+    wait_for(lambda: processes._proc_state(child.pid) == "Z", "the child to become a zombie")
     try:
-        job_id = _fake_running(store, child.pid, jobs._proc_start_time(child.pid), time.time())
+        job_id = _fake_running(store, child.pid, proc_start_time(child.pid), time.time())
         assert store.reap() == 1
         assert store.get(job_id).status == "interrupted"
     finally:
@@ -184,8 +185,8 @@ def test_zombie_worker_counts_as_dead(store):
 def test_stale_heartbeat_is_interrupted_and_hung_worker_stopped(store):
     hung = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
     try:
-        job_id = _fake_running(store, hung.pid, jobs._proc_start_time(hung.pid),
-                               time.time() - jobs.STALE_SECONDS - 5)
+        job_id = _fake_running(store, hung.pid, proc_start_time(hung.pid),
+                               time.time() - STALE_SECONDS - 5)
         assert store.reap() == 1
         job = store.get(job_id)
         assert job.status == "interrupted" and "heartbeat" in job.error
@@ -197,7 +198,7 @@ def test_stale_heartbeat_is_interrupted_and_hung_worker_stopped(store):
 
 def test_cancel_of_a_dead_worker_marks_cancelled(store):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    start = jobs._proc_start_time(gone.pid)
+    start = proc_start_time(gone.pid)
     gone.wait()
     job_id = _fake_running(store, gone.pid, start, time.time())
     store.cancel(job_id)
@@ -222,15 +223,16 @@ def test_run_job_in_process(store):
 def test_unknown_kind_names_the_valid_ones(store):
     with pytest.raises(ValueError) as info:
         store.submit("trian", {})
-    for kind in jobs.JOB_KINDS:
+    for kind in jobs.JOB_KINDS.names():
         assert kind in str(info.value)
     assert store.list() == []
 
 
-def test_sleep_kind_is_hidden_without_the_test_flag(store, monkeypatch):
-    monkeypatch.delenv("BUSADV_TEST_JOBS")
-    with pytest.raises(ValueError, match="train, evaluate, experiment$"):
-        store.submit("sleep", {})
+def test_the_sleep_kind_comes_from_the_tests_plugin_not_from_busadv():
+    code = ("import busadv.jobs; names = busadv.jobs.JOB_KINDS.names(); "
+            "assert names == ('train', 'evaluate', 'experiment'), names")
+    env = {k: v for k, v in os.environ.items() if k != "BUSADV_PLUGINS"}
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, timeout=60)
 
 
 def test_config_must_be_plain_json(store):
@@ -302,9 +304,9 @@ def test_max_concurrent(monkeypatch):
         with pytest.raises(ValueError, match="BUSADV_MAX_JOBS"):
             jobs.max_concurrent()
     monkeypatch.delenv("BUSADV_MAX_JOBS")
-    monkeypatch.setattr(jobs, "_visible_gpus", lambda: [])
+    monkeypatch.setattr(processes, "visible_gpus", list)
     assert jobs.max_concurrent() == max(1, (os.cpu_count() or 1) // 2)
-    monkeypatch.setattr(jobs, "_visible_gpus", lambda: ["0", "1", "2", "3"])
+    monkeypatch.setattr(processes, "visible_gpus", lambda: ["0", "1", "2", "3"])
     assert jobs.max_concurrent() == 4
 
 
@@ -312,12 +314,12 @@ def test_cli_list_and_logs(store):
     job_id = store.submit("sleep", {"steps": 2, "seconds": 0})
     wait_status(store, job_id, "done")
     env = dict(os.environ)
-    out = subprocess.run([sys.executable, "-m", "busadv.jobs", "list", "--db", str(store.path)], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "busadv", "jobs", "list", "--db", str(store.path)], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=60, check=True).stdout
     assert f"{job_id}  sleep" in out and "done" in out and "100%" in out
-    logs = subprocess.run([sys.executable, "-m", "busadv.jobs", "--db", str(store.path), "logs", str(job_id)],
+    logs = subprocess.run([sys.executable, "-m", "busadv", "jobs", "--db", str(store.path), "logs", str(job_id)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True).stdout
     assert "sleep job: 2 steps" in logs
-    bad = subprocess.run([sys.executable, "-m", "busadv.jobs", "--db", str(store.path), "run", "999"],
+    bad = subprocess.run([sys.executable, "-m", "busadv", "jobs", "--db", str(store.path), "run", "999"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "No job with id 999" in bad.stderr
