@@ -47,10 +47,16 @@ def test_every_grid_setting_reaches_its_runs():
 
 def test_study_preset_reproduces_the_seed_study():
     config = study_preset()
-    assert config.archs == ["simplecnn", "resnet50"] and config.modes == ["standard", "fgsm"]
+    assert config.archs == ["simplecnn", "resnet50"]
+    assert config.modes == ["standard", "fgsm-study", "fgsm-offline"], "online and offline, the study's plain recipe"
     assert sorted(config.train_epsilons) == [0.05, 0.2, 0.5] and sorted(config.test_epsilons) == [0.05, 0.2, 0.5]
-    assert config.epochs == 10 and config.batch_size == 32 and len(config.seeds) >= 3
-    assert len(config.runs()) == 2 * 4 * len(config.seeds)
+    assert config.epochs == 10 and config.batch_size == 32 and len(config.seeds) >= 5
+    runs = config.runs()
+    assert len(runs) == 2 * (1 + 3 + 3) * len(config.seeds)
+    for run_config in runs:
+        if run_config.mode != "standard":
+            assert (run_config.adv_labels, run_config.random_start, run_config.clean_mix,
+                    run_config.warmup_epochs) == ("true", False, 0.0, 0)
 
 
 def test_experiment_rows_and_summary_agree():

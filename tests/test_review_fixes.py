@@ -68,7 +68,7 @@ def test_pgd_training_honours_predicted_labels_and_random_start():
     expected = pgd(model, x, AttackContext(model, x, None).clean_prediction, 0.1, steps=3, random_start=False)
     assert torch.equal(got, expected)
     assert TrainConfig(mode="pgd", epsilon=0.1, image_size=16).random_start is True, "PGD's default start is random"
-    assert TrainConfig(mode="fgsm", epsilon=0.1, image_size=16).random_start is False
+    assert TrainConfig(mode="fgsm-study", epsilon=0.1, image_size=16).random_start is False
 
 
 def test_two_identical_runs_in_the_same_second_keep_both_checkpoints(tmp_path, small_phantoms):

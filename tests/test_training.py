@@ -61,7 +61,9 @@ def test_a_progress_callback_can_cancel_training(small_phantoms):
     ({"split_policy": "whatever"}, "unknown split policy"),
     ({"mode": "fgsm", "epsilon": 2.0}, r"\[0, 1\]"),
     ({"arch": "vgg"}, "unknown model 'vgg'"),
-    ({"mode": "trades"}, "unknown training mode"),
+    ({"mode": "boosting"}, "unknown training mode"),
+    ({"class_balance": "maybe"}, "class_balance must be one of none, loss, sampler"),
+    ({"mode": "fgsm-offline", "epsilon": 0.05, "clean_mix": 0.5}, "perturbed set only"),
     ({"adv_labels": "both"}, "adv_labels"),
     ({"batch_size": 0, "lr": -1}, r"batch size must be a whole number from 1 to 4096, got 0; learning rate must be"),
 ])
@@ -90,3 +92,63 @@ def test_resnet50_trains_and_evaluates_end_to_end(small_phantoms, tmp_path):
     assert load_checkpoint(outcome.checkpoint, expected_arch="resnet50").arch == "resnet50"
 
 
+
+
+# ------------------------------------------------------------------------------------------ recipes
+
+def test_mode_defaults_fill_only_what_the_user_left_unset():
+    best = TrainConfig(mode="fgsm", epsilon=8 / 255, image_size=32)
+    assert (best.random_start, best.clean_mix, best.warmup_epochs) == (True, 0.5, 3)
+    study = TrainConfig(mode="fgsm-study", epsilon=8 / 255, image_size=32)
+    assert (study.adv_labels, study.random_start, study.clean_mix, study.warmup_epochs) == ("true", False, 0.0, 0)
+    mine = TrainConfig(mode="fgsm", epsilon=8 / 255, image_size=32, clean_mix=0.0, random_start=False)
+    assert (mine.random_start, mine.clean_mix, mine.warmup_epochs) == (False, 0.0, 3)
+
+
+def test_epsilon_warms_up_linearly_over_the_first_epochs():
+    from busadv.training.loop import epsilon_at
+
+    config = TrainConfig(mode="fgsm", epsilon=0.04, warmup_epochs=2, image_size=32)
+    assert [epsilon_at(config, e, p) for e, p in ((1, 0.0), (1, 0.5), (2, 0.0), (2, 0.5), (3, 0.0), (9, 0.9))] == \
+        pytest.approx([0.0, 0.01, 0.02, 0.03, 0.04, 0.04])
+    assert epsilon_at(TrainConfig(mode="fgsm", epsilon=0.04, warmup_epochs=0, image_size=32), 1, 0.0) == 0.04
+
+
+def test_class_balance_weights_and_sampler_even_out_the_classes(small_phantoms):
+    from busadv.training.loop import class_weights, epoch_order
+
+    weights = class_weights(small_phantoms, torch.device("cpu"))
+    counts = small_phantoms.counts()
+    assert weights.tolist() == pytest.approx([len(small_phantoms) / (3 * n) for n in counts.values()])
+    config = TrainConfig(class_balance="sampler", image_size=32)
+    drawn = torch.cat([epoch_order(small_phantoms, config, torch.Generator().manual_seed(s)) for s in range(30)])
+    shares = torch.bincount(small_phantoms.labels[drawn], minlength=3).float() / len(drawn)
+    assert shares.tolist() == pytest.approx([1 / 3] * 3, abs=0.03)
+
+
+def test_the_offline_protocol_trains_a_fresh_model_on_a_fixed_perturbed_set(small_phantoms):
+    from busadv.training import MODES
+
+    train_set, _ = split_dataset(small_phantoms, 0.3, seed=0)
+    config = TrainConfig(mode="fgsm-offline", epsilon=0.05, epochs=1, image_size=32, device="cpu")
+    perturbed = MODES.get("fgsm-offline").prepare(config, train_set, lambda event: None, train_model)
+    change = (perturbed.images.float() - train_set.images.float()).abs()
+    assert change.max() <= round(0.05 * 255) and change.mean() > 5, "every pixel moved by about eps (8-bit)"
+    assert torch.equal(perturbed.labels, train_set.labels) and perturbed.names == train_set.names
+    result = train_model(config, train_set)
+    assert len(result.history) == 1 and result.history[0].train_loss > 0
+
+
+def test_trades_loss_is_clean_cross_entropy_plus_beta_times_the_robustness_term(small_phantoms):
+    from busadv.models import build_model
+    from busadv.training.loop import batch_loss
+
+    torch.manual_seed(0)
+    model = build_model("simplecnn", 32)
+    x, y = small_phantoms.floats(slice(0, 8)), small_phantoms.labels[:8]
+    config = TrainConfig(mode="trades", epsilon=8 / 255, pgd_steps=2, image_size=32, trades_beta=0.0)
+    plain, logits = batch_loss(model.eval(), x, y, config, 8 / 255, torch.Generator().manual_seed(0), None)
+    assert plain.item() == pytest.approx(torch.nn.functional.cross_entropy(model(x), y).item(), rel=1e-5)
+    strong = TrainConfig(mode="trades", epsilon=8 / 255, pgd_steps=2, image_size=32, trades_beta=6.0)
+    robust, _ = batch_loss(model, x, y, strong, 8 / 255, torch.Generator().manual_seed(0), None)
+    assert robust.item() > plain.item()

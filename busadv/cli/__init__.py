@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     from busadv.data.split import SPLIT_POLICIES
     from busadv.models import MODELS
     from busadv.registry import parse_name_list
-    from busadv.training import LABEL_SOURCES, MODES, parse_seed_list
+    from busadv.training import CLASS_BALANCE, LABEL_SOURCES, MODES, parse_seed_list
 
     attack_names = ", ".join(ATTACKS.names())
     attacks = _typed(lambda t: parse_name_list(t, ATTACKS, "attacks"))
@@ -49,20 +49,25 @@ def build_parser() -> argparse.ArgumentParser:
                                       "default: $BUSADV_DATA, else simulated phantoms")
         p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
 
-    def recipe_args(p: argparse.ArgumentParser, default: Callable[[Any], Any]) -> None:
-        p.add_argument("--adv-labels", choices=LABEL_SOURCES, default=default("true"),
+    def recipe_args(p: argparse.ArgumentParser) -> None:
+        """Recipe settings; left out, each takes the training mode's default (see the modes' descriptions)."""
+        p.add_argument("--adv-labels", choices=LABEL_SOURCES,
                        help="labels adversarial training attacks; 'predicted' avoids label leaking")
         p.add_argument("--random-start", action=argparse.BooleanOptionalAction, default=None,
-                       help="adversarial training from a random start (default: FGSM no, PGD yes; Wong et al. 2020)")
-        p.add_argument("--clean-mix", type=float, default=default(0.0),
-                       help="weight of the clean loss beside the adversarial loss, in [0, 1)")
-        p.add_argument("--split-policy", choices=list(SPLIT_POLICIES), default=default("grouped"),
+                       help="adversarial examples from a random start (Wong et al. 2020)")
+        p.add_argument("--clean-mix", type=float, help="weight of the clean loss beside the adversarial loss, [0, 1)")
+        p.add_argument("--warmup-epochs", type=int, help="ramp the training epsilon up from 0 over this many epochs")
+        p.add_argument("--class-balance", choices=list(CLASS_BALANCE),
+                       help="; ".join(f"{k}: {v}" for k, v in CLASS_BALANCE.items()))
+        p.add_argument("--trades-beta", type=float, help="weight of TRADES' robustness term (trades mode)")
+        p.add_argument("--split-policy", choices=list(SPLIT_POLICIES),
                        help="grouped: copies of an image stay on one side (default); random: the study's split")
 
     t = sub.add_parser("train", help="train one model, evaluate it and save a checkpoint")
     data_arg(t)
     t.add_argument("--model", default="simplecnn", choices=MODELS.names())
-    t.add_argument("--mode", default="standard", choices=MODES.names())
+    t.add_argument("--mode", default="standard", choices=MODES.names(),
+                   help="; ".join(f"{m.name}: {m.description}" for m in MODES))
     t.add_argument("--epsilon", type=epsilon, default=0.0, help="training epsilon (adversarial modes), e.g. 8/255")
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch-size", type=int, default=32)
@@ -70,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--image-size", type=int, default=None,
                    help="default: " + ", ".join(f"{m.name} {m.default_image_size}" for m in MODELS))
-    recipe_args(t, lambda v: v)
+    recipe_args(t)
     t.add_argument("--pgd-steps", type=int, default=7, help="PGD steps of PGD training and of the per-epoch watch")
     t.add_argument("--pretrained", action="store_true", help="ImageNet weights from torchvision's cache (resnet50)")
     t.add_argument("--test-epsilons", type=epsilons, default="2/255,8/255,0.05,0.2,0.5")
@@ -92,13 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--preset", choices=["study"], help="the seed study: simplecnn+resnet50, standard+fgsm at "
                                                        "0.5/0.2/0.05, 5 seeds, 10 epochs")
     x.add_argument("--models", type=models, help=f"comma list of {', '.join(MODELS.names())}")
-    x.add_argument("--modes", type=modes, help=f"comma list of {', '.join(MODES.names())}")
+    x.add_argument("--modes", type=modes, help=f"comma list of {', '.join(MODES.names())} (see train --help)")
     x.add_argument("--train-epsilons", type=epsilons)
     x.add_argument("--seeds", type=seeds, help="comma list or range, e.g. 0,1,2 or 0-4")
     x.add_argument("--test-epsilons", type=epsilons)
     x.add_argument("--test-attacks", type=attacks, help=f"comma list of {attack_names}")
     x.add_argument("--epochs", type=int), x.add_argument("--batch-size", type=int)
-    recipe_args(x, lambda v: None)
+    recipe_args(x)
     x.add_argument("--save-checkpoints", action="store_true")
     x.add_argument("--out", help="rows as .csv or .json (a -summary file is written beside it)")
     x.set_defaults(func="experiment")

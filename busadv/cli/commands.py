@@ -34,9 +34,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = {"arch": args.model, "mode": args.mode, "epsilon": args.epsilon, "epochs": args.epochs,
               "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "image_size": args.image_size,
               "adv_labels": args.adv_labels, "random_start": args.random_start, "clean_mix": args.clean_mix,
-              "pgd_steps": args.pgd_steps, "split_policy": args.split_policy, "pretrained": args.pretrained,
+              "warmup_epochs": args.warmup_epochs, "class_balance": args.class_balance, "trades_beta": args.trades_beta,
+              "pgd_steps": args.pgd_steps, "pretrained": args.pretrained,
               "device": args.device, "data": args.data, "test_epsilons": args.test_epsilons,
               "test_attacks": args.test_attacks}
+    if args.split_policy:
+        config["split_policy"] = args.split_policy
     result = train_job(config, progress=ProgressPrinter())
     print(f"data: {result['rows'][0]['data_source']}")
     _report(result, args)
@@ -66,6 +69,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         "test_epsilons": args.test_epsilons, "test_attacks": args.test_attacks, "epochs": args.epochs,
         "batch_size": args.batch_size, "data": args.data, "device": args.device, "adv_labels": args.adv_labels,
         "random_start": args.random_start, "clean_mix": args.clean_mix, "split_policy": args.split_policy,
+        "warmup_epochs": args.warmup_epochs, "class_balance": args.class_balance, "trades_beta": args.trades_beta,
         "save_checkpoints": args.save_checkpoints or None,
     }.items() if v is not None}
     config = PRESETS[args.preset](**overrides) if args.preset else ExperimentConfig(**overrides)

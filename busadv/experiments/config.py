@@ -30,9 +30,13 @@ class ExperimentConfig:
     data: str | None = None
     test_fraction: float = 0.2
     split_policy: str = DEFAULT_SPLIT_POLICY
-    adv_labels: str = "true"
+    # None: each training mode's own default (see busadv.training.modes)
+    adv_labels: str | None = None
     random_start: bool | None = None
-    clean_mix: float = 0.0
+    clean_mix: float | None = None
+    warmup_epochs: int | None = None
+    class_balance: str | None = None
+    trades_beta: float | None = None
     train_pgd_steps: int = 7
     eval_pgd_steps: int = 10
     pretrained: bool = False
@@ -91,6 +95,8 @@ class ExperimentConfig:
                             lr=self.lr, seed=seed, image_size=size, test_fraction=self.test_fraction,
                             split_policy=self.split_policy, adv_labels=self.adv_labels,
                             random_start=self.random_start, clean_mix=self.clean_mix,
+                            warmup_epochs=self.warmup_epochs, class_balance=self.class_balance,
+                            trades_beta=self.trades_beta,
                             pgd_steps=self.train_pgd_steps,
                             pretrained=self.pretrained and MODELS.get(arch).pretrained_available is not None,
                             device=self.device, data=self.data, monitor_images=self.monitor_images))
@@ -99,8 +105,10 @@ class ExperimentConfig:
 
 def study_preset(seeds: Sequence[int] = (0, 1, 2, 3, 4), archs: Sequence[str] = ("simplecnn", "resnet50"),
                  **overrides: Any) -> ExperimentConfig:
-    """The seed study: standard and FGSM training at 0.5, 0.2 and 0.05, tested clean and under FGSM."""
-    values: dict[str, Any] = dict(archs=list(archs), modes=["standard", "fgsm"], train_epsilons=list(STUDY_EPSILONS),
+    """The seed study: standard and FGSM training (online and offline, its plain recipe) at 0.5, 0.2 and 0.05,
+    tested clean and under FGSM at the same epsilons."""
+    values: dict[str, Any] = dict(archs=list(archs), modes=["standard", "fgsm-study", "fgsm-offline"],
+                                  train_epsilons=list(STUDY_EPSILONS),
                                   seeds=list(seeds), test_attacks=["fgsm"], test_epsilons=list(STUDY_EPSILONS),
                                   epochs=10, batch_size=32, name="study")
     values.update(overrides)

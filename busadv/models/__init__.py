@@ -1,6 +1,9 @@
 """The architectures (SimpleCNN, ResNet50) behind one registry, and their checkpoints."""
 
-from busadv.models import resnet50, simplecnn  # noqa: F401 - importing registers them
+# isort: off
+from busadv.models import simplecnn as _simplecnn  # noqa: F401 - importing registers it; the study's model first
+from busadv.models import resnet50 as _resnet50  # noqa: F401
+# isort: on
 from busadv.models.registry import (
                                     MODELS,
                                     ModelSpec,

@@ -127,6 +127,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "image_size": _non_negative_int, "train_pgd_steps": _non_negative_int, "eval_pgd_steps": _non_negative_int,
     "n": _non_negative_int, "malignant_missed": _non_negative_int, "malignant_total": _non_negative_int,
     "changed": _non_negative_int, "overfit_epoch": _non_negative_int, "job": _non_negative_int,
+    "warmup_epochs": _non_negative_int, "trades_beta": _between(0.0, 100.0),
     "train_epsilon": _between(0.0, 1.0), "test_epsilon": _between(0.0, 1.0), "lr": _between(0.0, 10.0),
     "test_fraction": _between(0.0, 1.0), "clean_mix": _between(0.0, 1.0), "train_seconds": _between(0.0, 1e9),
     "accuracy": FRACTION, "balanced_accuracy": FRACTION, "malignant_sensitivity": FRACTION,
@@ -170,7 +171,7 @@ def row_from_dict(values: dict[str, Any]) -> ResultRow:
             kwargs["confusion"] = _confusion(values["confusion"], len(recall) or 3)
         except (ValueError, TypeError, json.JSONDecodeError) as exc:
             raise ValueError(f"confusion {str(values['confusion'])[:40]!r} {exc}") from None
-    for name in ("arch", "train_mode", "attack", "split_policy", "adv_labels"):
+    for name in ("arch", "train_mode", "attack", "split_policy", "adv_labels", "class_balance"):
         if name in kwargs:
             kwargs[name] = kwargs[name].strip().lower()
     row = ResultRow(run=kwargs.pop("run", ""), seed=kwargs.pop("seed"), arch=kwargs.pop("arch"),

@@ -40,6 +40,9 @@ class ResultRow:
     adv_labels: str | None = None
     random_start: bool | None = None
     clean_mix: float | None = None
+    warmup_epochs: int | None = None
+    class_balance: str | None = None
+    trades_beta: float | None = None
     train_pgd_steps: int | None = None
     pretrained: bool | None = None
     data_fingerprint: str | None = None

@@ -14,6 +14,13 @@ MAX_EPOCHS = 1000
 MAX_BATCH_SIZE = 4096
 MAX_SEED = 2**32 - 1
 LABEL_SOURCES = ("true", "predicted")
+CLASS_BALANCE: dict[str, str] = {
+    "none": "plain cross-entropy over the images as they come",
+    "loss": "cross-entropy weighted by inverse class frequency",
+    "sampler": "batches drawn so that every class is seen equally often",
+}
+FALLBACK: dict[str, Any] = {"adv_labels": "true", "random_start": False, "clean_mix": 0.0, "warmup_epochs": 0,
+                            "class_balance": "none", "trades_beta": 0.0}
 # Settings that do not change what a run learns (where it runs, what it watches): left out of its recipe.
 NOT_RECIPE = ("seed", "device", "data", "monitor_images", "deterministic")
 
@@ -30,10 +37,14 @@ class TrainConfig:
     image_size: int | None = None  # None: the model's default (SimpleCNN 128, ResNet50 224)
     test_fraction: float = 0.2
     split_policy: str = DEFAULT_SPLIT_POLICY
-    adv_labels: str = "true"       # "true" (the study) or "predicted" (avoids label leaking)
-    random_start: bool | None = None  # None: the mode's default (FGSM no, PGD yes)
-    clean_mix: float = 0.0         # weight of the clean loss beside the adversarial loss (0 = adversarial only)
-    pgd_steps: int = 7             # steps of PGD training and of the per-epoch PGD watch
+    # Recipe settings left as None take the training mode's default (busadv.training.modes), then FALLBACK.
+    adv_labels: str | None = None      # "true" (the study) or "predicted" (avoids label leaking)
+    random_start: bool | None = None   # adversarial examples from a random start (Wong et al. 2020)
+    clean_mix: float | None = None     # weight of the clean loss beside the adversarial loss (0 = adversarial only)
+    warmup_epochs: int | None = None   # epsilon ramps up from 0 over this many epochs
+    class_balance: str | None = None   # "none", "loss" (inverse-frequency class weights) or "sampler"
+    trades_beta: float | None = None   # weight of TRADES' robustness term
+    pgd_steps: int = 7             # steps of PGD/TRADES training and of the per-epoch PGD watch
     pretrained: bool = False
     device: str = "auto"
     data: str | None = None        # BUSI folder; None: $BUSADV_DATA, else the simulated phantoms
@@ -60,11 +71,12 @@ class TrainConfig:
         try:
             mode = MODES.get(self.mode)
             self.mode = mode.name
-            if self.random_start is None:
-                self.random_start = mode.random_start_default
         except ValueError as exc:
             problems.append(str(exc))
             mode = None
+        for name, fallback in FALLBACK.items():
+            if getattr(self, name) is None:
+                setattr(self, name, (mode.defaults if mode else {}).get(name, fallback))
         try:
             self.epsilon = check_epsilon(self.epsilon)
         except (ValueError, TypeError) as exc:
@@ -90,6 +102,14 @@ class TrainConfig:
         check(self.adv_labels in LABEL_SOURCES, f"adv_labels must be 'true' or 'predicted', got {self.adv_labels!r}")
         check(isinstance(self.clean_mix, (int, float)) and 0.0 <= self.clean_mix < 1.0,
               f"clean_mix must be in [0, 1), got {self.clean_mix}")
+        check(isinstance(self.warmup_epochs, int) and 0 <= self.warmup_epochs <= MAX_EPOCHS,
+              f"warmup_epochs must be a whole number >= 0, got {self.warmup_epochs}")
+        check(self.class_balance in CLASS_BALANCE,
+              f"class_balance must be one of {', '.join(CLASS_BALANCE)}, got {self.class_balance!r}")
+        check(isinstance(self.trades_beta, (int, float)) and 0 <= self.trades_beta <= 100,
+              f"trades_beta must be in [0, 100], got {self.trades_beta}")
+        if mode is not None and mode.prepare is not None and self.clean_mix:
+            problems.append(f"{mode.name} trains on the perturbed set only; clean_mix does not apply")
         check(isinstance(self.pgd_steps, int) and 1 <= self.pgd_steps <= 1000,
               f"PGD steps must be a whole number from 1 to 1000, got {self.pgd_steps}")
         check(isinstance(self.monitor_images, int) and 0 <= self.monitor_images <= 100_000,

@@ -79,33 +79,63 @@ def batch_to_device(dataset: ImageSet, index: torch.Tensor, device: torch.device
     return x, dataset.labels[index].to(device, non_blocking=True)
 
 
+def class_weights(train_set: ImageSet, device: torch.device) -> torch.Tensor:
+    """Inverse class frequency, scaled so that a balanced set gets weight 1 for every class."""
+    counts = torch.bincount(train_set.labels, minlength=len(train_set.classes)).float().clamp(min=1)
+    return (counts.sum() / (len(counts) * counts)).to(device)
+
+
+def epoch_order(train_set: ImageSet, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """The images of one epoch: a permutation, or (class_balance='sampler') a class-balanced draw."""
+    if config.class_balance == "sampler":
+        counts = torch.bincount(train_set.labels, minlength=len(train_set.classes)).float()
+        weights = 1.0 / counts[train_set.labels]
+        return torch.multinomial(weights, len(train_set), replacement=True, generator=generator)
+    return torch.randperm(len(train_set), generator=generator)
+
+
+def epsilon_at(config: TrainConfig, epoch: int, progress_in_epoch: float) -> float:
+    """The training epsilon now: ramped linearly from 0 over the warm-up epochs (epoch counts from 1)."""
+    if not config.warmup_epochs:
+        return config.epsilon
+    return config.epsilon * min(1.0, (epoch - 1 + progress_in_epoch) / config.warmup_epochs)
+
+
+def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, eps: float,
+               generator: torch.Generator, weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, logits) of one batch under the run's mode: clean, perturbed (with clean mix) or the mode's own."""
+    mode = MODES.get(config.mode)
+    if mode.loss is not None:
+        return mode.loss(model, x, y, config, eps, generator, weights)
+    if mode.perturb is None or eps <= 0:
+        logits = model(x)
+        return F.cross_entropy(logits, y, weight=weights), logits
+    x_adv = mode.perturb(model, x, y, config, eps, generator)
+    if not config.clean_mix:
+        logits = model(x_adv)
+        return F.cross_entropy(logits, y, weight=weights), logits
+    logits = model(torch.cat([x_adv, x]))
+    adv_logits, clean_logits = logits[: len(y)], logits[len(y):]
+    mix = float(config.clean_mix)
+    loss = (1 - mix) * F.cross_entropy(adv_logits, y, weight=weights) + mix * F.cross_entropy(clean_logits, y,
+                                                                                             weight=weights)
+    return loss, adv_logits
+
+
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train_set: ImageSet,
                     config: TrainConfig, generator: torch.Generator, device: torch.device,
-                    on_batch: Callable[[int, int, float], None] | None = None) -> tuple[float, float]:
+                    on_batch: Callable[[int, int, float], None] | None = None, epoch: int = 1) -> tuple[float, float]:
     """One pass over the training set; returns (mean loss, accuracy on the images it learned from)."""
     model.train()
-    mode = MODES.get(config.mode)
     channels_last = device.type == "cpu"
-    order = torch.randperm(len(train_set), generator=generator)
+    order = epoch_order(train_set, config, generator)
+    weights = class_weights(train_set, device) if config.class_balance == "loss" else None
     batches = math.ceil(len(order) / config.batch_size)
     total_loss, correct, seen = 0.0, 0, 0
     for b in range(batches):
         index = order[b * config.batch_size:(b + 1) * config.batch_size]
         x, y = batch_to_device(train_set, index, device, channels_last)
-        if mode.perturb is not None:
-            x_adv = mode.perturb(model, x, y, config, config.epsilon, generator)
-            if config.clean_mix > 0:
-                logits = model(torch.cat([x_adv, x]))
-                adv_logits, clean_logits = logits[: len(y)], logits[len(y):]
-                loss = (1 - config.clean_mix) * F.cross_entropy(adv_logits, y) \
-                    + config.clean_mix * F.cross_entropy(clean_logits, y)
-                logits = adv_logits
-            else:
-                logits = model(x_adv)
-                loss = F.cross_entropy(logits, y)
-        else:
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+        loss, logits = batch_loss(model, x, y, config, epsilon_at(config, epoch, b / batches), generator, weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -115,6 +145,13 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train_se
         if on_batch is not None:
             on_batch(b + 1, batches, total_loss / seen)
     return total_loss / max(seen, 1), correct / max(seen, 1)
+
+
+def scaled_progress(progress: ProgressFn, start: float, span: float) -> ProgressFn:
+    def report(event: ProgressEvent) -> None:
+        progress(ProgressEvent(start + span * event.fraction, event.message, event.epoch, event.epochs, event.loss,
+                               event.accuracy, None))
+    return report
 
 
 def watch_epoch(model: nn.Module, stats: EpochStats, test_set: ImageSet, watch_set: ImageSet | None,
@@ -147,6 +184,10 @@ def train_model(config: TrainConfig, train_set: ImageSet, test_set: ImageSet | N
         raise ValueError(f"training images are {train_set.image_size}px but the config asks for "
                          f"{config.image_size}px; load the data at the model's size")
     device = pick_device(config.device)
+    mode = MODES.get(config.mode)
+    if mode.prepare is not None:  # before seeding: the fresh model starts exactly as a standard run would
+        train_set = mode.prepare(config, train_set, progress, train_model)
+        progress = scaled_progress(progress, 0.5, 0.5)
     generator = seed_everything(config.seed)
     model = build_model(config.arch, config.image_size, config.pretrained, num_classes=len(train_set.classes))
     model = model.to(device)
@@ -155,7 +196,7 @@ def train_model(config: TrainConfig, train_set: ImageSet, test_set: ImageSet | N
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     result = TrainResult(model=model, config=config, init_note=describe_init(config.arch, config.pretrained))
     watch_set = None
-    if test_set is not None and MODES.get(config.mode).adversarial and config.monitor_images > 0:
+    if test_set is not None and mode.adversarial and config.monitor_images > 0:
         watch_set = stratified_subset(test_set, config.monitor_images, seed=config.seed)
     started = time.perf_counter()
     progress(ProgressEvent(0.0, f"{config.describe()}: {result.init_note}", epoch=0, epochs=config.epochs))
@@ -170,7 +211,7 @@ def train_model(config: TrainConfig, train_set: ImageSet, test_set: ImageSet | N
                                        epoch=epoch, epochs=config.epochs, loss=loss,
                                        eta_seconds=elapsed / done * (1 - done) if done > 0 else None))
 
-            loss, train_acc = train_one_epoch(model, optimizer, train_set, config, generator, device, on_batch)
+            loss, train_acc = train_one_epoch(model, optimizer, train_set, config, generator, device, on_batch, epoch)
             stats = EpochStats(epoch=epoch, epochs=config.epochs, train_loss=loss, train_accuracy=train_acc)
             if test_set is not None and len(test_set):
                 watch_epoch(model, stats, test_set, watch_set, config, device)
