@@ -36,7 +36,7 @@ def probability_bars(classes: Sequence[str], clean: Sequence[float], perturbed: 
         )
     layout(fig, title or "Class probabilities", subtitle="black outline: the predicted class", legend="bottom",
             barmode="group", height=380)
-    fig.updatelayout(margin=dict(l=10, r=40, t=80, b=10))  # room for "100%" beyond the longest bar
+    fig.update_layout(margin=dict(l=10, r=40, t=80, b=10))  # room for "100%" beyond the longest bar
     fig.update_xaxes(range=[0, 1], tickformat=".0%", dtick=0.5)
     fig.update_yaxes(autorange="reversed", title=None)  # benign, malignant, normal from the top
     return fig

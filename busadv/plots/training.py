@@ -62,7 +62,7 @@ def training_curves(history: Sequence[dict[str, Any]], title: str | None = None,
         fig.add_scatter(x=epochs_seen, y=losses, name="training loss", mode="lines+markers",
                         line=dict(color="#777777", dash="dash"), secondary_y=True)
     layout(fig, title or "Training curves", legend="right", height=360)
-    fig.updatelayout(legend_x=1.1)  # beyond the loss axis on the right
+    fig.update_layout(legend_x=1.1)  # beyond the loss axis on the right
     fig.update_yaxes(title_text="accuracy / balanced accuracy", range=[0, 1.05], tickformat=".0%", secondary_y=False)
     fig.update_yaxes(title_text="loss", secondary_y=True, rangemode="tozero", showgrid=False, tickmode="auto",
                      nticks=6)
