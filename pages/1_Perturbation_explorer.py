@@ -1,66 +1,64 @@
 """Perturbation explorer: one trained model, one ultrasound image, a moving epsilon.
 
-The gradient is computed once per model and image (busadv.explorer.PerturbationProbe, cached in
-busadv.ui), so each slider position costs one forward pass.
+The gradient is computed once per model and image (busadv.explorer.PerturbationProbe, shared through
+busadv.app.probes), so each slider position of a single-step attack costs one forward pass.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from busadv import plots, ui
-from busadv.attacks import STRIP_EPSILONS, Attack, format_epsilon
-from busadv.data import CLASSES
+from busadv import plots
+from busadv.app import checkpoints, dataset, jobs, layout, probes, widgets
+from busadv.attacks import ADVERSARIAL, attack_label, explorer_attacks, format_epsilon
 from busadv.explorer import amplified_perturbation, to_uint8
 
-ui.page_setup("Perturbation explorer")
+layout.page_setup("Perturbation explorer")
 st.title("Perturbation explorer")
 st.markdown("Pick a trained model and an ultrasound image, then drag **ε**, the most any pixel may change "
-            "(pixel scale 0–1; 8/255 ≈ 0.031 is one step of 8 grey levels out of 255). "
+            "(pixel scale 0–1; 8/255 ≈ 0.031 is a change of 8 grey levels out of 255). "
             "The question: *how little noise flips this diagnosis?*")
-facts = ui.dataset_banner(compact=True)
-store = ui.job_store()
+facts = dataset.dataset_banner(compact=True)
+store = jobs.job_store()
 
-infos = ui.checkpoint_infos()
+infos = checkpoints.checkpoint_infos()
 if not infos:
-    ui.quick_train_panel(store)
+    jobs.quick_train_panel(store, facts.label)
     st.stop()
 
 # ------------------------------------------------------------------ model, image, attack, epsilon
-# First offered: a model trained on the active kind of data (simulated or real), standard training, most
-# accurate; a fresh FGSM-trained model that answers one class for everything is a poor first example.
-infos = sorted(infos, key=lambda i: (bool(i.data.get("simulated")) != bool(facts["simulated"]),
-                                     i.train_config.get("mode", "standard") != "standard",
-                                     -float(i.metrics.get("clean_accuracy") or 0.0)))
-by_name = {info.name: info for info in infos}
+by_name = {info.name: info for info in checkpoints.explorer_order(infos, facts.simulated)}
 model_name = st.selectbox("Trained model", list(by_name), key="model",
-                          format_func=lambda n: ui.checkpoint_label(by_name[n]))
+                          format_func=lambda n: checkpoints.checkpoint_label(by_name[n]))
 info = by_name[model_name]
-pick = ui.flow(gap="medium")  # image source, diagnosis and file side by side; one under another on a narrow screen
+if checkpoints.is_collapsed(info):
+    st.warning("This model answers one class for (almost) every clean test image: it has not learned to tell "
+               "the classes apart, so a flip says little. Pick another model if you can.", icon=":material/warning:")
+classes = list(info.classes)
+pick = layout.flow(gap="medium")  # image source, diagnosis and file side by side; stacked on a narrow screen
 source = pick.radio("Image", ["Test image", "Upload your own"], horizontal=True, key="source",
                     help="Test images are the model's own held-out images when it was trained on the active data.")
 
-choice: ui.ImageChoice | None = None
 if source == "Test image":
-    if facts["error"]:
+    if facts.error:
         st.error("Test images need a usable data folder; upload an image instead.")
         st.stop()
-    test_set, which = ui.test_images_for(info)
-    wanted = pick.segmented_control("True diagnosis", list(CLASSES), default=CLASSES[1], key="true_class",
-                                      required=True)
-    label = CLASSES.index(wanted or CLASSES[1])
-    candidates = [i for i in range(len(test_set)) if int(test_set.labels[i]) == label]
+    test_set, which = checkpoints.test_images_for(info)
+    wanted = pick.segmented_control("True diagnosis", classes, default=classes[1], key="true_class", required=True)
+    label = classes.index(wanted or classes[1])
+    candidates = probes.images_of_class(test_set, label)
     if not candidates:
-        st.warning(f"No {wanted} image among the test images.")
+        st.warning(f"No {classes[label]} image among the test images.")
         st.stop()
-    index = pick.selectbox(f"{wanted.capitalize()} test image ({len(candidates)})", candidates, key="image_index",
-                           format_func=lambda i: test_set.names[i], width=320)
-    st.caption(f"Showing {which}" + (f" — {ui.SIMULATED_LABEL}." if facts["simulated"] else "."))
-    choice = ui.ImageChoice(key=f"{test_set.fingerprint}:{test_set.names[index]}", name=test_set.names[index],
-                            true_label=label)
+    index = pick.selectbox(f"{classes[label].capitalize()} test image ({len(candidates)})", candidates,
+                           key="image_index", format_func=lambda i: test_set.names[i], width=320)
+    st.caption(f"Showing {which}" + (f" — {dataset.SIMULATED_LABEL}." if facts.simulated else "."))
+    choice = probes.ImageChoice(key=f"{test_set.fingerprint}:{test_set.names[index]}", name=test_set.names[index],
+                                true_label=label)
 else:
-    known = pick.selectbox("Known diagnosis (optional)", ["unknown", *CLASSES], key="known", width=260,
-                           help="With a known diagnosis FGSM pushes away from it; otherwise from the model's answer.")
+    known = pick.selectbox("Known diagnosis (optional)", ["unknown", *classes], key="known", width=260,
+                           help="With a known diagnosis the attack pushes away from it; otherwise from the "
+                                "model's own answer.")
     upload = st.file_uploader("Ultrasound image (PNG or JPEG, up to 20 MB)", type=["png", "jpg", "jpeg"],
                               key="upload")
     if upload is None:
@@ -68,39 +66,38 @@ else:
                 "grayscale and resized to the model's square input, as the training images were.")
         st.stop()
     content = upload.getvalue()
-    choice = ui.ImageChoice(key=ui.image_key(content), name=upload.name,
-                            true_label=None if known == "unknown" else CLASSES.index(known), upload=content)
+    choice = probes.ImageChoice(key=dataset.image_key(content), name=upload.name,
+                                true_label=None if known == "unknown" else classes.index(known), upload=content)
 
-attack = st.radio("Perturbation", list(ui.EXPLORER_ATTACKS), key="attack", horizontal=True,
-                  format_func=lambda a: Attack(a).label)
-st.caption(ui.EXPLORER_ATTACKS[attack] + (
-    ". No known diagnosis: FGSM attacks the model's own prediction." if attack != Attack.NOISE.value
-    and choice.true_label is None else "."))
-eps = ui.epsilon_slider("ε: the largest change of any pixel (pixel scale 0–1, also shown as k/255 grey levels)",
-                        key="eps", default=4 / 255)
+offered = {spec.name: spec for spec in explorer_attacks()}
+attack = st.radio("Perturbation", list(offered), key="attack", horizontal=True, format_func=attack_label)
+aims_at_prediction = offered[attack].family == ADVERSARIAL and choice.true_label is None
+st.caption(offered[attack].explanation + (". No known diagnosis: the attack aims at the model's own prediction."
+                                          if aims_at_prediction else "."))
+eps = widgets.epsilon_slider("ε: the largest change of any pixel (pixel scale 0–1, also shown as k/255 grey levels)",
+                             key="eps", default=4 / 255)
 
-trained_on_phantoms = bool(info.data.get("simulated"))
-if choice.upload is not None and trained_on_phantoms:
-    st.warning(f"This model learned from {ui.SIMULATED_LABEL}: its answer on a real ultrasound image is not a "
+if choice.upload is not None and info.simulated:
+    st.warning(f"This model learned from {dataset.SIMULATED_LABEL}: its answer on a real ultrasound image is not a "
                "diagnosis. Train on BUSI (set BUSADV_DATA) to explore real images.", icon=":material/warning:")
-elif choice.upload is None and trained_on_phantoms != bool(facts["simulated"]):
-    st.warning("This model was trained on " + (ui.SIMULATED_LABEL if trained_on_phantoms else "real BUSI images")
-               + " but the images shown are " + (ui.SIMULATED_LABEL if facts["simulated"] else "real BUSI images")
-               + ": its answers here are outside what it learned.", icon=":material/warning:")
+elif choice.upload is None and info.simulated != facts.simulated:
+    trained_on = dataset.SIMULATED_LABEL if info.simulated else "real BUSI images"
+    st.warning(f"This model was trained on {trained_on} but the images shown are {facts.label}: its answers here "
+               "are outside what it learned.", icon=":material/warning:")
 
-image, problem = ui.image_for(choice, info)
-if problem:
-    st.error(problem, icon=":material/block:")
+image, problem = probes.image_for(choice, info)
+if image is None:
+    st.error(problem or "This image cannot be used.", icon=":material/block:")
     st.stop()
 
 # ------------------------------------------------------------------ one model, one image
-probe = ui.probe_for(info, choice, image)
-key = ui.probe_key(info, choice)
-classes = list(ui.load_model(key[0], key[1]).classes)
-clean = probe.probabilities(Attack.NONE, 0.0)
-perturbed_x = probe.perturbed(attack, eps)
-perturbed = probe.probabilities(attack, eps)
+view = probes.open_probe(info, choice, image)
+clean = view.clean()
+perturbed_x = view.probe.perturbed(attack, eps)
+perturbed = view.probabilities(attack, eps)
 clean_pred, new_pred = int(clean.argmax()), int(perturbed.argmax())
+flip_eps = view.smallest_flip(attack)
+flip_text = format_epsilon(flip_eps) if flip_eps is not None else "none up to 0.5"
 
 truth = f" (true diagnosis: **{classes[choice.true_label]}**)" if choice.true_label is not None else ""
 wrong_already = choice.true_label is not None and clean_pred != choice.true_label
@@ -116,33 +113,32 @@ else:
                f"{perturbed[clean_pred]:.0%}) at ε = {format_epsilon(eps)}{truth}")
 
 # Tile and image widths: three readouts, or three images and the chart, fit one row of a 1366 px
-# screen beside the sidebar; narrower screens move whole tiles down (ui.flow) instead of squeezing them.
-with ui.flow():
-    ui.readout("Clean prediction", f"{classes[clean_pred]} {clean[clean_pred]:.0%}",
-               note=":orange-badge[:material/error: wrong]" if wrong_already else None)
-    ui.readout(f"With {Attack(attack).label}, ε = {format_epsilon(eps)}",
-               f"{classes[new_pred]} {perturbed[new_pred]:.0%}",
-               note=":red-badge[:material/warning: flipped]" if new_pred != clean_pred else ":gray-badge[unchanged]")
-    flip_eps = ui.smallest_flip(*key, attack, _probe=probe)
-    ui.readout("Smallest ε that flips it", format_epsilon(flip_eps) if flip_eps is not None else "none up to 0.5",
-               help="Searched on every k/255 up to 127/255, then at 0.5.")
+# screen beside the sidebar; narrower screens move whole tiles down (layout.flow) instead of squeezing them.
+with layout.flow():
+    layout.readout("Clean prediction", f"{classes[clean_pred]} {clean[clean_pred]:.0%}",
+                   note=":orange-badge[:material/error: wrong]" if wrong_already else None)
+    layout.readout(f"With {attack_label(attack)}, ε = {format_epsilon(eps)}",
+                   f"{classes[new_pred]} {perturbed[new_pred]:.0%}",
+                   note=":red-badge[:material/warning: flipped]" if new_pred != clean_pred else
+                   ":gray-badge[unchanged]")
+    layout.readout("Smallest ε that flips it", flip_text,
+                   help="Searched on every k/255 up to 127/255, then at 0.5.")
 
-with ui.flow():
-    st.image(to_uint8(probe.x), caption="Original", width=180)
+with layout.flow():
+    st.image(to_uint8(view.probe.x), caption="Original", width=180)
     st.image(to_uint8(perturbed_x), caption=f"Perturbed, ε = {format_epsilon(eps)}", width=180)
-    st.image(amplified_perturbation(probe.x, perturbed_x), width=180,
+    st.image(amplified_perturbation(view.probe.x, perturbed_x), width=180,
              caption="The perturbation, amplified to full contrast (grey = no change)")
     with st.container(width=300):
         st.plotly_chart(plots.probability_bars(classes, clean, perturbed,
-                                               perturbed_name=f"{Attack(attack).label}, ε={format_epsilon(eps)}",
+                                               perturbed_name=f"{attack_label(attack)}, ε={format_epsilon(eps)}",
                                                title="Class probabilities"),
                         key="probabilities", config={"displayModeBar": False})
 
 # ------------------------------------------------------------------ the epsilon strip
 st.subheader("The same image at several ε")
-items = ui.strip(*key, attack, tuple(STRIP_EPSILONS), _probe=probe)
-with ui.flow(gap="xsmall"):
-    for item in items:
+with layout.flow(gap="xsmall"):
+    for item in view.strip(attack):
         flipped = item.predicted != clean_pred
         with st.container(width=104, gap="xsmall"):
             st.image(item.image, width="stretch")
@@ -152,7 +148,7 @@ with ui.flow(gap="xsmall"):
                                      else f"{classes[item.predicted]} {item.confidence:.0%}"))
 
 if st.toggle("Show the probabilities as ε grows (up to 0.2)", key="show_sweep"):
-    grid, probs = ui.sweep(*key, attack, _probe=probe)
+    grid, probs = view.sweep(attack)
     st.plotly_chart(plots.probability_sweep(grid, probs, classes, flip_epsilon=flip_eps,
                                             current=eps if eps <= 0.2 else None), key="sweep")
 
@@ -162,34 +158,29 @@ others = [n for n in by_name if n != model_name]
 if not others:
     st.caption("Train a second model (for example FGSM-trained) on the Jobs page to compare it with this one.")
 else:
-    preferred = next((n for n in others if by_name[n].train_config.get("mode", "standard")
-                      != info.train_config.get("mode", "standard")), others[0])
+    preferred = checkpoints.contrasting(info, [by_name[n] for n in others]).name
     other_name = st.selectbox("Second model", others, index=others.index(preferred), key="model_b",
-                              format_func=lambda n: ui.checkpoint_label(by_name[n]))
+                              format_func=lambda n: checkpoints.checkpoint_label(by_name[n]))
     other = by_name[other_name]
-    image_b, problem_b = ui.image_for(choice, other)
-    if problem_b:
-        st.error(problem_b)
+    image_b, problem_b = probes.image_for(choice, other)
+    if image_b is None:
+        st.error(problem_b or "This image cannot be used.")
     else:
-        probe_b = ui.probe_for(other, choice, image_b)
-        key_b = ui.probe_key(other, choice)
-        pair = ui.flow(gap="medium")
-        for name, inf, pr, k in ((model_name, info, probe, key), (other_name, other, probe_b, key_b)):
-            c, p = pr.probabilities(Attack.NONE, 0.0), pr.probabilities(attack, eps)
-            flip = ui.smallest_flip(*k, attack, _probe=pr)
+        pair = layout.flow(gap="medium")
+        for side in (view, probes.open_probe(other, choice, image_b)):
+            c, p, names = side.clean(), side.probabilities(attack, eps), side.classes
+            flip = side.smallest_flip(attack)
             with pair.container(width=440):
-                st.markdown(f"**{ui.checkpoint_label(inf)}**")
-                verdict = (f":red[**flipped**: {classes[int(c.argmax())]} → {classes[int(p.argmax())]}]"
-                           if int(p.argmax()) != int(c.argmax()) else f"unchanged: {classes[int(c.argmax())]}")
+                st.markdown(f"**{checkpoints.checkpoint_heading(side.info)}**")
+                verdict = (f":red[**flipped**: {names[int(c.argmax())]} → {names[int(p.argmax())]}]"
+                           if int(p.argmax()) != int(c.argmax()) else f"unchanged: {names[int(c.argmax())]}")
                 if choice.true_label is not None and int(c.argmax()) != choice.true_label:
                     verdict += " :orange-badge[:material/error: wrong without any noise]"
                 st.markdown(f"At ε = {format_epsilon(eps)}: {verdict}. Smallest flipping ε: "
                             f"**{format_epsilon(flip) if flip is not None else 'none up to 0.5'}**")
-                st.plotly_chart(plots.probability_bars(classes, c, p, perturbed_name=Attack(attack).label,
-                                                       title=f"{inf.arch}, {ui.training_text(inf.train_config)}"),
-                                key=f"compare-{name}", config={"displayModeBar": False})
-        if choice.upload is None:
-            test_b, _ = ui.test_images_for(other)
-            if choice.name not in test_b.names:
-                st.caption("Note: this image was in the second model's training images (its split differs), "
-                           "so its answer on it is not a held-out result.")
+                st.plotly_chart(plots.probability_bars(names, c, p, perturbed_name=attack_label(attack),
+                                                       title="Class probabilities"),
+                                key=f"compare-{side.info.name}", config={"displayModeBar": False})
+        if choice.upload is None and choice.name not in checkpoints.test_images_for(other)[0].names:
+            st.caption("Note: this image was in the second model's training images (its split differs), "
+                       "so its answer on it is not a held-out result.")

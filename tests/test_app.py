@@ -6,8 +6,10 @@ the simulated phantoms; checkpoints are tiny 32 px SimpleCNNs, so each test take
 
 from __future__ import annotations
 
+import ast
 import io
 import json
+import os
 import re
 import socket
 import sqlite3
@@ -24,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app.py"
 EXPLORER, JOBS, RESULTS = "pages/1_Perturbation_explorer.py", "pages/2_Jobs.py", "pages/3_Results.py"
 SIMULATED = "Simulated phantoms (not clinical images)"
+PAGE_FILES = {"app.py": "Home", EXPLORER: "Perturbation explorer", JOBS: "Jobs", RESULTS: "Results"}
 
 
 def open_app(page: str | None = None) -> AppTest:
@@ -40,8 +43,13 @@ def open_app(page: str | None = None) -> AppTest:
     return at
 
 
+def unescape(text: str) -> str:
+    r"""Markdown source as it reads once rendered: '\:' -> ':' (busadv.app.layout.plain escapes outside text)."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
 def texts(at: AppTest) -> str:
-    """Everything the page says, for 'is this message shown' checks."""
+    """Everything the page says (escapes removed), for 'is this message shown' checks."""
     parts = []
     for kind in ("markdown", "caption", "info", "warning", "error", "success", "title", "subheader", "metric"):
         for element in getattr(at, kind):
@@ -49,20 +57,16 @@ def texts(at: AppTest) -> str:
             if kind == "metric":
                 parts.append(str(element.label))
     parts += [bar.text for bar in at.get("progress")]
-    return "\n".join(parts)
+    return unescape("\n".join(parts))
 
 
 def chart_specs(at: AppTest) -> dict[str, dict]:
-    """Plotly charts by their widget key (the id ends with the key)."""
-    out = {}
-    for chart in at.get("plotly_chart"):
-        spec = json.loads(chart.proto.spec)
-        out[chart.proto.id] = spec
-    return out
+    """Plotly charts by their element id (the id ends with the widget key)."""
+    return {chart.proto.id: json.loads(chart.proto.spec) for chart in at.get("plotly_chart")}
 
 
 def chart(at: AppTest, key: str) -> dict:
-    matches = [spec for cid, spec in chart_specs(at).items() if cid.endswith(key) or f"-{key}-" in cid or key in cid]
+    matches = [spec for cid, spec in chart_specs(at).items() if key in cid]
     assert matches, f"no chart with key {key!r} among {list(chart_specs(at))}"
     return matches[0]
 
@@ -97,10 +101,18 @@ def store():
 
 
 def set_job(job_id: int, **values) -> None:
-    """Write job columns directly (a finished job with given rows, a job whose worker died)."""
+    """Write job columns directly (a finished job with given results, a job whose worker died)."""
     columns = ", ".join(f"{k} = ?" for k in values)
     with sqlite3.connect(store().path) as conn:
         conn.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*values.values(), job_id))
+
+
+@pytest.fixture
+def no_workers(monkeypatch):
+    """Jobs stay queued: for tests that only check what a page submits."""
+    from busadv.jobs import JobStore
+
+    monkeypatch.setattr(JobStore, "dispatch", lambda self: [])
 
 
 # ----------------------------------------------------------------------------- home
@@ -115,17 +127,50 @@ def test_home_names_data_models_and_jobs(app_checkpoints):
     assert "from scratch" in page  # ResNet50 without ImageNet weights
     table = at.dataframe[0].value
     assert len(table) == 2 and set(table["training"]) == {"standard training", "FGSM training at ε=0.0314 (8/255)"}
-    # Seven short columns (no sideways scrolling), with the accuracy under FGSM at 8/255 that training measured.
-    assert list(table.columns) == ["model", "training", "data", "clean test accuracy", "under FGSM ε=0.0314 (8/255)",
-                                   "seed", "trained"]
-    assert set(table["model"]) == {"simplecnn, 32 px"} and set(table["data"]) == {"simulated phantoms"}
-    assert table["under FGSM ε=0.0314 (8/255)"].between(0, 1).all()
+    attacked = "under FGSM 8/255"
+    assert list(table.columns) == ["model", "training", "data", "balanced accuracy", "accuracy", "sensitivity",
+                                   attacked, "check", "seed", "trained"]
+    assert set(table["model"]) == {"simplecnn, 32 px"} and set(table["data"]) == {"phantoms"}
+    for column in ("balanced accuracy", "accuracy", attacked):  # whole percentages
+        assert table[column].between(0, 100).all() and (table[column] % 1 == 0).all(), column
     links = {link.proto.label: link.proto.page for link in at.main.get("page_link")}
     assert links["Perturbation explorer: drag ε on one image"] == "Perturbation_explorer"
 
 
-PAGE_FILES = {"app.py": "Home", "pages/1_Perturbation_explorer.py": "Perturbation explorer",
-              "pages/2_Jobs.py": "Jobs", "pages/3_Results.py": "Results"}
+def _rewrite_metrics(path: Path, **changes) -> None:
+    """A checkpoint whose stored metrics say something else (older versions, a collapsed model)."""
+    import torch
+
+    blob = torch.load(path, weights_only=True)
+    for key, value in changes.items():
+        if value is None:
+            blob["metrics"].pop(key, None)
+        else:
+            blob["metrics"][key] = value
+    torch.save(blob, path)
+
+
+def test_home_table_flags_collapse_and_leaves_unrecorded_measures_empty(app_checkpoints):
+    older, collapsed = sorted(app_checkpoints.glob("*.pt"))
+    _rewrite_metrics(older, clean_balanced_accuracy=None, clean_sensitivity=None, collapsed=False)
+    _rewrite_metrics(collapsed, collapsed=True, clean_balanced_accuracy=0.3333)
+    at = open_app()
+    table = at.dataframe[0].value.set_index("training")
+    old_row = table.loc["standard training" if "standard" in older.name else "FGSM training at ε=0.0314 (8/255)"]
+    assert old_row["balanced accuracy"] != old_row["balanced accuracy"]  # NaN: shown empty
+    assert old_row["sensitivity"] != old_row["sensitivity"]
+    assert 0 <= old_row["accuracy"] <= 100 and old_row["check"] == ""
+    assert list(table["check"]).count("⚠ collapsed") == 1
+    assert "1 of these models answer one class" in texts(at)
+
+
+@pytest.mark.parametrize("path", list(PAGE_FILES))
+def test_every_page_has_the_menu_and_the_data_label(path):
+    at = open_app(None if path == "app.py" else path)
+    assert [t.value for t in at.title][0].startswith(PAGE_FILES[path] if path != "app.py" else "busadv")
+    assert [link.proto.label for link in at.sidebar.get("page_link")] == list(PAGE_FILES.values())
+    assert [link.proto.page for link in at.sidebar.get("page_link")] == ["", "Perturbation_explorer", "Jobs", "Results"]
+    assert any(SIMULATED in c.value for c in at.sidebar.caption)
 
 
 def test_pages_are_a_classic_multipage_app():
@@ -134,14 +179,13 @@ def test_pages_are_a_classic_multipage_app():
     Mixing st.navigation with a pages/ folder made a fresh server run a deep link (/explorer) in the
     file-based mode without app.py: no wide layout, no data label, another menu.
     """
-    import ast
     import tomllib
 
-    from busadv import ui
+    from busadv.app import layout
 
     pages = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "pages").glob("*.py"))
     assert ["app.py", *pages] == list(PAGE_FILES)
-    assert [(path, label) for path, label, _ in ui.PAGES] == list(PAGE_FILES.items())  # the menu lists every page
+    assert [(path, label) for path, label, _ in layout.PAGES] == list(PAGE_FILES.items())  # the menu lists every page
 
     def calls_navigation(tree: ast.AST) -> bool:
         return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "navigation"
@@ -153,20 +197,27 @@ def test_pages_are_a_classic_multipage_app():
         statements = [node for node in tree.body if not isinstance(node, (ast.Import, ast.ImportFrom))]
         if ast.get_docstring(tree):
             statements = statements[1:]
-        assert ast.unparse(statements[0]) == f"ui.page_setup({title!r})", f"{path} must start with ui.page_setup"
-    assert not calls_navigation(ast.parse((ROOT / "busadv" / "ui.py").read_text()))
-    assert not (ROOT / "app_pages").exists()
+        assert ast.unparse(statements[0]) == f"layout.page_setup({title!r})", f"{path} must start with page_setup"
+    for module in (ROOT / "busadv" / "app").glob("*.py"):
+        assert not calls_navigation(ast.parse(module.read_text())), module
+    assert not (ROOT / "busadv" / "ui.py").exists() and not (ROOT / "app_pages").exists()
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
-    assert config["client"]["showSidebarNavigation"] is False  # ui.page_setup draws the one menu
+    assert config["client"]["showSidebarNavigation"] is False  # layout.page_setup draws the one menu
 
 
-@pytest.mark.parametrize("path", list(PAGE_FILES))
-def test_every_page_has_the_menu_and_the_data_label(path):
-    at = open_app(None if path == "app.py" else path)
-    assert [t.value for t in at.title][0].startswith(PAGE_FILES[path] if path != "app.py" else "busadv")
-    assert [link.proto.label for link in at.sidebar.get("page_link")] == list(PAGE_FILES.values())
-    assert [link.proto.page for link in at.sidebar.get("page_link")] == ["", "Perturbation_explorer", "Jobs", "Results"]
-    assert any(SIMULATED in c.value for c in at.sidebar.caption)
+def test_only_the_app_and_its_pages_import_streamlit():
+    """Pages are thin: they call busadv.app and the engine; nothing below busadv.app imports Streamlit."""
+    engine = ("data", "models", "attacks", "training", "evaluation", "explorer", "results", "experiments", "jobs",
+              "plots", "cli", "registry", "settings", "progress")
+    for path in (ROOT / "busadv").rglob("*.py"):
+        if path.relative_to(ROOT / "busadv").parts[0].removesuffix(".py") not in engine:
+            continue
+        tree = ast.parse(path.read_text())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert not any(name.split(".")[0] == "streamlit" for name in imported), path
+    for path in (ROOT / "busadv" / "app").glob("*.py"):
+        assert len(path.read_text().splitlines()) < 500, f"{path} is long: split it by concern"
 
 
 def test_home_without_models_says_how_to_get_one():
@@ -220,20 +271,28 @@ def test_explorer_slider_changes_probabilities_and_marks_flips(app_checkpoints):
     assert len(at.image) >= 3 + 8
 
 
-def test_explorer_other_class_image_and_attacks(app_checkpoints):
+def test_explorer_offers_the_registry_attacks_with_their_explanations(app_checkpoints):
+    from busadv.attacks import explorer_attacks
+
     at = open_app(EXPLORER)
+    offered = explorer_attacks()
+    assert at.radio(key="attack").options == [spec.label for spec in offered]
+    assert "pgd" in [spec.name for spec in offered]
     at.segmented_control(key="true_class").set_value("benign").run()
     options = at.selectbox(key="image_index").options
     assert len(options) > 1 and all("benign" in o for o in options)
-    at.selectbox(key="image_index").set_value(at.selectbox(key="image_index").value).run()
-    for attack in ("fgsm-pred", "noise"):
-        at.radio(key="attack").set_value(attack).run()
+    for spec in offered:
+        at.radio(key="attack").set_value(spec.name).run()
         assert not at.exception
         assert chart(at, "probabilities")
-    assert "Random noise" in texts(at)
+        assert spec.explanation in texts(at)
+        smallest = [m.value for m in at.markdown if m.value.startswith("#### ")][2].removeprefix("#### ")
+        assert re.fullmatch(r"0\.\d+ \(\d+/255\)|0\.5 \(~127\.5/255\)|none up to 0\.5", smallest), (spec.name, smallest)
+    at.toggle(key="show_sweep").set_value(True).run()  # PGD's sweep: one attack per point
+    assert chart(at, "sweep")["data"]
 
 
-def test_explorer_upload_image_and_non_image(app_checkpoints):
+def test_explorer_upload_image_non_image_and_huge_image(app_checkpoints):
     at = open_app(EXPLORER)
     at.radio(key="source").set_value("Upload your own").run()
     assert "Upload a breast-ultrasound image" in texts(at)
@@ -241,7 +300,7 @@ def test_explorer_upload_image_and_non_image(app_checkpoints):
     assert not at.exception and not at.error
     clean, _ = _probabilities(at)
     assert sum(clean) == pytest.approx(1.0, abs=1e-4)
-    assert "attacks the model's own prediction" in texts(at)  # no known diagnosis
+    assert "aims at the model's own prediction" in texts(at)  # no known diagnosis
 
     at.selectbox(key="known").set_value("malignant").run()
     assert "true diagnosis: **malignant**" in texts(at)
@@ -250,6 +309,10 @@ def test_explorer_upload_image_and_non_image(app_checkpoints):
     assert not at.exception
     assert any("not a readable PNG or JPEG image" in e.value for e in at.error)
     assert not at.get("plotly_chart")
+
+    at.file_uploader(key="upload").set_value(("huge.png", png_bytes((6000, 5000), "L"), "image/png")).run()
+    assert not at.exception
+    assert any("cannot be used" in e.value and "million pixels" in e.value for e in at.error)
 
 
 def test_explorer_compares_two_models(app_checkpoints):
@@ -260,48 +323,106 @@ def test_explorer_compares_two_models(app_checkpoints):
     assert "Smallest flipping ε" in texts(at)
 
 
-def test_explorer_without_model_trains_a_quick_one(monkeypatch):
-    from busadv import ui
+def test_a_registered_attack_appears_in_the_explorer_and_the_jobs_page(app_checkpoints):
+    import torch
 
-    monkeypatch.setattr(ui, "QUICK_TRAIN_CONFIG", {"arch": "simplecnn", "epochs": 1, "image_size": 32,
-                                                   "test_epsilons": [8 / 255], "device": "cpu"})
+    from busadv.attacks import ATTACKS, AttackSpec, register_attack
+
+    register_attack(AttackSpec(name="toy-shift", label="Toy shift", explanation="Toy shift: every pixel up by ε",
+                               direction=lambda ctx: torch.ones_like(ctx.x)))
+    try:
+        at = open_app(EXPLORER)
+        assert "Toy shift" in at.radio(key="attack").options
+        at.radio(key="attack").set_value("toy-shift").run()
+        assert not at.exception and "Toy shift: every pixel up by ε" in texts(at)
+        assert chart(at, "probabilities")
+
+        at = open_app(JOBS)
+        for key in ("t_attacks", "e_attacks", "x_attacks"):
+            assert "Toy shift" in at.multiselect(key=key).options, key
+        assert set(at.multiselect(key="t_attacks").value) == {"fgsm", "pgd"}
+    finally:
+        ATTACKS.unregister("toy-shift")
+
+
+def test_explorer_without_model_trains_a_quick_one(monkeypatch):
+    from busadv.app import jobs
+
+    monkeypatch.setattr(jobs, "QUICK_TRAIN_CONFIG", {"arch": "simplecnn", "epochs": 1, "image_size": 32,
+                                                     "test_epsilons": [8 / 255], "device": "cpu"})
     at = open_app(EXPLORER)
     assert "No trained model yet" in texts(at)
     at.button(key="quick-train").click().run()
     assert not at.exception
-    jobs = store().list()
-    assert [j.kind for j in jobs] == ["train"] and jobs[0].config["epochs"] == 1
-    wait_for(at, lambda a: bool(a.get("plotly_chart")), what="the quick model and the explorer")
-    assert Path(jobs[0].config.get("image_size") and store().get(jobs[0].id).result["checkpoint"]).exists()
+    listed = store().list()
+    assert [j.kind for j in listed] == ["train"] and listed[0].config["epochs"] == 1
+    wait_for(at, lambda a: bool(a.get("plotly_chart")) and "probabilities" in str(list(chart_specs(a))),
+             what="the quick model and the explorer")
+    assert Path(store().get(listed[0].id).result["checkpoint"]).exists()
 
 
 # ----------------------------------------------------------------------------- jobs
 
 
 def test_jobs_page_starts_a_training_job_and_follows_it_to_done(app_checkpoints):
+    from busadv.results import load_store
+
     at = open_app(JOBS)
     at.number_input(key="t_epochs").set_value(1)
     at.number_input(key="t_size_simplecnn").set_value(32)
     at.text_input(key="t_test_eps").input("8/255")
     at.run()
     assert "0.0314 (8/255)" in texts(at)
+    assert "One training run: roughly" in texts(at)
     at.button(key="t_start").click().run()
     assert not at.exception
     job = store().list()[0]
     assert job.kind == "train" and job.config["image_size"] == 32 and job.config["test_epsilons"] == [8 / 255]
+    assert job.config["test_attacks"] == ["fgsm", "pgd"] and job.config["random_start"] is None
     wait_for(at, lambda a: f"Job {job.id} — done" in texts(a), what="the training job to finish")
     page = texts(at)
-    assert "clean test accuracy" in page and "100% done" in page
+    assert "Clean test images: balanced accuracy" in page and "100% done" in page
+    assert re.search(r"Under FGSM, balanced accuracy \d+% at ε=0.0314 \(8/255\)", page)
+    assert re.search(r"Under PGD, balanced accuracy \d+% at ε=0.0314 \(8/255\)", page)
     assert Path(store().get(job.id).result["checkpoint"]).exists()
-    # The finished job's training curves are one click away.
-    assert chart(at, "curves")["data"]
+    assert chart(at, "curves")["data"]  # the finished job's training curves are one click away
+    rows, problems = load_store()
+    assert not problems and {r.attack for r in rows} == {"none", "fgsm", "pgd"}  # the Results page reads these
+
+
+def test_jobs_page_submits_the_chosen_registry_settings(no_workers):
+    at = open_app(JOBS)
+    from busadv.models import MODELS
+    from busadv.training import CLASS_BALANCE, MODES
+
+    assert at.selectbox(key="t_arch").options == [m.label for m in MODELS]
+    assert at.selectbox(key="t_mode").options == [m.label for m in MODES]
+    for mode in MODES:  # random start: the mode's own default first, then on and off
+        at.selectbox(key="t_mode").set_value(mode.name).run()
+        default = "on" if mode.defaults.get("random_start") else "off"
+        assert at.selectbox(key="t_rs").options == [f"default: {default}", "on", "off"]
+        assert at.selectbox(key="t_rs").proto.disabled == (not mode.adversarial)
+    at.selectbox(key="t_mode").set_value("fgsm").run()
+    at.selectbox(key="t_rs").select_index(1)  # on
+    at.selectbox(key="t_split").set_value("random")
+    at.selectbox(key="t_labels").select_index(2)  # predicted labels
+    at.selectbox(key="t_balance").select_index(3)  # sampler
+    at.multiselect(key="t_attacks").unselect("pgd")
+    at.run()
+    at.button(key="t_start").click().run()
+    assert not at.exception
+    config = store().list()[0].config
+    assert config["mode"] == "fgsm" and config["epsilon"] == pytest.approx(8 / 255)
+    assert config["random_start"] is True and config["split_policy"] == "random"
+    assert config["adv_labels"] == "predicted" and config["test_attacks"] == ["fgsm"]
+    assert config["class_balance"] == list(CLASS_BALANCE)[2]
 
 
 def test_jobs_page_shows_a_failed_jobs_error_and_log():
     job_id = store().submit("train", {"arch": "not-a-model"})
     at = open_app(JOBS)
     wait_for(at, lambda a: any("Failed" in e.value for e in a.error), what="the job to fail")
-    error = next(e.value for e in at.error if "Failed" in e.value)
+    error = unescape(next(e.value for e in at.error if "Failed" in e.value))
     assert "unknown model" in error
     assert f"Job {job_id} — failed" in texts(at)
     assert any("Traceback" in c.value or "unknown model" in c.value for c in at.code)
@@ -319,14 +440,25 @@ def test_jobs_page_marks_a_job_whose_worker_died_as_interrupted():
     assert any("died" in w.value for w in at.warning)
 
 
+def test_a_finished_jobs_card_shows_its_diagnoses():
+    job_id = store().submit("train", {"arch": "simplecnn"}, start=False)
+    now = time.time()
+    result = {"rows": [], "diagnoses": ["Label leaking: simplecnn, FGSM-trained: 3 of 3 run(s) (seed 0, 1, 2): "
+                                        "FGSM above clean. Train FGSM on predicted labels [see](http://x)."]}
+    set_job(job_id, status="done", progress=1.0, started=now, finished=now, result=json.dumps(result))
+    at = open_app(JOBS)
+    warnings = [w.value for w in at.warning if "Label leaking" in w.value]
+    assert len(warnings) == 1 and "3 of 3 run(s)" in unescape(warnings[0])
+    assert "\\[see\\]" in warnings[0]  # text from a result is shown as text, never as a link
+
+
 def _live_points(at: AppTest, job_id: int) -> int:
     """Epochs drawn so far in a running job's live curves (0 while there is no chart)."""
     specs = [spec for cid, spec in chart_specs(at).items() if f"jobs-live-{job_id}" in cid]
     return max((len(t["x"]) for spec in specs for t in spec["data"]), default=0)
 
 
-def test_jobs_page_draws_a_running_jobs_curves_live_and_cancels_it(monkeypatch):
-    monkeypatch.setenv("BUSADV_TEST_JOBS", "1")
+def test_jobs_page_draws_a_running_jobs_curves_live_and_cancels_it():
     job_id = store().submit("sleep", {"steps": 400, "seconds": 0.05, "epochs": 20})  # an epoch ends each second
     at = open_app(JOBS)
     wait_for(at, lambda a: _live_points(a, job_id) >= 1, what="the first epoch's point")
@@ -337,6 +469,7 @@ def test_jobs_page_draws_a_running_jobs_curves_live_and_cancels_it(monkeypatch):
     assert {"test accuracy (clean)", "training loss"} <= names
     assert spec["layout"]["xaxis"]["range"] == [0.5, 20.5]  # the axis spans the planned epochs
     assert store().get(job_id).status == "running"
+    assert "Sleep (test only)" in texts(at)  # a plugin's job kind is named by its registry label
 
     at.button(key=f"jobs-cancel-{job_id}").click().run()
     wait_for(at, lambda a: f"Job {job_id} — cancelled" in texts(a), what="the job to be cancelled")
@@ -352,64 +485,79 @@ def test_jobs_page_validates_settings_and_fills_in_the_study():
     assert any("lots" in e.value for e in at.error)
     assert at.button(key="t_start").proto.disabled
 
+    from busadv.experiments import study_preset
+
     at.button(key="x_preset").click().run()
-    assert at.multiselect(key="x_archs").value == ["simplecnn", "resnet50"]
+    preset = study_preset()
+    assert at.multiselect(key="x_archs").value == preset.archs
+    assert at.multiselect(key="x_modes").value == preset.modes
+    assert at.multiselect(key="x_attacks").value == preset.test_attacks
     assert at.text_input(key="x_seeds").value == "0, 1, 2, 3, 4"
-    assert "40 training runs" in texts(at)
+    assert f"{len(preset.runs())} training runs" in texts(at) and "roughly" in texts(at)
     assert "from scratch" in texts(at)
     at.text_input(key="x_seeds").input("0-2").run()
-    assert "24 training runs" in texts(at)
+    assert f"{len(study_preset(seeds=[0, 1, 2]).runs())} training runs" in texts(at)
+    at.text_input(key="x_seeds").input("0, x").run()
+    assert any("'x' is not a whole number" in e.value for e in at.error)
+    assert at.button(key="x_start").proto.disabled
 
 
 # ----------------------------------------------------------------------------- results
 
 
-def _row(mode: str, train_eps: float, attack: str, test_eps: float, seed: int, acc: float) -> dict:
+def result_row(mode: str, train_eps: float, attack: str, test_eps: float, seed: int, score: float, *,
+               collapsed: bool = False, source: str = SIMULATED, checkpoint: str = "", **extra):
+    from busadv.results import ResultRow
+
     confusion = [[8, 1, 1], [3, 5, 2], [0, 1, 9]]
-    return {"run": f"{mode}-{train_eps}-s{seed}", "arch": "simplecnn", "train_mode": mode, "train_epsilon": train_eps,
-            "adv_labels": "true", "seed": seed, "epochs": 1, "data_source": SIMULATED, "simulated": True,
-            "attack": attack, "test_epsilon": test_eps, "accuracy": acc, "n": 30, "malignant_missed": 5,
-            "malignant_total": 10, "malignant_missed_rate": 0.5, "changed": 3, "recall_benign": 0.8,
-            "recall_malignant": 0.5, "recall_normal": 0.9, "confusion": confusion}
+    values = dict(run=f"{mode}-{train_eps}-s{seed}", seed=seed, arch="simplecnn", train_mode=mode,
+                  train_epsilon=train_eps, epochs=1, adv_labels="true", attack=attack, test_epsilon=test_eps, n=30,
+                  accuracy=score, balanced_accuracy=score, malignant_sensitivity=0.5, malignant_missed=5,
+                  malignant_total=10, majority_rate=0.4, dominant_class="benign",
+                  dominant_share=0.95 if collapsed else 0.4, collapsed=collapsed,
+                  recall={"benign": 0.8, "malignant": 0.5, "normal": 0.9}, confusion=confusion, data_source=source,
+                  simulated=source == SIMULATED, checkpoint=checkpoint)
+    values.update(extra)
+    return ResultRow(**values)
 
 
-def finished_job(rows: list[dict]) -> int:
-    job_id = store().submit("experiment", {"name": "synthetic"}, start=False)
-    now = time.time()
-    set_job(job_id, status="done", progress=1.0, started=now, finished=now, result=json.dumps({"rows": rows}))
-    return job_id
-
-
-def study_like_rows() -> list[dict]:
+def study_like_rows() -> list:
     rows = []
     for seed, j in ((0, -0.02), (1, 0.0), (2, 0.04)):
-        rows += [_row("standard", 0.0, "none", 0.0, seed, 0.80 + j), _row("standard", 0.0, "fgsm", 0.5, seed, 0.20 + j),
+        rows += [result_row("standard", 0.0, "none", 0.0, seed, 0.80 + j),
+                 result_row("standard", 0.0, "fgsm", 0.5, seed, 0.20 + j),
                  # label leaking: the FGSM-trained model scores higher under FGSM than on clean images
-                 _row("fgsm", 0.5, "none", 0.0, seed, 0.60 + j), _row("fgsm", 0.5, "fgsm", 0.5, seed, 0.90 + j)]
+                 result_row("fgsm", 0.5, "none", 0.0, seed, 0.60 + j),
+                 result_row("fgsm", 0.5, "fgsm", 0.5, seed, 0.90 + j)]
     return rows
 
 
-def test_results_page_draws_error_bars_warnings_confusion_and_export():
-    from busadv.experiments import summarize
+def stored(rows: list, label: str = "test") -> Path:
+    from busadv.results import save_rows
+
+    return save_rows(rows, label)
+
+
+def test_results_page_draws_error_bars_diagnoses_confusion_and_export():
+    from busadv.results import summarize
 
     rows = study_like_rows()
-    finished_job(rows)
+    stored(rows)
     at = open_app(RESULTS)
     page = texts(at)
     assert SIMULATED in page
-    assert any("label leaking" in w.value for w in at.warning)
-    assert len([w for w in at.warning if w.value.startswith("**Check th")]) == 1  # the notes share one box
+    assert at.selectbox(key="metric").value == "balanced_accuracy"
+    leaking = [unescape(w.value) for w in at.warning if "Label leaking" in w.value]
+    assert len(leaking) == 1 and "3 of 3 run(s)" in leaking[0]
 
     bars = [t for t in chart(at, "bars")["data"] if t["type"] == "bar"]
     assert len(bars) == 4
-    summary = summarize(rows)
-    expected = {(s["train_mode"], s["attack"]): s["accuracy_std"] for s in summary}
-    by_name = {b["name"]: b for b in bars}
-    standard_fgsm = next(b for n, b in by_name.items() if n.startswith("Standard") and "FGSM test" in n)
+    expected = {(g.train_mode, g.attack): g.stat("balanced_accuracy").std for g in summarize(rows)}
+    standard_fgsm = next(b for b in bars if b["name"].startswith("simplecnn, standard") and "FGSM test" in b["name"])
     assert standard_fgsm["error_y"]["array"] == pytest.approx([expected[("standard", "fgsm")]])
-    adv_clean = next(b for n, b in by_name.items() if n.startswith("FGSM-trained") and "clean" in n)
+    adv_clean = next(b for b in bars if "FGSM-trained" in b["name"] and "clean" in b["name"])
     assert adv_clean["error_y"]["array"] == pytest.approx([expected[("fgsm", "none")]])
-    dots = [t for t in chart(at, "bars")["data"] if t["type"] == "scatter"]
+    dots = [t for t in chart(at, "bars")["data"] if t["type"] == "scatter" and t.get("y") and None not in t["y"]]
     assert sum(len(d["y"]) for d in dots) == 12 and all("seed" in h for d in dots for h in d["hovertext"])
 
     curve = chart(at, "curve")["data"]
@@ -417,51 +565,95 @@ def test_results_page_draws_error_bars_warnings_confusion_and_export():
 
     attacked = chart(at, "cm_attacked")
     assert len(attacked["layout"]["shapes"]) == 2  # malignant -> benign, malignant -> normal
-    assert "of 30 malignant missed" in attacked["layout"]["title"]["text"]  # pooled over 3 seeds
+    assert "15 of 30 malignant missed" in attacked["layout"]["title"]["text"]  # pooled over 3 seeds
     assert "Counts pooled over 3 run(s)" in texts(at)
 
+    table = at.dataframe[0].value
+    assert set(table["runs"]) == {3} and "Balanced accuracy" in table.columns
     download = at.get("download_button")
     assert download and download[0].proto.label == "Download these rows as CSV"
 
 
-def test_results_page_metric_switch_and_csv_rows():
-    from busadv.experiments import rows_to_csv
+def test_results_page_measures_collapsed_runs_and_uploads():
+    from busadv.results import rows_to_csv
 
     at = open_app(RESULTS)
     assert "No results yet" in texts(at)
-    csv_bytes = rows_to_csv(study_like_rows()).encode()
-    at.file_uploader(key="rows_csv").set_value(("study.csv", csv_bytes, "text/csv")).run()
+    rows = study_like_rows()
+    rows[0] = result_row("standard", 0.0, "none", 0.0, 0, 0.4, collapsed=True)  # seed 0 answers one class
+    at.file_uploader(key="rows_csv").set_value(("study.csv", rows_to_csv(rows).encode(), "text/csv")).run()
     assert not at.exception
-    assert chart(at, "bars")
-    at.selectbox(key="metric").set_value("malignant_missed_rate").run()
+
+    def clean_standard(a: AppTest) -> dict:
+        return next(t for t in chart(a, "bars")["data"] if t["type"] == "bar"
+                    and t["name"].startswith("simplecnn, standard") and "clean" in t["name"])
+
+    crosses = [t for t in chart(at, "bars")["data"] if t.get("name") == "collapsed runs"]
+    assert crosses and len(crosses[0]["y"]) == 1  # the collapsed run is a red cross, not hidden in the mean
+    assert clean_standard(at)["y"] == pytest.approx([(0.4 + 0.8 + 0.84) / 3])
+    assert any("Answers one class" in w.value for w in at.warning)
+
+    at.toggle(key="show_collapsed").set_value(False).run()
+    assert not [t for t in chart(at, "bars")["data"] if t.get("name") == "collapsed runs"]
+    at.toggle(key="exclude_collapsed").set_value(True).run()
+    assert clean_standard(at)["y"] == pytest.approx([(0.8 + 0.84) / 2])  # seed 0 left out of every condition
+
+    at.selectbox(key="metric").set_value("accuracy").run()
     bars = chart(at, "bars")
-    assert "Malignant" in bars["layout"]["yaxis"]["title"]["text"]
-    dots = [t for t in bars["data"] if t["type"] == "scatter"]  # single seeds for every measure, not only accuracy
-    assert sum(len(d["y"]) for d in dots) == 12 and {v for d in dots for v in d["y"]} == {0.5}
+    assert bars["layout"]["yaxis"]["title"]["text"] == "Accuracy"
+    assert any("most common class" in a["text"] for a in bars["layout"]["annotations"])  # the majority rate
+
     at.file_uploader(key="rows_csv").set_value(("bad.csv", b"a,b\n1,2\n", "text/csv")).run()
-    assert any("bad.csv: not a busadv results file" in e.value for e in at.error)
+    assert any("bad.csv: not a busadv results file" in unescape(e.value) for e in at.error)
+    assert "No results yet" in texts(at)
+
+
+def test_results_page_never_pools_simulated_and_real_data_and_escapes_uploaded_text():
+    from busadv.results import rows_to_csv
+
+    stored(study_like_rows())
+    busi = "[BUSI](http://example.invalid) :red[at] /data"
+    upload = [result_row("standard", 0.0, "none", 0.0, 5, 0.7, source=busi, run="b0"),
+              result_row("standard", 0.0, "fgsm", 0.05, 5, 0.3, source=busi, run="b0")]
+    at = open_app(RESULTS)
+    at.file_uploader(key="rows_csv").set_value(("busi.csv", rows_to_csv(upload).encode(), "text/csv")).run()
+    assert not at.exception
+    radio = at.radio(key="source")
+    assert len(radio.options) == 2
+    assert SIMULATED in texts(at)
+    radio.set_value(busi).run()
+    bars = [t for t in chart(at, "bars")["data"] if t["type"] == "bar"]
+    assert [b["y"] for b in bars] == [pytest.approx([0.7]), pytest.approx([0.3])]  # the BUSI rows only
+    assert all(busi not in c.value for c in at.caption)  # shown as text, never as a link or coloured
+    assert any(unescape(c.value) == f"Data: {busi}" for c in at.caption)
 
 
 def test_results_page_counts_a_checkpoint_once():
-    """A training job and a later evaluation of the same checkpoint: the newest row is kept, the other left out."""
-    def rows(acc: float) -> list[dict]:
-        return [dict(_row("standard", 0.0, "none", 0.0, 0, acc), checkpoint="/models/a.pt"),
-                dict(_row("standard", 0.0, "fgsm", 0.5, 0, acc / 2), checkpoint="/models/a.pt")]
+    """A training run and a later evaluation of the same checkpoint: the newest row is kept."""
+    def rows(score: float) -> list:
+        return [result_row("standard", 0.0, "none", 0.0, 0, score, checkpoint="/models/a.pt"),
+                result_row("standard", 0.0, "fgsm", 0.5, 0, score / 2, checkpoint="/models/a.pt")]
 
-    finished_job(rows(0.6))
-    finished_job(rows(0.8))  # newer
+    older = stored(rows(0.6), "train")
+    time.sleep(0.05)
+    stored(rows(0.8), "evaluate")  # newer
+    os.utime(older, (time.time() - 60, time.time() - 60))
     at = open_app(RESULTS)
-    assert "2 row(s) left out" in texts(at)
     clean = next(t for t in chart(at, "bars")["data"] if t["type"] == "bar" and "clean" in t["name"])
     assert clean["y"] == pytest.approx([0.8]) and clean["error_y"]["array"] == pytest.approx([0.0])
+    assert "With one run per model there is no spread to show" in texts(at)
 
 
-def test_epsilon_helpers():
-    from busadv import ui
+def test_epsilon_choices():
+    from busadv.app.widgets import EPSILON_CHOICES
 
-    assert ui.parse_epsilon_list("2/255, 0.05; 8/255") == pytest.approx([2 / 255, 0.05, 8 / 255])
-    with pytest.raises(ValueError):
-        ui.parse_epsilon_list("2/255, x")
-    assert ui.parse_int_list("0-2, 7") == [0, 1, 2, 7]
-    assert 0.0 in ui.EPSILON_CHOICES and 8 / 255 in ui.EPSILON_CHOICES and 0.5 in ui.EPSILON_CHOICES
-    assert list(ui.EPSILON_CHOICES) == sorted(ui.EPSILON_CHOICES)
+    assert 0.0 in EPSILON_CHOICES and 8 / 255 in EPSILON_CHOICES and 0.5 in EPSILON_CHOICES
+    assert list(EPSILON_CHOICES) == sorted(EPSILON_CHOICES)
+
+
+def test_plain_text_cannot_draw_links_or_colours():
+    from busadv.app.layout import plain
+
+    assert plain("[x](http://a) :red[b] $c$ *d*") == r"\[x\](http\://a) \:red\[b\] \$c\$ \*d\*"
+    assert plain("- item") == r"\- item" and plain("12. item") == r"12\. item"
+    assert plain("two\nlines") == "two lines"

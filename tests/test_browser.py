@@ -99,32 +99,36 @@ def no_exception(page) -> None:
 MENU = ["Home", "Perturbation explorer", "Jobs", "Results"]
 
 
-def page_frame(page, base: str, url_path: str) -> None:
-    """The page at its URL renders wide, with busadv's menu and the data label in the sidebar."""
+def page_frame(page, base: str, url_path: str, wide: bool = True) -> None:
+    """The page at its URL renders (wide on a wide screen), with busadv's menu and the data label in the sidebar."""
     assert page.url.rstrip("/") == f"{base}/{url_path}".rstrip("/"), page.url
-    width = page.locator('[data-testid="stMainBlockContainer"]').bounding_box()["width"]
-    assert width > 900, f"{url_path or 'home'}: main column {width}px wide, not the wide layout"
+    if wide:
+        width = page.locator('[data-testid="stMainBlockContainer"]').bounding_box()["width"]
+        assert width > 900, f"{url_path or 'home'}: main column {width}px wide, not the wide layout"
     sidebar = page.locator('[data-testid="stSidebar"]')
-    labels = [text.strip().split("\n")[-1] for text in sidebar.locator('[data-testid="stPageLink"]').all_inner_texts()]
-    assert labels == MENU, labels  # the same menu on every page (each line is "icon name\nlabel")
+    if wide or sidebar.is_visible():
+        labels = [text.strip().split("\n")[-1]
+                  for text in sidebar.locator('[data-testid="stPageLink"]').all_inner_texts()]
+        assert labels == MENU, labels  # the same menu on every page (each line is "icon name\nlabel")
+        assert "Data: Simulated phantoms (not clinical images)" in sidebar.inner_text()
     assert page.locator('[data-testid="stSidebarNav"]').count() == 0  # one menu: Streamlit's own is off
-    assert "Data: Simulated phantoms (not clinical images)" in sidebar.inner_text()
 
 
 def shoot(page, name: str) -> None:
+    """A full-page screenshot into $BUSADV_SHOTS (default: the test's BUSADV_HOME/shots), named by page and width."""
     folder = Path(os.environ.get("BUSADV_SHOTS") or Path(os.environ["BUSADV_HOME"]) / "shots")
     folder.mkdir(parents=True, exist_ok=True)
     height = page.evaluate("() => { const b = document.querySelector('[data-testid=\"stMainBlockContainer\"]');"
                            " return b ? b.scrollHeight + 120 : 1000; }")
     size = page.viewport_size
-    page.set_viewport_size({"width": size["width"], "height": int(min(max(size["height"], height), 6000))})
+    page.set_viewport_size({"width": size["width"], "height": int(min(max(size["height"], height), 8000))})
     time.sleep(1.0)
-    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(folder / f"{name}-{size['width']}.png"), full_page=True)
     page.set_viewport_size(size)
 
 
 def test_every_page_in_chromium(server, browser):
-    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
 
     # Explorer, as the fresh server's first request: moving the slider changes ε and redraws the prediction.
     page.goto(f"{server}/Perturbation_explorer")
@@ -132,7 +136,8 @@ def test_every_page_in_chromium(server, browser):
     no_exception(page)
     page_frame(page, server, "Perturbation_explorer")
     page.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=60_000)
-    banner = page.locator('[data-testid="stAlert"]').filter(has_text=re.compile("Prediction unchanged|Diagnosis flipped"))
+    banner = page.locator('[data-testid="stAlert"]').filter(
+        has_text=re.compile("Prediction unchanged|Diagnosis flipped"))
     before = banner.first.inner_text()
     assert "0.0157 (4/255)" in before
     thumb = page.locator('[data-testid="stSlider"] input[type="range"]').first
@@ -143,8 +148,7 @@ def test_every_page_in_chromium(server, browser):
     settle(page)
     no_exception(page)
     assert "0.0314 (8/255)" in banner.first.inner_text()
-    readouts = page.get_by_text("Smallest ε that flips it").first
-    assert readouts.is_visible()
+    assert page.get_by_text("Smallest ε that flips it").first.is_visible()
     assert "…" not in page.locator('[data-testid="stMainBlockContainer"]').inner_text()
     shoot(page, "explorer")
 
@@ -154,7 +158,8 @@ def test_every_page_in_chromium(server, browser):
     settle(page)
     no_exception(page)
     page_frame(page, server, "")
-    assert "Simulated phantoms (not clinical images)" in page.locator('[data-testid="stMain"]').inner_text()
+    main = page.locator('[data-testid="stMain"]').inner_text()
+    assert "Simulated phantoms (not clinical images)" in main and "Balanced accuracy" in main
     shoot(page, "home")
 
     # Jobs, by the home page's link: start a one-epoch training run and watch the live list reach done.
@@ -163,23 +168,42 @@ def test_every_page_in_chromium(server, browser):
     settle(page)
     no_exception(page)
     page_frame(page, server, "Jobs")
-    epochs = page.get_by_label("Epochs").first
-    epochs.fill("1")
-    epochs.press("Enter")
-    settle(page)
+    for label, value in (("Epochs", "1"),):
+        field = page.get_by_label(label).first
+        field.fill(value)
+        field.press("Enter")
+        settle(page)
     page.get_by_role("button", name="Start training").click()
     page.wait_for_function("() => /Job 1 — (running|queued|done)/.test(document.body.innerText)", timeout=30_000)
-    page.wait_for_function("() => document.body.innerText.includes('Job 1 — done')", timeout=120_000)
+    page.wait_for_function("() => document.body.innerText.includes('Job 1 — done')", timeout=240_000)
     settle(page)
     no_exception(page)
-    assert "100% done" in page.inner_text("body")
+    body = page.inner_text("body")
+    assert "100% done" in body and "Clean test images: balanced accuracy" in body
     shoot(page, "jobs")
 
-    # Results, typed in: the finished job's rows are drawn.
+    # Results, typed in: the finished job's rows are drawn, balanced accuracy first.
     page.goto(f"{server}/Results")
     settle(page)
     no_exception(page)
     page_frame(page, server, "Results")
     page.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=60_000)
-    assert "Download these rows as CSV" in page.inner_text("body")
+    body = page.inner_text("body")
+    assert "Download these rows as CSV" in body and "Balanced accuracy" in body
+    assert "Show collapsed runs" in body and "Leave out runs that collapsed on clean images" in body
     shoot(page, "results")
+
+    # Every page again on a narrow screen (900 px): nothing breaks, tiles wrap instead of being cut off.
+    page.set_viewport_size({"width": 900, "height": 1000})
+    for url_path, name in (("", "home"), ("Perturbation_explorer", "explorer"), ("Jobs", "jobs"),
+                           ("Results", "results")):
+        page.goto(f"{server}/{url_path}")
+        settle(page)
+        page.wait_for_selector('[data-testid="stPlotlyChart"], [data-testid="stDataFrame"]', state="attached",
+                               timeout=60_000)
+        settle(page)
+        no_exception(page)
+        page_frame(page, server, url_path, wide=False)
+        if name == "explorer":  # the readouts wrap instead of being cut off with '…'
+            assert "…" not in page.locator('[data-testid="stMainBlockContainer"]').inner_text()
+        shoot(page, name)

@@ -1,4 +1,4 @@
-"""busadv.plots: the figures hold the numbers they claim to show (error bars, bands, highlights)."""
+"""busadv.plots: the figures hold the numbers they claim to show (error bars, bands, floors, collapsed runs)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,25 @@ import pytest
 
 from busadv import plots
 from busadv.attacks import format_epsilon
-from busadv.experiments import summarize
+from busadv.results import ResultRow, recipe_labels, summarize
+
+CLASSES = ("benign", "malignant", "normal")
 
 
-def _row(arch: str, mode: str, train_eps: float, attack: str, test_eps: float, seed: int, acc: float,
-         confusion: list[list[int]] | None = None) -> dict:
-    return {"arch": arch, "train_mode": mode, "train_epsilon": train_eps, "attack": attack, "test_epsilon": test_eps,
-            "seed": seed, "accuracy": acc, "malignant_missed_rate": 1 - acc, "recall_benign": acc,
-            "recall_malignant": acc, "recall_normal": acc,
-            "confusion": confusion or [[5, 1, 0], [2, 6, 1], [0, 1, 4]]}
+def _row(arch: str, mode: str, train_eps: float, attack: str, test_eps: float, seed: int, score: float,
+         confusion: list[list[int]] | None = None, collapsed: bool = False) -> ResultRow:
+    return ResultRow(run=f"{arch}-{mode}-{train_eps}-s{seed}", seed=seed, arch=arch, train_mode=mode,
+                     train_epsilon=train_eps, adv_labels="true", attack=attack, test_epsilon=test_eps, n=20,
+                     accuracy=score, balanced_accuracy=score - 0.05, malignant_sensitivity=1 - score,
+                     majority_rate=0.45, dominant_class="benign", dominant_share=0.95 if collapsed else 0.4,
+                     collapsed=collapsed, recall=dict.fromkeys(CLASSES, score),
+                     confusion=confusion or [[5, 1, 0], [2, 6, 1], [0, 1, 4]])
 
 
-def study_rows() -> list[dict]:
+def study_rows() -> list[ResultRow]:
     """Three seeds of: standard, FGSM-trained at 0.05 and at 0.2; clean and FGSM at 0.05 and 0.2."""
     rows = []
-    for seed, jitter in zip((0, 1, 2), (-0.02, 0.0, 0.03)):
+    for seed, jitter in zip((0, 1, 2), (-0.02, 0.0, 0.03), strict=True):
         rows += [_row("simplecnn", "standard", 0.0, "none", 0.0, seed, 0.80 + jitter),
                  _row("simplecnn", "standard", 0.0, "fgsm", 0.05, seed, 0.30 + jitter),
                  _row("simplecnn", "standard", 0.0, "fgsm", 0.2, seed, 0.10 + jitter)]
@@ -37,105 +41,154 @@ def _bars(fig) -> list:
     return [t for t in fig.data if t.type == "bar"]
 
 
+def _dots(fig) -> list:
+    return [t for t in fig.data if t.type == "scatter" and t.mode == "markers" and t.x and t.x[0] is not None]
+
+
 def _entry(summary, mode, train_eps, attack, test_eps):
-    return next(s for s in summary if s["train_mode"] == mode and math.isclose(s["train_epsilon"], train_eps)
-                and s["attack"] == attack and math.isclose(s["test_epsilon"], test_eps))
+    return next(g for g in summary if g.train_mode == mode and math.isclose(g.train_epsilon, train_eps)
+                and g.attack == attack and math.isclose(g.test_epsilon, test_eps))
 
 
-def test_accuracy_bars_error_bars_are_the_summary_std():
+def _bar(fig, starts: str, condition: str):
+    return next(b for b in _bars(fig) if b.name.startswith(starts) and b.name.endswith(f"{condition} test"))
+
+
+def test_accuracy_bars_error_bars_are_the_summary_std_of_balanced_accuracy_by_default():
     summary = summarize(study_rows())
     fig = plots.accuracy_bars(summary, attack="fgsm")
     bars = _bars(fig)
-    # standard clean, standard FGSM, FGSM-trained clean, FGSM-trained FGSM
-    assert len(bars) == 4
-    assert [b.x for b in bars] == [(plots.short_epsilon(0.05), plots.short_epsilon(0.2))] * 4
-    by_name = {b.name: b for b in bars}
-    std_fgsm = next(b for n, b in by_name.items() if n.startswith("Standard") and "FGSM test" in n)
-    expected = [_entry(summary, "standard", 0.0, "fgsm", e) for e in (0.05, 0.2)]
-    assert list(std_fgsm.y) == pytest.approx([e["accuracy_mean"] for e in expected])
-    assert list(std_fgsm.error_y.array) == pytest.approx([e["accuracy_std"] for e in expected])
+    # standard clean and FGSM in both groups; each FGSM-trained model clean and FGSM in the group of its epsilon
+    assert len(bars) == 6
+    groups = (plots.short_epsilon(0.05), plots.short_epsilon(0.2))
+    assert [b.x for b in bars if "standard" in b.name] == [groups] * 2
+    assert "Balanced accuracy" in fig.layout.yaxis.title.text
+    std_fgsm = _bar(fig, "simplecnn, standard", "FGSM")
+    expected = [_entry(summary, "standard", 0.0, "fgsm", e).stat("balanced_accuracy") for e in (0.05, 0.2)]
+    assert list(std_fgsm.y) == pytest.approx([e.mean for e in expected])
+    assert list(std_fgsm.error_y.array) == pytest.approx([e.std for e in expected])
     assert std_fgsm.error_y.visible is True
-    # The adversarial model in each group is the one trained at that group's epsilon.
-    adv_fgsm = next(b for n, b in by_name.items() if n.startswith("FGSM-trained") and "FGSM test" in n)
-    matched = [_entry(summary, "fgsm", e, "fgsm", e) for e in (0.05, 0.2)]
-    assert list(adv_fgsm.y) == pytest.approx([e["accuracy_mean"] for e in matched])
-    assert list(adv_fgsm.error_y.array) == pytest.approx([e["accuracy_std"] for e in matched])
-    adv_clean = next(b for n, b in by_name.items() if n.startswith("FGSM-trained") and "clean" in n)
-    assert list(adv_clean.y) == pytest.approx([_entry(summary, "fgsm", e, "none", 0.0)["accuracy_mean"]
-                                               for e in (0.05, 0.2)])
+    for eps, group in zip((0.05, 0.2), groups, strict=True):  # the adversarial model of a group: trained at its ε
+        adv_fgsm = _bar(fig, f"simplecnn, FGSM-trained at ε={format_epsilon(eps)}", "FGSM")
+        adv_clean = _bar(fig, f"simplecnn, FGSM-trained at ε={format_epsilon(eps)}", "clean")
+        matched = _entry(summary, "fgsm", eps, "fgsm", eps).stat("balanced_accuracy")
+        assert list(adv_fgsm.x) == list(adv_clean.x) == [group]
+        assert list(adv_fgsm.y) == pytest.approx([matched.mean])
+        assert list(adv_fgsm.error_y.array) == pytest.approx([matched.std])
+        assert list(adv_clean.y) == pytest.approx([_entry(summary, "fgsm", eps, "none", 0.0)
+                                                   .stat("balanced_accuracy").mean])
 
 
-def test_accuracy_bars_show_every_seed_on_hover():
+def test_accuracy_bars_show_every_run_on_hover():
     summary = summarize(study_rows())
     fig = plots.accuracy_bars(summary, attack="fgsm")
-    dots = [t for t in fig.data if t.type == "scatter"]
-    assert dots, "per-seed points are drawn"
-    assert sum(len(d.y) for d in dots) == 3 * len(_bars(fig)) * 2  # 3 seeds x 2 groups per bar trace
+    dots = _dots(fig)
+    assert sum(len(d.y) for d in dots) == sum(3 * len(b.x) for b in _bars(fig))  # 3 seeds under every bar
     assert all("seed" in text for d in dots for text in d.hovertext)
     assert all(d.offsetgroup for d in dots)  # aligned with their bar
-    std_bar = _bars(fig)[1]
-    assert "seed 0" in std_bar.hovertext[0] and "seed 2" in std_bar.hovertext[0]
+    assert "over 3 run(s)" in _bars(fig)[1].hovertext[0]
     assert fig.layout.barmode == "group"
 
 
 def test_accuracy_bars_single_adversarial_epsilon_is_used_in_every_group():
-    rows = [r for r in study_rows() if not (r["train_mode"] == "fgsm" and r["train_epsilon"] == 0.2)]
+    rows = [r for r in study_rows() if not (r.train_mode == "fgsm" and r.train_epsilon == 0.2)]
     fig = plots.accuracy_bars(summarize(rows), attack="fgsm")
-    adv = [b for b in _bars(fig) if b.name.startswith("FGSM-trained")]
+    adv = [b for b in _bars(fig) if "FGSM-trained" in b.name]
     assert all(len(b.x) == 2 for b in adv)
     assert all(format_epsilon(0.05) in b.name for b in adv)
 
 
 def test_accuracy_bars_other_metric_and_arch_filter():
-    rows = study_rows() + [dict(r, arch="resnet50") for r in study_rows()]
+    rows = study_rows() + [_row("resnet50", r.train_mode, r.train_epsilon, r.attack, r.test_epsilon, r.seed,
+                                r.accuracy) for r in study_rows()]
     summary = summarize(rows)
-    fig = plots.accuracy_bars(summary, attack="fgsm", arch="resnet50", metric="malignant_missed_rate")
-    assert len(_bars(fig)) == 4
+    fig = plots.accuracy_bars(summary, attack="fgsm", arch="resnet50", metric="malignant_sensitivity")
+    assert len(_bars(fig)) == 6 and all(b.name.startswith("resnet50") for b in _bars(fig))
     assert "Malignant" in fig.layout.yaxis.title.text
     both = plots.accuracy_bars(summary, attack="fgsm")
-    assert len(_bars(both)) == 8 and all(b.name.split(":")[0] in ("simplecnn", "resnet50") for b in _bars(both))
+    assert len(_bars(both)) == 12 and {b.name.split(",")[0] for b in _bars(both)} == {"simplecnn", "resnet50"}
+
+
+def test_reference_line_is_the_majority_rate_for_accuracy_and_chance_for_balanced_accuracy():
+    summary = summarize(study_rows())
+    accuracy = plots.accuracy_bars(summary, attack="fgsm", metric="accuracy")
+    (line,) = accuracy.layout.shapes
+    assert line.y0 == pytest.approx(0.45) and "most common class: 45%" in accuracy.layout.annotations[0].text
+    balanced = plots.accuracy_curve(summary, attack="fgsm")
+    assert balanced.layout.shapes[0].y0 == pytest.approx(1 / 3) and "chance" in balanced.layout.annotations[0].text
+    assert not plots.accuracy_bars(summary, attack="fgsm", metric="malignant_sensitivity").layout.shapes
+
+
+def test_collapsed_runs_are_red_crosses_and_can_be_hidden_or_left_out():
+    rows = study_rows()
+    rows[0] = _row("simplecnn", "standard", 0.0, "none", 0.0, 0, 0.45, collapsed=True)  # seed 0 collapsed on clean
+    fig = plots.accuracy_bars(summarize(rows), attack="fgsm")
+    crosses = [t for t in fig.data if t.name == "collapsed runs"]
+    assert len(crosses) == 1 and len(crosses[0].y) == 2  # one per group the standard clean bar appears in
+    assert crosses[0].marker.symbol == "x-thin" and "collapsed" in crosses[0].hovertext[0]
+    assert any("collapsed" in (t.name or "") and t.showlegend is not False for t in fig.data)  # legend entry
+    assert "1 of 3 runs collapsed" in _bar(fig, "simplecnn, standard", "clean").hovertext[0]
+    hidden = plots.accuracy_bars(summarize(rows), attack="fgsm", show_collapsed=False)
+    assert not [t for t in hidden.data if t.name == "collapsed runs"]
+    left_out = summarize(rows, exclude_collapsed=True)
+    assert _entry(left_out, "standard", 0.0, "none", 0.0).n_runs == 2
+    assert _entry(left_out, "standard", 0.0, "fgsm", 0.05).n_runs == 2  # the whole run is left out
 
 
 def test_accuracy_curve_band_is_mean_plus_minus_std():
     summary = summarize(study_rows())
     fig = plots.accuracy_curve(summary, attack="fgsm")
-    mean = next(t for t in fig.data if t.name == plots.model_label("simplecnn", "standard", 0.0))
-    band = next(t for t in fig.data if t.name == f"{mean.name} (mean ± std)")
+    name = recipe_labels(summary)[_entry(summary, "standard", 0.0, "none", 0.0).recipe]
+    mean = next(t for t in fig.data if t.name == name)
+    band = next(t for t in fig.data if t.name == f"{name} (mean ± std)")
     assert list(mean.x) == ["clean", plots.short_epsilon(0.05), plots.short_epsilon(0.2)]
-    stds = [_entry(summary, "standard", 0.0, a, e)["accuracy_std"] for a, e in (("none", 0.0), ("fgsm", 0.05), ("fgsm", 0.2))]
-    upper = [m + s for m, s in zip(mean.y, stds)]
-    lower = [m - s for m, s in zip(mean.y, stds)]
+    stds = [_entry(summary, "standard", 0.0, a, e).stat("balanced_accuracy").std
+            for a, e in (("none", 0.0), ("fgsm", 0.05), ("fgsm", 0.2))]
+    upper = [m + s for m, s in zip(mean.y, stds, strict=True)]
+    lower = [max(0.0, m - s) for m, s in zip(mean.y, stds, strict=True)]
     assert list(band.x) == list(mean.x) + list(mean.x)[::-1]
     assert list(band.y) == pytest.approx(upper + lower[::-1])
     assert band.fill == "toself"
-    seeds = next(t for t in fig.data if t.name == f"{mean.name} (single seeds)")
-    assert len(seeds.y) == 9 and set(seeds.customdata) == {0, 1, 2}
     assert len([t for t in fig.data if t.mode == "lines+markers"]) == 3  # one line per trained model
+    assert sum(len(d.y) for d in _dots(fig) if d.legendgroup == name) == 9
 
 
-def test_confusion_heatmap_outlines_malignant_called_benign_or_normal():
+def test_accuracy_curve_leaves_untested_epsilons_as_gaps():
+    rows = study_rows() + [_row("simplecnn", "fgsm", 0.05, "fgsm", 0.5, s, 0.4) for s in (0, 1, 2)]
+    summary = summarize(rows)
+    fig = plots.accuracy_curve(summary, attack="fgsm")
+    name = recipe_labels(summary)[_entry(summary, "standard", 0.0, "none", 0.0).recipe]
+    standard = next(t for t in fig.data if t.name == name)
+    assert list(standard.x)[-1] == plots.short_epsilon(0.5) and standard.y[-1] is None
+    assert not standard.connectgaps
+    band = next(t for t in fig.data if t.name == f"{name} (mean ± std)")
+    assert plots.short_epsilon(0.5) not in band.x  # the band stops where the tests stop
+
+
+def test_confusion_heatmap_outlines_the_critical_class_called_anything_else():
     confusion = [[10, 2, 1], [4, 20, 3], [0, 1, 9]]
-    fig = plots.confusion_heatmap(confusion)
+    fig = plots.confusion_heatmap(confusion, CLASSES, "malignant")
     heat = fig.data[0]
-    assert list(heat.x) == ["benign", "malignant", "normal"] and list(heat.y) == ["benign", "malignant", "normal"]
+    assert list(heat.x) == list(CLASSES) and list(heat.y) == list(CLASSES)
     assert heat.text[1][0].startswith("4") and heat.text[1][2].startswith("3")
     boxes = [(s.x0, s.y0) for s in fig.layout.shapes]
     assert sorted(boxes) == [(-0.5, 0.5), (1.5, 0.5)]  # (malignant row) x (benign, normal columns)
     assert "7 of 27" in fig.layout.title.text
-    assert plots.malignant_missed(confusion) == (7, 27)
+    assert plots.critical_missed(confusion, CLASSES, "malignant") == (7, 27)
+    normal = plots.confusion_heatmap(confusion, CLASSES, "normal")  # another dataset's critical class
+    assert sorted((s.x0, s.y0) for s in normal.layout.shapes) == [(-0.5, 1.5), (0.5, 1.5)]
 
 
-def test_sum_confusions_pools_seeds():
+def test_sum_confusions_pools_runs():
     a, b = [[1, 0, 0], [0, 2, 1], [0, 0, 3]], [[2, 1, 0], [1, 1, 0], [0, 0, 1]]
     assert plots.sum_confusions([a, b]) == [[3, 1, 0], [1, 3, 1], [0, 0, 4]]
     assert plots.sum_confusions([]) == []
 
 
 def test_probability_bars_mark_each_predicted_class():
-    fig = plots.probability_bars(["benign", "malignant", "normal"], [0.7, 0.2, 0.1], [0.1, 0.8, 0.1],
-                                 perturbed_name="FGSM")
+    fig = plots.probability_bars(list(CLASSES), [0.7, 0.2, 0.1], [0.1, 0.8, 0.1], perturbed_name="FGSM")
     clean, perturbed = fig.data
-    assert clean.orientation == "h" and list(clean.y) == ["benign", "malignant", "normal"]
+    assert clean.orientation == "h" and list(clean.y) == list(CLASSES)
     assert list(clean.x) == pytest.approx([0.7, 0.2, 0.1]) and list(perturbed.x) == pytest.approx([0.1, 0.8, 0.1])
     assert list(clean.marker.line.width) == [3, 0, 0] and list(perturbed.marker.line.width) == [0, 3, 0]
     assert perturbed.name == "FGSM"
@@ -152,49 +205,26 @@ def test_probability_sweep_marks_the_flip():
 
 def test_training_curves_from_checkpoint_history():
     history = [{"epoch": 1, "epochs": 2, "train_loss": 1.0, "train_accuracy": 0.5, "test_accuracy": 0.4,
-                "test_fgsm_accuracy": 0.3, "test_pgd_accuracy": 0.2},
+                "test_balanced_accuracy": 0.35, "test_fgsm_accuracy": 0.3, "test_pgd_accuracy": 0.2},
                {"epoch": 2, "epochs": 2, "train_loss": 0.5, "train_accuracy": 0.7, "test_accuracy": 0.6,
-                "test_fgsm_accuracy": 0.5, "test_pgd_accuracy": 0.1}]
+                "test_balanced_accuracy": 0.55, "test_fgsm_accuracy": 0.5, "test_pgd_accuracy": 0.1}]
     fig = plots.training_curves(history)
     names = [t.name for t in fig.data]
-    assert names == ["train accuracy", "test accuracy (clean)", "test accuracy under FGSM", "test accuracy under PGD",
-                     "training loss"]
+    assert names == ["train accuracy", "test accuracy (clean)", "test balanced accuracy (clean)",
+                     "watch accuracy under FGSM", "watch accuracy under PGD", "training loss"]
     loss = fig.data[-1]
     assert list(loss.y) == [1.0, 0.5] and loss.yaxis == "y2"
     standard = plots.training_curves([{k: v for k, v in h.items() if "fgsm" not in k and "pgd" not in k}
                                       for h in history])
-    assert len(standard.data) == 3
+    assert len(standard.data) == 4
 
 
-def test_labels_say_epsilon_both_ways():
+def test_labels_say_epsilon_both_ways_and_name_measures():
     assert plots.short_epsilon(0) == "clean"
     assert plots.short_epsilon(8 / 255) == "0.0314<br>(8/255)"
-    assert "8/255" in plots.model_label("simplecnn", "fgsm", 8 / 255)
-    assert plots.attack_name("fgsm-pred") == "FGSM (predicted label)"
-
-
-def test_accuracy_curve_leaves_untested_epsilons_as_gaps():
-    rows = study_rows() + [_row("simplecnn", "fgsm", 0.05, "fgsm", 0.5, s, 0.4) for s in (0, 1, 2)]
-    fig = plots.accuracy_curve(summarize(rows), attack="fgsm")
-    standard = next(t for t in fig.data if t.name == plots.model_label("simplecnn", "standard", 0.0))
-    assert list(standard.x)[-1] == plots.short_epsilon(0.5) and standard.y[-1] is None
-    assert not standard.connectgaps
-    band = next(t for t in fig.data if t.name == f"{standard.name} (mean ± std)")
-    assert plots.short_epsilon(0.5) not in band.x  # the band stops where the tests stop
-
-
-def test_every_measure_shows_its_single_seeds():
-    summary = summarize(study_rows())
-    fig = plots.accuracy_bars(summary, attack="fgsm", metric="recall_malignant")
-    dots = [t for t in fig.data if t.type == "scatter"]
-    assert sum(len(d.y) for d in dots) == 3 * len(_bars(fig)) * 2
-    entry = _entry(summary, "standard", 0.0, "fgsm", 0.05)
-    std_fgsm = next(b for b in _bars(fig) if b.name.startswith("Standard") and "FGSM test" in b.name)
-    assert all(f"seed {s}: {v:.3f}" in std_fgsm.hovertext[0]
-               for s, v in zip(entry["seeds"], entry["recall_malignant_values"]))
-    curve = plots.accuracy_curve(summary, attack="fgsm", metric="malignant_missed_rate")
-    seeds = next(t for t in curve.data if t.name.endswith("(single seeds)"))
-    assert len(seeds.y) == 9
+    assert plots.metric_name("balanced_accuracy") == "Balanced accuracy"
+    assert plots.metric_name("malignant_sensitivity").startswith("Malignant sensitivity")
+    assert set(plots.METRIC_NAMES) >= {"balanced_accuracy", "accuracy", "malignant_sensitivity"}
 
 
 def test_history_from_progress_keeps_epoch_ends_of_the_run_in_progress():

@@ -1,0 +1,114 @@
+"""The Jobs page's settings turned into checked job configs, plain-language problems and time estimates.
+
+Why checked here, before submitting: a typo found by the worker after minutes of data loading costs
+the user those minutes; the engine's own config classes (TrainConfig, ExperimentConfig) say what is
+wrong, and the page shows it beside a disabled Start button.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from busadv.app.checkpoints import training_rates
+from busadv.app.dataset import DataFacts
+from busadv.app.jobs import format_seconds
+from busadv.app.widgets import BALANCE_CHOICES, LABEL_CHOICES, RANDOM_START_CHOICES, choice_index
+from busadv.attacks import attack_label, format_epsilon_list
+from busadv.experiments import ExperimentConfig, estimate_seconds, study_preset
+from busadv.models import MODELS
+from busadv.training import MODES, TrainConfig
+
+DEFAULT_TEST_EPS = "2/255, 8/255, 0.05, 0.2, 0.5"
+
+
+def train_config(settings: dict[str, Any], test_epsilons: list[float] | None,
+                 test_attacks: list[str]) -> tuple[dict[str, Any] | None, str | None]:
+    """(the train job's config, None) or (None, what is wrong), checked by TrainConfig."""
+    if test_epsilons is None:
+        return None, "Fix the test ε above."
+    if not test_attacks:
+        return None, "Choose at least one test attack."
+    try:
+        TrainConfig.from_dict(settings)
+    except (ValueError, TypeError) as exc:
+        return None, str(exc)
+    return dict(settings, test_epsilons=test_epsilons, test_attacks=test_attacks), None
+
+
+def experiment_config(settings: dict[str, Any]) -> tuple[ExperimentConfig | None, str | None]:
+    """(the experiment, None) or (None, what is wrong), checked by ExperimentConfig (every run's settings)."""
+    if any(settings.get(name) is None for name in ("train_epsilons", "test_epsilons", "seeds")):
+        return None, "Fix the settings marked above."
+    if not settings.get("test_attacks"):
+        return None, "Choose at least one test attack."
+    try:
+        return ExperimentConfig(**settings), None
+    except (ValueError, TypeError) as exc:
+        return None, str(exc)
+
+
+def training_images(facts: DataFacts, test_fraction: float) -> int:
+    """How many images a run trains on: the active data less its held-out test share."""
+    return max(0, facts.images - math.ceil(test_fraction * facts.images))
+
+
+def estimate_text(experiment: ExperimentConfig, facts: DataFacts) -> str:
+    """'roughly 12 min at the training speed this machine's saved models measured' (or '' without data)."""
+    n_train = training_images(facts, experiment.test_fraction)
+    if not n_train:
+        return ""
+    rates, here = training_rates()
+    seconds = estimate_seconds(experiment, rates, n_train)
+    if not math.isfinite(seconds):
+        return ""
+    speed = ("at the training speed this machine's saved models measured" if here else
+             "at the usual speed of two CPU cores (a GPU is much faster)")
+    return f"roughly {format_seconds(seconds)} of training {speed}"
+
+
+def single_run(config: dict[str, Any]) -> ExperimentConfig:
+    """A one-run experiment of a training config, so one estimate serves the train and experiment tabs."""
+    return ExperimentConfig(archs=[config["arch"]], modes=[config["mode"]],
+                            train_epsilons=[config["epsilon"]],
+                            seeds=[config["seed"]], test_attacks=config["test_attacks"],
+                            test_epsilons=config["test_epsilons"], epochs=config["epochs"],
+                            batch_size=config["batch_size"], image_sizes={config["arch"]: config["image_size"]},
+                            test_fraction=config.get("test_fraction", 0.2), monitor_images=64,
+                            train_pgd_steps=config.get("pgd_steps", 7))
+
+
+def experiment_summary(experiment: ExperimentConfig, facts: DataFacts) -> str:
+    """'24 training runs, each tested clean and at …; roughly 2.0 h …'."""
+    runs = len(experiment.runs())
+    estimate = estimate_text(experiment, facts)
+    return (f"{runs} training run{'s' if runs != 1 else ''}, each tested clean and at "
+            f"{format_epsilon_list(experiment.test_epsilons)}" + (f"; {estimate}." if estimate else "."))
+
+
+def study_state(prefix: str = "x_") -> dict[str, Any]:
+    """The seed study's settings as widget values (Session State keys with `prefix`)."""
+    preset = study_preset()
+    state: dict[str, Any] = {
+        "archs": list(preset.archs), "modes": list(preset.modes),
+        "train_eps": ", ".join(f"{e:g}" for e in preset.train_epsilons),
+        "seeds": ", ".join(str(s) for s in preset.seeds), "attacks": list(preset.test_attacks),
+        "test_eps": ", ".join(f"{e:g}" for e in preset.test_epsilons), "epochs": preset.epochs,
+        "batch": preset.batch_size, "name": preset.name, "split": preset.split_policy,
+        "labels": choice_index(LABEL_CHOICES, preset.adv_labels),
+        "rs": choice_index(RANDOM_START_CHOICES, preset.random_start),
+        "balance": choice_index(BALANCE_CHOICES, preset.class_balance),
+    }
+    state.update({f"size_{m.name}": preset.image_sizes.get(m.name, m.default_image_size) for m in MODELS})
+    return {prefix + k: v for k, v in state.items()}
+
+
+def study_help() -> str:
+    """What the study preset fills in, said from the preset itself."""
+    preset = study_preset()
+    archs = " and ".join(MODELS.get(a).label for a in preset.archs)
+    modes = ", ".join(MODES.get(m).label for m in preset.modes)
+    attacks = ", ".join(attack_label(a) for a in preset.test_attacks)
+    return (f"{archs}; {modes} at ε = {', '.join(f'{e:g}' for e in preset.train_epsilons)}; {len(preset.seeds)} "
+            f"seeds, {preset.epochs} epochs, batch {preset.batch_size}; tested clean and under {attacks} at ε = "
+            f"{', '.join(f'{e:g}' for e in preset.test_epsilons)}.")

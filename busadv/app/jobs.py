@@ -1,0 +1,270 @@
+"""Background jobs on a page: the shared job store, one card per job, live polling, the quick-train panel.
+
+Jobs run in worker processes (busadv.jobs) with their state in SQLite, so they survive page reloads,
+several tabs and a restart of `streamlit run`; these helpers only read and draw that state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from busadv import plots
+from busadv.app.layout import legend_below, plain
+from busadv.attacks import attack_label, format_epsilon, format_epsilon_list, parse_epsilon_list
+from busadv.jobs import JOB_KINDS, Job, JobStatus, JobStore, JobStoreError, default_db_path
+from busadv.training import MODES
+
+# The explorer's "train a quick model" job: the study's recipe on the active data, about a minute on
+# two CPU cores with the simulated phantoms; tested under FGSM and PGD at two small epsilons.
+QUICK_TRAIN_CONFIG: dict[str, Any] = {"arch": "simplecnn", "mode": "standard", "epochs": 10, "batch_size": 32,
+                                      "seed": 0, "test_epsilons": [2 / 255, 8 / 255], "test_attacks": ["fgsm", "pgd"]}
+POLL_SECONDS = 1.5
+
+
+@st.cache_resource(show_spinner=False)
+def _job_store(path: str) -> JobStore:
+    return JobStore(path)
+
+
+def job_store() -> JobStore:
+    """The job database under $BUSADV_HOME (one JobStore object per database file).
+
+    A database that cannot be used stops the page with the store's own explanation, not a traceback.
+    """
+    try:
+        return _job_store(str(default_db_path()))
+    except JobStoreError as exc:
+        st.error(str(exc), icon=":material/block:")
+        st.stop()
+        raise  # st.stop() raises; this line only satisfies type checkers
+
+
+def submit(store: JobStore, kind: str, config: dict[str, Any]) -> int:
+    """Queue a job and say so in a toast."""
+    job_id = store.submit(kind, config)
+    st.toast(f"Job {job_id} queued", icon=":material/check_circle:")
+    return job_id
+
+
+# --------------------------------------------------------------------------- words for a job
+
+def format_seconds(seconds: float | None) -> str:
+    """'45 s', '12 min' or '1.5 h'."""
+    if seconds is None or not math.isfinite(seconds):
+        return "unknown"
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _label(registry: Any, name: Any) -> str:
+    return registry.get(name).label if isinstance(name, str) and name in registry else str(name)
+
+
+def _epsilons(values: Any) -> str:
+    try:
+        return format_epsilon_list(parse_epsilon_list(values)) if isinstance(values, list) else "default ε"
+    except ValueError:
+        return "?"
+
+
+def _plural(n: Any, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def describe_job(job: Job) -> str:
+    """One line on what a job does, from its config: 'train simplecnn · fgsm at ε=0.031 (8/255) · 10 epochs · …'."""
+    c = job.config
+    if job.kind == "train":
+        mode = str(c.get("mode", "standard"))
+        how = mode
+        if mode in MODES and MODES.get(mode).adversarial:
+            how += f" at ε={format_epsilon(float(c.get('epsilon', 0)))}"
+        return (f"train {c.get('arch', 'simplecnn')} · {how} · {_plural(c.get('epochs', 10), 'epoch')} · "
+                f"batch {c.get('batch_size', 32)} · seed {c.get('seed', 0)}")
+    if job.kind == "evaluate":
+        attacks = ", ".join(attack_label(a) for a in c.get("attacks", ["fgsm", "pgd"]))
+        return f"evaluate {Path(str(c.get('checkpoint', '?'))).name} under {attacks} at {_epsilons(c.get('epsilons'))}"
+    if job.kind == "experiment":
+        try:
+            from busadv.experiments import ExperimentConfig
+
+            runs: int | str = len(ExperimentConfig.from_dict(dict(c)).runs())
+        except (ValueError, TypeError):  # an old or odd config still gets a line
+            runs = "?"
+        return (f"experiment '{c.get('name', 'experiment')}' · {runs} runs · {', '.join(c.get('archs', []))} · "
+                f"{', '.join(c.get('modes', []))} · seeds {', '.join(str(s) for s in c.get('seeds', []))}")
+    return _label(JOB_KINDS, job.kind)
+
+
+STATUS_ICONS: dict[JobStatus, str] = {
+    JobStatus.QUEUED: ":material/hourglass_empty:", JobStatus.RUNNING: ":material/play_circle:",
+    JobStatus.DONE: ":green[:material/check_circle:]", JobStatus.FAILED: ":red[:material/error:]",
+    JobStatus.CANCELLED: ":material/cancel:", JobStatus.INTERRUPTED: ":orange[:material/warning:]"}
+
+
+def progress_text(job: Job) -> str:
+    """'epoch 3/10 · loss 0.412 · test accuracy 78% · about 1 min left · 30% done' for a progress bar."""
+    if job.kind == "experiment" and not job.active:
+        return f"{job.progress:.0%} done"  # the last run's loss is not the experiment's
+    parts = []
+    if job.epoch is not None and job.epochs:
+        parts.append(f"epoch {job.epoch}/{job.epochs}")
+    if job.loss is not None:
+        parts.append(f"loss {job.loss:.3f}")
+    if job.accuracy is not None:
+        parts.append(f"test accuracy {job.accuracy:.0%}")
+    if job.status is JobStatus.RUNNING and job.eta_seconds is not None:
+        parts.append(f"about {format_seconds(job.eta_seconds)} left")
+    if job.status is JobStatus.QUEUED:
+        parts.append("waiting for a free worker slot")
+    parts.append(f"{job.progress:.0%} done")
+    return " · ".join(parts)
+
+
+def _percent(value: Any) -> str:
+    return f"{value:.0%}" if isinstance(value, (int, float)) and not math.isnan(value) else "n/a"
+
+
+def result_summary(job: Job) -> list[str]:
+    """Short lines on what a finished job found (the full rows are on the Results page)."""
+    result = job.result or {}
+    rows = [r for r in result.get("rows") or [] if isinstance(r, dict)]
+    lines = []
+    if result.get("checkpoint"):
+        lines.append(f"Saved model: `{plain(Path(result['checkpoint']).name)}`")
+    runs = {r.get("run") for r in rows}
+    if len(runs) == 1:
+        clean = next((r for r in rows if r.get("attack") == "none"), None)
+        if clean is not None:
+            lines.append(f"Clean test images: balanced accuracy **{_percent(clean.get('balanced_accuracy'))}**, "
+                         f"accuracy {_percent(clean.get('accuracy'))}, malignant sensitivity "
+                         f"{_percent(clean.get('malignant_sensitivity'))}.")
+        attacked: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            if row.get("attack") != "none":
+                attacked.setdefault(str(row.get("attack")), []).append(row)
+        for attack, series in attacked.items():
+            lines.append(f"Under {attack_label(attack)}, balanced accuracy " + " · ".join(
+                f"{_percent(r.get('balanced_accuracy'))} at ε={format_epsilon(float(r.get('test_epsilon', 0)))}"
+                for r in series))
+    elif rows:
+        lines.append(f"{len(runs)} runs, {len(rows)} result rows: see the Results page.")
+    return lines
+
+
+# --------------------------------------------------------------------------- cards
+
+def job_card(job: Job, store: JobStore, key: str = "job", curves: bool = False) -> None:
+    """A job with its live progress, a cancel button while active, its findings when done, its log when it failed.
+
+    curves=True: a running training or experiment job also shows its loss and test accuracy per
+    finished epoch (for an experiment: of the run in progress), redrawn at every poll.
+    """
+    with st.container(border=True):
+        head, side = st.columns([5, 1], vertical_alignment="center")
+        when = dt.datetime.fromtimestamp(job.created).strftime("%Y-%m-%d %H:%M:%S")
+        head.markdown(f"{STATUS_ICONS.get(job.status, '')} **Job {job.id} — {job.status.value}** · "
+                      f"{plain(describe_job(job))}")
+        head.caption(f"created {when}" + (f" · ran {format_seconds(job.elapsed)}" if job.elapsed is not None else ""))
+        if job.active:
+            side.button("Cancel", key=f"{key}-cancel-{job.id}", on_click=store.cancel, args=(job.id,),
+                        help="Stop this job (a running one stops at its next progress report)")
+            st.progress(min(max(float(job.progress), 0.0), 1.0), text=progress_text(job))
+            if job.message and job.message not in ("running", "queued"):
+                st.caption(plain(job.message))
+            if curves and job.status is JobStatus.RUNNING:
+                _live_curves(job, store, key)
+        elif job.status is JobStatus.DONE:
+            st.progress(1.0, text=progress_text(job))
+            for line in result_summary(job):
+                st.caption(line)
+            for diagnosis in (job.result or {}).get("diagnoses") or []:
+                st.warning(plain(diagnosis), icon=":material/warning:")
+        elif job.status is JobStatus.FAILED:
+            st.error(f"Failed: {plain(job.error or 'no error message recorded')}")
+            _log_tail(job, store)
+        elif job.status is JobStatus.INTERRUPTED:
+            st.warning(plain(job.error or "Interrupted: the worker process stopped without finishing."))
+            _log_tail(job, store)
+        else:
+            st.caption(plain(job.message or job.status.value))
+
+
+def _live_curves(job: Job, store: JobStore, key: str) -> None:
+    history = plots.history_from_progress(store.history(job.id))
+    if not history:
+        if job.kind in ("train", "experiment"):
+            st.caption("The loss and test-accuracy curves start when the first epoch ends.")
+        return
+    run = f" ({job.message.split(':', 1)[0]})" if job.kind == "experiment" and ":" in (job.message or "") else ""
+    st.plotly_chart(legend_below(plots.training_curves(history, title=f"Job {job.id} so far{run}: per finished epoch",
+                                                       epochs=job.epochs)),
+                    key=f"{key}-live-{job.id}", config={"displayModeBar": False})
+
+
+def _log_tail(job: Job, store: JobStore) -> None:
+    lines = store.logs(job.id, tail=40)
+    with st.expander("Log (last 40 lines)", expanded=job.status is JobStatus.FAILED):
+        st.code("\n".join(lines) if lines else "(the log is empty)", language=None)
+
+
+def job_list(store: JobStore, listed: Sequence[Job], key: str = "jobs", curves: bool = False) -> None:
+    for job in listed:
+        job_card(job, store, key=key, curves=curves)
+
+
+def live(store: JobStore, body: Callable[[], None], key: str) -> None:
+    """Draw `body` in a fragment that reruns every POLL_SECONDS while a job is queued or running.
+
+    Why a fragment: only the job list refreshes, not the page's widgets. Polling stops by itself: when
+    the last job finishes, one full rerun redraws the page (new checkpoints, results) without a timer.
+    Each poll also dispatches queued jobs and reaps dead workers, so a job whose worker died shows
+    as interrupted even after a restart of the Streamlit server.
+    """
+    every = POLL_SECONDS if store.any_active() else None
+
+    @st.fragment(run_every=every, key=f"live-{key}")
+    def _live() -> None:
+        store.dispatch()
+        body()
+        if every is not None and not store.any_active():
+            st.rerun()
+
+    _live()
+
+
+def active_first(store: JobStore, limit: int = 50) -> list[Job]:
+    """The newest jobs, queued and running ones first."""
+    listed = store.list(limit=limit)
+    return [j for j in listed if j.active] + [j for j in listed if not j.active]
+
+
+def quick_train_panel(store: JobStore, data_label: str) -> None:
+    """With no checkpoint yet: offer a quick training job instead of failing, and follow it live."""
+    st.warning("**No trained model yet.** The explorer needs one: train a quick SimpleCNN in the background "
+               f"on the active data, {data_label}. It takes about a minute on two CPU cores with the simulated "
+               "phantoms, a few minutes on BUSI; nothing is downloaded.", icon=":material/model_training:")
+    recent = [j for j in store.list(limit=20) if j.kind == "train"]
+    if not any(j.active for j in recent):
+        if st.button(f"Train a quick model (SimpleCNN, standard training, {QUICK_TRAIN_CONFIG['epochs']} epochs)",
+                     type="primary", key="quick-train"):
+            store.submit("train", dict(QUICK_TRAIN_CONFIG))
+            st.rerun()
+        st.caption("Or start any training run on the Jobs page.")
+
+    def follow() -> None:
+        shown = [j for j in store.list(limit=20) if j.kind == "train"]
+        active = [j for j in shown if j.active]
+        job_list(store, active or shown[:1], key="quick", curves=True)
+
+    live(store, follow, key="quick")

@@ -1,0 +1,97 @@
+"""The frame every page shares: wide layout, one menu, the data label, rows that wrap, readout tiles.
+
+Why every page calls page_setup first: in Streamlit's classic multipage layout (app.py plus pages/,
+no st.navigation) a request for /Jobs runs pages/2_Jobs.py alone, never app.py, so anything a page
+needs must come from the page itself. The menu is drawn here rather than by Streamlit
+(client.showSidebarNavigation = false) because Streamlit would name the home page "app", after its file.
+"""
+
+from __future__ import annotations
+
+import re
+
+import plotly.graph_objects as go
+import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
+
+from busadv.app.dataset import sidebar_dataset_label
+
+# The app's pages: (script, menu label, icon). Streamlit serves app.py at / and pages/N_Name.py at
+# /Name; the numbers only order the files.
+HOME_PAGE = "app.py"
+EXPLORER_PAGE = "pages/1_Perturbation_explorer.py"
+JOBS_PAGE = "pages/2_Jobs.py"
+RESULTS_PAGE = "pages/3_Results.py"
+PAGES: tuple[tuple[str, str, str], ...] = (
+    (HOME_PAGE, "Home", ":material/home:"),
+    (EXPLORER_PAGE, "Perturbation explorer", ":material/tune:"),
+    (JOBS_PAGE, "Jobs", ":material/model_training:"),
+    (RESULTS_PAGE, "Results", ":material/bar_chart:"),
+)
+
+
+def page_setup(title: str) -> None:
+    """The first call of every page: wide layout, tab title, the menu and the data label in the sidebar."""
+    import torch
+
+    # One thread for the page's own small forward passes: with a training job on the same cores, two
+    # threads wait on each other (7-10x slower slider, measured by busadv.bench's levers).
+    torch.set_num_threads(1)
+    icon = next((i for _, label, i in PAGES if label == title), ":material/biotech:")
+    st.set_page_config(page_title=f"{title} · busadv" if title != "Home" else "busadv — adversarial ultrasound",
+                       page_icon=icon, layout="wide")
+    with st.sidebar:
+        for path, label, page_icon in PAGES:
+            st.page_link(path, label=label, icon=page_icon)
+    sidebar_dataset_label()
+
+
+def flow(gap: str = "small") -> DeltaGenerator:
+    """A row whose items wrap onto the next line when the screen is narrow.
+
+    Why not st.columns: columns share the width whatever it is, so on a 900 px screen beside the
+    sidebar an image or a number gets a few dozen pixels and is cut off or broken mid-word. Items
+    of fixed width in a flow keep their size and move down instead.
+    """
+    return st.container(horizontal=True, wrap=True, gap=gap)  # type: ignore[arg-type]
+
+
+def readout(label: str, value: str, note: str | None = None, help: str | None = None, width: int = 280) -> None:
+    """A bordered tile: a small label over a large value that wraps between words (st.metric cuts it with '…')."""
+    with st.container(border=True, width=width):
+        st.caption(label, help=help)
+        st.markdown(f"#### {value}", anchors=False)
+        if note:
+            st.markdown(note)
+
+
+def legend_below(fig: go.Figure) -> go.Figure:
+    """The figure with its legend under the plot, one entry per line, and the height grown to hold it.
+
+    Why: busadv.plots puts long legends to the right of the plot, which on a narrow screen (900 px
+    beside the sidebar) leaves the bars a few dozen pixels wide; under the plot they keep the width.
+    """
+    entries = len({t.legendgroup or t.name for t in fig.data if t.showlegend is not False and t.name})
+    extra = 24 * entries
+    fig.update_layout(legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.22, yanchor="top", entrywidth=1,
+                                  entrywidthmode="fraction"),
+                      height=int(fig.layout.height or 450) + extra, margin=dict(r=10, b=70 + extra))
+    return fig
+
+
+# Characters that start Markdown or Streamlit markup anywhere in a line: emphasis, code, links and
+# images, HTML, $math$, ~strike~, tables, :color[...] and :material/...: directives, headings.
+_MARKUP = re.compile(r"([\\`*_\[\]<>$~|:#])")
+# ... and only at the start of a line: lists, numbered lists, quotes.
+_BULLET, _NUMBER = re.compile(r"^([-+=>])"), re.compile(r"^(\d+)([.)])")
+
+
+def plain(text: object) -> str:
+    """Text from outside (file names, cells of an uploaded file) made safe to show inside Markdown.
+
+    Why: st.error, st.warning and st.markdown render Markdown, so a results file whose cell reads
+    "[click](http://…)" or ":red[…]" would otherwise draw a link or coloured text of its choosing.
+    The escapes are invisible once rendered; the text becomes one line.
+    """
+    escaped = _MARKUP.sub(r"\\\1", " ".join(str(text).split()))
+    return _NUMBER.sub(r"\1\\\2", _BULLET.sub(r"\\\1", escaped))

@@ -1,0 +1,115 @@
+"""The explorer's caches: one shared PerturbationProbe per (checkpoint version, image), and its answers.
+
+Why two kinds of cache: the probe is a live object holding the model's gradient for the image, safe to
+share between sessions (it fills its own caches under a lock), so it lives in st.cache_resource. What
+the page gets back from it (the smallest flipping epsilon, the strip, the sweep) is data: it lives in
+st.cache_data, so each session receives its own copy and nobody can change another's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+
+from busadv.app.checkpoints import load_model, mtime_ns
+from busadv.app.dataset import decode_upload, load_images
+from busadv.attacks import STRIP_EPSILONS
+from busadv.data import ImageSet
+from busadv.explorer import PerturbationProbe, StripItem
+from busadv.models.checkpoints import CheckpointInfo
+
+
+@dataclass(frozen=True)
+class ImageChoice:
+    """The image the explorer shows, independent of any model's input size."""
+
+    key: str                    # identity for caches: content hash of an upload, or data fingerprint + name
+    name: str
+    true_label: int | None      # None: an upload with no known diagnosis (attacks then aim at the prediction)
+    upload: bytes | None = None
+
+
+def images_of_class(images: ImageSet, label: int) -> list[int]:
+    """Indices of the images filed under one class, for the explorer's image picker."""
+    return (images.labels == label).nonzero().flatten().tolist()
+
+
+def image_for(choice: ImageChoice, info: CheckpointInfo) -> tuple[np.ndarray | None, str | None]:
+    """The chosen image at a checkpoint's input size: (uint8 [s, s], None) or (None, why not)."""
+    if choice.upload is not None:
+        return decode_upload(choice.upload, info.image_size)
+    images = load_images(info.image_size)
+    try:
+        index = images.names.index(choice.name)
+    except ValueError:
+        return None, f"{choice.name} is not in the active data."
+    return images.images[index, 0].numpy(), None  # PerturbationProbe copies it
+
+
+# Cache keys: (checkpoint path, its version, image key, true label). The probe itself is passed with a
+# leading underscore, so Streamlit does not hash it; the key says which probe it is.
+ProbeKey = tuple[str, int, str, int | None]
+
+
+@st.cache_resource(max_entries=64, show_spinner="Computing the gradient once for this model and image…")
+def _probe(path: str, version: int, image_key: str, true_label: int | None, _image: np.ndarray) -> PerturbationProbe:
+    return PerturbationProbe(load_model(path, version).require_model(), _image, true_label)
+
+
+@st.cache_data(max_entries=512, show_spinner="Searching for the smallest ε that flips the prediction…")
+def _smallest_flip(key: ProbeKey, attack: str, _probe: PerturbationProbe) -> float | None:
+    return _probe.smallest_flip(attack)
+
+
+@st.cache_data(max_entries=128, show_spinner="Perturbing the image at several ε…")
+def _strip(key: ProbeKey, attack: str, epsilons: tuple[float, ...], _probe: PerturbationProbe) -> list[StripItem]:
+    return _probe.strip(attack, list(epsilons))
+
+
+@st.cache_data(max_entries=128, show_spinner="Computing the probabilities as ε grows…")
+def _sweep(key: ProbeKey, attack: str, _probe: PerturbationProbe) -> tuple[list[float], np.ndarray]:
+    return _probe.sweep(attack)
+
+
+@dataclass(frozen=True)
+class ProbeView:
+    """One model looking at one image: the shared probe plus the cached answers the page shows."""
+
+    info: CheckpointInfo
+    choice: ImageChoice
+    probe: PerturbationProbe
+
+    @property
+    def key(self) -> ProbeKey:
+        return str(self.info.path), mtime_ns(self.info.path), self.choice.key, self.choice.true_label
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.info.classes)
+
+    def probabilities(self, attack: str, eps: float) -> np.ndarray:
+        """Class probabilities under `attack` at `eps` (one forward pass after the first)."""
+        return self.probe.probabilities(attack, eps)
+
+    def clean(self) -> np.ndarray:
+        return self.probe.probabilities("none", 0.0)
+
+    def smallest_flip(self, attack: str) -> float | None:
+        """Cached per probe and attack: the slider never waits for the search again."""
+        return _smallest_flip(self.key, attack, _probe=self.probe)
+
+    def strip(self, attack: str, epsilons: tuple[float, ...] = STRIP_EPSILONS) -> list[StripItem]:
+        """The image at several epsilons; it does not depend on the slider, so it is computed once."""
+        return _strip(self.key, attack, tuple(epsilons), _probe=self.probe)
+
+    def sweep(self, attack: str) -> tuple[list[float], np.ndarray]:
+        """Class probabilities on a fine epsilon grid up to 0.2."""
+        return _sweep(self.key, attack, _probe=self.probe)
+
+
+def open_probe(info: CheckpointInfo, choice: ImageChoice, image: np.ndarray) -> ProbeView:
+    """The shared probe of this checkpoint version and image, wrapped with its cached answers."""
+    probe = _probe(str(info.path), mtime_ns(info.path), choice.key, choice.true_label, image)
+    return ProbeView(info, choice, probe)
