@@ -6,6 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# One torch thread per process: the tests' job workers, Streamlit servers and pytest share two cores, and
+# two-thread torch waits on cores other processes hold (5-10x slower, see the benchmark's levers).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 REAL_BUSI = os.environ.get("BUSADV_DATA")  # read before the fixtures below hide it from tests
 

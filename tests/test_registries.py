@@ -16,7 +16,8 @@ from busadv.evaluation import evaluate
 from busadv.models import MODELS, ModelSpec, build_model, register_model
 from busadv.training import MODES, TrainConfig, train_model
 
-ATTACK_NAMES = ATTACKS.names()
+# Slow attacks (AutoAttack) keep the same invariants in one combined test of their own (test_autoattack.py).
+ATTACK_NAMES = tuple(n for n in ATTACKS.names() if not ATTACKS.get(n).slow)
 
 
 class SmallNet(nn.Module):
@@ -164,3 +165,12 @@ def test_every_training_mode_trains_and_keeps_its_recipe(name):
     assert stats.train_loss > 0 and stats.test_accuracy is not None
     assert (stats.test_pgd_accuracy is not None) == adversarial, "adversarial runs are watched under PGD"
     assert config.recipe()["mode"] == name
+
+
+@pytest.mark.parametrize("name", ATTACK_NAMES)
+def test_every_attack_works_for_a_caller_in_inference_mode(name, batch):
+    """Pages run under torch.inference_mode; an attack must still get its gradients."""
+    model, x, y = batch
+    with torch.inference_mode():
+        adv = ATTACKS.get(name).perturb(AttackContext(model, x, y, pgd_steps=2), 4 / 255)
+    assert (adv - x).abs().max() <= 4 / 255 + 1e-6

@@ -3,32 +3,35 @@
 Adding an attack: a new file that calls `register_attack(AttackSpec(...))`, imported below.
 """
 
+# isort: off
 from busadv.attacks import fgsm as _fgsm  # noqa: F401 - importing an attack family registers it
-from busadv.attacks import noise as _noise  # noqa: F401
 from busadv.attacks import pgd as _pgd  # noqa: F401
+from busadv.attacks import autoattack as _autoattack  # noqa: F401
+from busadv.attacks import noise as _noise  # noqa: F401
+# isort: on
 from busadv.attacks.base import (
-                                 ADVERSARIAL,
-                                 ATTACKS,
-                                 BASELINE,
-                                 AttackContext,
-                                 AttackSpec,
-                                 apply_sign,
-                                 attack_label,
-                                 eval_mode,
-                                 explorer_attacks,
-                                 perturb,
-                                 register_attack,
-                                 strongest_attack,
+    ADVERSARIAL,
+    ATTACKS,
+    BASELINE,
+    AttackContext,
+    AttackSpec,
+    apply_sign,
+    attack_label,
+    eval_mode,
+    explorer_attacks,
+    perturb,
+    register_attack,
+    strongest_attack,
 )
 from busadv.attacks.epsilon import (
-                                 SMALL_EPSILONS,
-                                 STRIP_EPSILONS,
-                                 STUDY_EPSILONS,
-                                 check_epsilon,
-                                 format_epsilon,
-                                 format_epsilon_list,
-                                 parse_epsilon,
-                                 parse_epsilon_list,
+    SMALL_EPSILONS,
+    STRIP_EPSILONS,
+    STUDY_EPSILONS,
+    check_epsilon,
+    format_epsilon,
+    format_epsilon_list,
+    parse_epsilon,
+    parse_epsilon_list,
 )
 from busadv.attacks.fgsm import fgsm, fgsm_random_start, gradient_sign
 from busadv.attacks.noise import noise_sign, random_sign_noise

@@ -47,7 +47,10 @@ class AttackContext:
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, seed: int = 0,
                  batch: int = 0, pgd_steps: int = 10) -> None:
-        self.model, self.x, self.seed, self.batch, self.pgd_steps = model, x.detach(), seed, batch, pgd_steps
+        with torch.inference_mode(False):  # tensors made under inference mode cannot enter autograd: copy them
+            x = x.detach().clone() if x.is_inference() else x.detach()
+            y = y.clone() if y is not None and y.is_inference() else y
+        self.model, self.x, self.seed, self.batch, self.pgd_steps = model, x, seed, batch, pgd_steps
         self._y = y
         self._xg: torch.Tensor | None = None
         self._logits: torch.Tensor | None = None
@@ -55,8 +58,9 @@ class AttackContext:
         self._directions: dict[str, torch.Tensor] = {}
 
     def _forward(self) -> torch.Tensor:
+        # inference_mode(False): an attack needs gradients even when a caller (a page) runs in inference mode.
         if self._logits is None:
-            with eval_mode(self.model), torch.enable_grad():
+            with eval_mode(self.model), torch.inference_mode(False), torch.enable_grad():
                 self._xg = self.x.clone().requires_grad_(True)
                 self._logits = self.model(self._xg)
         return self._logits
@@ -86,7 +90,7 @@ class AttackContext:
         if target not in self._gradients:
             logits = self._forward()
             labels = self.clean_prediction if target == "predicted" else self.labels
-            with torch.enable_grad():
+            with torch.inference_mode(False), torch.enable_grad():
                 loss = F.cross_entropy(logits, labels, reduction="sum")
                 assert self._xg is not None
                 (grad,) = torch.autograd.grad(loss, self._xg, retain_graph=True)
@@ -115,6 +119,7 @@ class AttackSpec:
     family: str = ADVERSARIAL
     strength: int = 0        # larger = stronger; the strongest offered attack has the final word
     in_explorer: bool = True  # fast enough for a slider on one image
+    slow: bool = False        # minutes per test set (AutoAttack): left out of per-epoch watches and quick checks
 
     def __post_init__(self) -> None:
         if (self.direction is None) == (self.run is None):
@@ -128,11 +133,12 @@ class AttackSpec:
         """The perturbed batch at eps (for single-step attacks, the direction is computed once per context)."""
         if check_epsilon(eps) == 0:
             return context.x.clone()
-        if self.direction is not None:
-            return apply_sign(context.x, context.direction(self), eps).detach()
-        assert self.run is not None
-        with eval_mode(context.model):
-            return self.run(context, eps).detach()
+        with torch.inference_mode(False):
+            if self.direction is not None:
+                return apply_sign(context.x, context.direction(self), eps).detach()
+            assert self.run is not None
+            with eval_mode(context.model):
+                return self.run(context, eps).detach()
 
 
 ATTACKS: Registry[AttackSpec] = Registry("attack")
