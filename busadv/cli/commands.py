@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from busadv.cli import arguments
 from busadv.cli.output import ProgressPrinter, print_diagnosis_texts, print_rows, print_summary
 from busadv.results import ResultRow, row_from_dict, summarize, write_rows
 
@@ -131,3 +132,91 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     print(json.dumps(dataset_summary(load_dataset(args.data, args.image_size)), indent=1))
     return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from busadv.attacks import ATTACKS, explorer_attacks
+    from busadv.data.split import SPLIT_POLICIES
+    from busadv.models import MODELS
+    from busadv.training import CLASS_BALANCE, LABEL_SOURCES, MODES
+
+    attack_names = ", ".join(ATTACKS.names())
+    attacks, epsilons, epsilon = arguments.attack_list, arguments.epsilon_list, arguments.epsilon
+    seeds, models, modes = arguments.seed_list, arguments.model_list, arguments.mode_list
+
+    def recipe_args(p: argparse.ArgumentParser) -> None:
+        """Recipe settings; left out, each takes the training mode's default (see the modes' descriptions)."""
+        p.add_argument("--adv-labels", choices=LABEL_SOURCES,
+                       help="labels adversarial training attacks; 'predicted' avoids label leaking")
+        p.add_argument("--random-start", action=argparse.BooleanOptionalAction, default=None,
+                       help="adversarial examples from a random start (Wong et al. 2020)")
+        p.add_argument("--clean-mix", type=float, help="weight of the clean loss beside the adversarial loss, [0, 1)")
+        p.add_argument("--warmup-epochs", type=int, help="ramp the training epsilon up from 0 over this many epochs")
+        p.add_argument("--class-balance", choices=list(CLASS_BALANCE),
+                       help="; ".join(f"{k}: {v}" for k, v in CLASS_BALANCE.items()))
+        p.add_argument("--trades-beta", type=float, help="weight of TRADES' robustness term (trades mode)")
+        p.add_argument("--split-policy", choices=list(SPLIT_POLICIES),
+                       help="grouped: copies of an image stay on one side (default); random: the study's split")
+
+    t = sub.add_parser("train", help="train one model, evaluate it and save a checkpoint")
+    arguments.data_arg(t)
+    t.add_argument("--model", default="simplecnn", choices=MODELS.names())
+    t.add_argument("--mode", default="standard", choices=MODES.names(),
+                   help="; ".join(f"{m.name}: {m.description}" for m in MODES))
+    t.add_argument("--epsilon", type=epsilon, default=0.0, help="training epsilon (adversarial modes), e.g. 8/255")
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--image-size", type=int, default=None,
+                   help="default: " + ", ".join(f"{m.name} {m.default_image_size}" for m in MODELS))
+    recipe_args(t)
+    t.add_argument("--pgd-steps", type=int, default=7, help="PGD steps of PGD training and of the per-epoch watch")
+    t.add_argument("--pretrained", action="store_true", help="ImageNet weights from torchvision's cache (resnet50)")
+    t.add_argument("--test-epsilons", type=epsilons, default="2/255,8/255,0.05,0.2,0.5")
+    t.add_argument("--test-attacks", type=attacks, default="fgsm,pgd", help=f"comma list of {attack_names}")
+    t.add_argument("--csv"), t.add_argument("--json")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint under attacks at several epsilons")
+    arguments.data_arg(e)
+    e.add_argument("checkpoint")
+    e.add_argument("--attacks", type=attacks, default="fgsm,pgd,noise", help=f"comma list of {attack_names}")
+    e.add_argument("--epsilons", type=epsilons, default="1/255,2/255,4/255,8/255,16/255,0.05,0.2,0.5")
+    e.add_argument("--pgd-steps", type=int, default=10)
+    e.add_argument("--csv"), e.add_argument("--json")
+    e.set_defaults(func=cmd_evaluate)
+
+    x = sub.add_parser("experiment", help="a grid of runs over models, modes, epsilons and seeds")
+    arguments.data_arg(x)
+    x.add_argument("--preset", choices=["study"], help="the seed study: simplecnn+resnet50, standard+fgsm at "
+                                                       "0.5/0.2/0.05, 5 seeds, 10 epochs")
+    x.add_argument("--models", type=models, help=f"comma list of {', '.join(MODELS.names())}")
+    x.add_argument("--modes", type=modes, help=f"comma list of {', '.join(MODES.names())} (see train --help)")
+    x.add_argument("--train-epsilons", type=epsilons)
+    x.add_argument("--seeds", type=seeds, help="comma list or range, e.g. 0,1,2 or 0-4")
+    x.add_argument("--test-epsilons", type=epsilons)
+    x.add_argument("--test-attacks", type=attacks, help=f"comma list of {attack_names}")
+    x.add_argument("--epochs", type=int), x.add_argument("--batch-size", type=int)
+    recipe_args(x)
+    x.add_argument("--save-checkpoints", action="store_true")
+    x.add_argument("--out", help="rows as .csv or .json (a -summary file is written beside it)")
+    x.set_defaults(func=cmd_experiment)
+
+    a = sub.add_parser("attack", help="attack one image with a checkpoint and show the probabilities")
+    arguments.data_arg(a)
+    a.add_argument("checkpoint")
+    a.add_argument("--image", help="an ultrasound image file; default: a test image by --index")
+    a.add_argument("--index", type=int, default=0)
+    a.add_argument("--attack", default="fgsm", choices=[s.name for s in explorer_attacks()])
+    a.add_argument("--epsilon", type=epsilon, default="8/255")
+    a.add_argument("--out", help="write original|perturbed side by side as PNG")
+    a.set_defaults(func=cmd_attack)
+
+    d = sub.add_parser("data", help="check a dataset folder: counts, duplicates, label conflicts, skipped files")
+    arguments.data_arg(d)
+    d.add_argument("--image-size", type=int, default=128)
+    d.set_defaults(func=cmd_data)
+
+
+

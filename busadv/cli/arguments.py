@@ -1,0 +1,61 @@
+"""Argument types and options shared by the command groups: parsed before any work, errors naming the option."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+
+def typed(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type whose ValueError message reaches the user (argparse prefixes the option's name)."""
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return convert
+
+
+def _names(registry_path: str, option: str) -> Callable[[str], Any]:
+    def parse(text: str) -> list[str]:
+        import importlib
+
+        from busadv.registry import parse_name_list
+
+        module, _, attribute = registry_path.rpartition(".")
+        return parse_name_list(text, getattr(importlib.import_module(module), attribute), option)
+    return typed(parse)
+
+
+def _epsilons(text: str) -> list[float]:
+    from busadv.attacks import parse_epsilon_list
+
+    return parse_epsilon_list(text, "epsilons")
+
+
+def _epsilon(text: str) -> float:
+    from busadv.attacks import parse_epsilon
+
+    return parse_epsilon(text)
+
+
+def _seeds(text: str) -> list[int]:
+    from busadv.training import parse_seed_list
+
+    return parse_seed_list(text)
+
+
+attack_list = _names("busadv.attacks.ATTACKS", "attacks")
+model_list = _names("busadv.models.MODELS", "models")
+mode_list = _names("busadv.training.MODES", "modes")
+epsilon_list = typed(_epsilons)
+epsilon = typed(_epsilon)
+seed_list = typed(_seeds)
+
+
+def data_arg(p: argparse.ArgumentParser) -> None:
+    """--data and --device, which every command that touches images or models takes."""
+    p.add_argument("--data", help="BUSI folder (with benign/ malignant/ normal/, or one level up); "
+                                  "default: $BUSADV_DATA, else simulated phantoms")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
