@@ -44,3 +44,18 @@ def test_a_short_training_beats_the_majority_class_and_fgsm_breaks_it(busi64):
     clean, small, large = (r.accuracy for r in rows)
     assert clean > majority + 0.06, f"clean accuracy {clean:.3f} vs majority {majority:.3f}"
     assert large < small < clean and large < clean - 0.2
+
+
+def test_near_duplicate_groups_on_busi_hold_the_known_pair_and_stay_on_one_side(busi64):
+    from busadv.data.duplicates import members
+
+    groups = members(busi64.near_groups)
+    assert 150 <= sum(len(g) for g in groups) <= 450, "BUSI has many near-duplicates (README: about 350 images)"
+    assert max(len(g) for g in groups) <= 12, "a chain of near-duplicates must not swallow unrelated scans"
+    pair = [busi64.names.index(n) for n in ("benign/benign (433).png", "malignant/malignant (145).png")]
+    assert busi64.near_groups[pair[0]] == busi64.near_groups[pair[1]]
+    for seed in range(5):
+        train_idx, test_idx = split_indices(busi64, 0.2, seed, policy="near")
+        train = set(train_idx.tolist())
+        for group in groups:
+            assert len({m in train for m in group}) == 1, f"group {group} straddles the split (seed {seed})"

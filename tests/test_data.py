@@ -164,3 +164,51 @@ def test_split_dataset_returns_subsets_with_their_names(small_phantoms):
     train, test = split_dataset(small_phantoms, 0.25, seed=0)
     assert len(train) + len(test) == len(small_phantoms)
     assert set(train.names).isdisjoint(test.names)
+
+
+# ------------------------------------------------------------------------------------------ near-duplicates
+
+def _scan(seed: int, size: int = 64) -> np.ndarray:
+    """A smooth random 'scan' (pHash looks at low frequencies, as real scans have)."""
+    from scipy.ndimage import gaussian_filter
+
+    smooth = gaussian_filter(np.random.default_rng(seed).uniform(0, 1, (size, size)), 4)
+    return ((smooth - smooth.min()) / (smooth.max() - smooth.min()) * 255).astype(np.uint8)
+
+
+def test_near_duplicates_with_calipers_or_text_join_one_group_and_other_scans_do_not():
+    from busadv.data.duplicates import near_groups, perceptual_hashes
+
+    base = _scan(1)
+    caliper = base.copy()
+    caliper[30:32, 10:50] = 255  # a measurement line drawn over the same scan
+    text = base.copy()
+    text[2:6, 2:14] = 255  # an annotation in the corner
+    images = torch.from_numpy(np.stack([base, caliper, text, _scan(2), _scan(3)])).unsqueeze(1)
+    groups = near_groups(perceptual_hashes(images))
+    assert groups[0] == groups[1] == groups[2]
+    assert len({int(groups[0]), int(groups[3]), int(groups[4])}) == 3
+
+
+def test_the_near_split_keeps_each_near_duplicate_group_on_one_side(tmp_path):
+    root = make_busi(tmp_path / "busi", per_class=6)
+    scan = _scan(7, 60)
+    Image.fromarray(scan).save(root / "benign" / "benign (50).png")
+    marked = scan.copy()
+    marked[20:22, 5:55] = 255
+    Image.fromarray(marked).save(root / "malignant" / "malignant (50).png")
+    dataset = load_busi(root, image_size=32)
+    a, b = dataset.names.index("benign/benign (50).png"), dataset.names.index("malignant/malignant (50).png")
+    assert dataset.near_groups[a] == dataset.near_groups[b] and dataset.groups[a] != dataset.groups[b]
+    assert ("benign/benign (50).png", "malignant/malignant (50).png") in dataset.conflicts
+    for seed in range(6):
+        train_idx, _ = split_indices(dataset, 0.3, seed, policy="near")
+        assert (a in set(train_idx.tolist())) == (b in set(train_idx.tolist()))
+
+
+def test_old_split_policy_names_still_mean_what_they_meant():
+    from busadv.data.split import check_split_policy
+
+    assert check_split_policy("grouped") == "exact"
+    with pytest.raises(ValueError, match="choose one of: near, exact, random"):
+        check_split_policy("stratified")

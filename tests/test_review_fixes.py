@@ -119,7 +119,7 @@ def test_cudnn_autotuning_is_scoped_and_can_be_made_deterministic():
     assert "deterministic" not in TrainConfig().recipe(), "where it runs does not change what it learns"
 
 
-@pytest.mark.parametrize("policy", ["grouped", "random"])
+@pytest.mark.parametrize("policy", ["near", "exact", "random"])
 def test_split_policies_are_stratified_and_recorded(policy, small_phantoms):
     train, test = split_dataset(small_phantoms, 0.25, seed=1, policy=policy)
     assert len(train) + len(test) == len(small_phantoms)

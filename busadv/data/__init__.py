@@ -10,6 +10,7 @@ import torch
 from busadv.data.busi import DatasetError, find_busi_root, fingerprint_of, list_busi_files, load_busi
 from busadv.data.cache import atomic_torch_save, atomic_write_text, exclusive_torch_save
 from busadv.data.decode import MAX_DECODE_PIXELS, ImageRejected, decode_image
+from busadv.data.duplicates import NEAR_DUPLICATE_BITS, members
 from busadv.data.imageset import ImageSet
 from busadv.data.phantoms import DEFAULT_COUNTS, SIMULATED_SOURCE, make_phantoms
 from busadv.data.spec import BUSI, DatasetSpec
@@ -50,6 +51,8 @@ def dataset_summary(dataset: ImageSet) -> dict[str, Any]:
         "image_size": dataset.image_size,
         "fingerprint": dataset.fingerprint,
         "duplicate_images": int(len(dataset) - torch.unique(dataset.groups).numel()),
+        "near_duplicate_groups": len(members(dataset.near_groups)),
+        "images_in_near_duplicate_groups": sum(len(g) for g in members(dataset.near_groups)),
         "label_conflicts": [list(c) for c in dataset.conflicts],
         "skipped": list(dataset.skipped),
         "lesion_masks": 0 if dataset.masks is None else int(dataset.masks.flatten(1).any(1).sum()),
@@ -57,9 +60,33 @@ def dataset_summary(dataset: ImageSet) -> dict[str, Any]:
 
 
 __all__ = [
-    "BUSI", "DATA_ENV", "DEFAULT_COUNTS", "DEFAULT_SPLIT_POLICY", "MAX_DECODE_PIXELS", "SIMULATED_SOURCE",
-    "SPLIT_POLICIES", "DatasetError", "DatasetSpec", "ImageRejected", "ImageSet", "atomic_torch_save",
-    "atomic_write_text", "check_split_policy", "data_setting", "dataset_summary", "decode_image",
-    "exclusive_torch_save", "find_busi_root", "fingerprint_of", "list_busi_files", "load_busi", "load_dataset",
-    "make_phantoms", "split_dataset", "split_indices", "stratified_subset",
+    "BUSI",
+    "DATA_ENV",
+    "DEFAULT_COUNTS",
+    "DEFAULT_SPLIT_POLICY",
+    "MAX_DECODE_PIXELS",
+    "NEAR_DUPLICATE_BITS",
+    "SIMULATED_SOURCE",
+    "SPLIT_POLICIES",
+    "DatasetError",
+    "DatasetSpec",
+    "ImageRejected",
+    "ImageSet",
+    "atomic_torch_save",
+    "atomic_write_text",
+    "check_split_policy",
+    "data_setting",
+    "dataset_summary",
+    "decode_image",
+    "exclusive_torch_save",
+    "find_busi_root",
+    "fingerprint_of",
+    "list_busi_files",
+    "load_busi",
+    "load_dataset",
+    "make_phantoms",
+    "members",
+    "split_dataset",
+    "split_indices",
+    "stratified_subset",
 ]

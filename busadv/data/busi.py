@@ -17,13 +17,13 @@ import torch
 
 from busadv.data.cache import atomic_torch_save, load_cached
 from busadv.data.decode import READ_ERRORS, decode_image
-from busadv.data.duplicates import exact_groups, label_conflicts
+from busadv.data.duplicates import exact_groups, label_conflicts, near_groups, perceptual_hashes
 from busadv.data.imageset import ImageSet
 from busadv.data.spec import BUSI, DatasetSpec
 from busadv.settings import cache_dir
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
-LOADER_VERSION = 2  # 2: images shrunk by an integer factor before resampling (bounded memory)
+LOADER_VERSION = 3  # 2: images shrunk by an integer factor first (bounded memory); 3: perceptual hashes cached
 
 
 class DatasetError(ValueError):
@@ -119,12 +119,16 @@ def load_busi(path: str | os.PathLike, image_size: int = 128, use_cache: bool = 
         images = torch.from_numpy(np.stack(arrays)).unsqueeze(1).contiguous()
         label_t = torch.tensor(labels, dtype=torch.long)
         blob = {"images": images, "labels": label_t, "names": names, "skipped": skipped,
-                "fingerprint": fingerprint_of(images, label_t)}
+                "fingerprint": fingerprint_of(images, label_t), "hashes": perceptual_hashes(images)}
         if use_cache:
             atomic_torch_save(blob, cache_file)
     groups = exact_groups(blob["images"])
+    hashes = blob.get("hashes")
+    if hashes is None:  # an old cache file: hash now (a second)
+        hashes = perceptual_hashes(blob["images"])
+    similar = near_groups(hashes, also=groups)
     names_t = tuple(blob["names"])
     return ImageSet(images=blob["images"], labels=blob["labels"], names=names_t,
                     source=f"BUSI at {root.resolve()}", simulated=False, fingerprint=blob["fingerprint"],
                     groups=groups, skipped=tuple(blob["skipped"]), spec=spec,
-                    conflicts=label_conflicts(groups, blob["labels"], names_t))
+                    conflicts=label_conflicts(similar, blob["labels"], names_t), similar=similar, hashes=hashes)

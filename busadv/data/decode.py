@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 
 import numpy as np
@@ -26,19 +27,36 @@ class ImageRejected(ValueError):
     """An image refused before decoding (too many pixels); the message says why."""
 
 
+def _too_large(what: str) -> ImageRejected:
+    return ImageRejected(f"image of {what} pixels refused: busadv decodes at most "
+                         f"{MAX_DECODE_PIXELS // 1_000_000} million pixels, far more than any ultrasound frame "
+                         f"(a small file that claims this many is a decompression bomb)")
+
+
 def _open(source: str | os.PathLike | bytes | Image.Image) -> Image.Image:
+    """Image.open with Pillow's bomb check turned into busadv's refusal.
+
+    Why: Pillow checks the header's pixel count inside Image.open, before decode_image can look at
+    the size itself, and words it as a warning or a "DOS attack" error; users get one message, the
+    same for every oversized file, naming the limit. Pillow closes the file when it refuses.
+    """
     if isinstance(source, Image.Image):
         return source
-    if isinstance(source, (bytes, bytearray)):
-        return Image.open(io.BytesIO(source))
-    return Image.open(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            if isinstance(source, (bytes, bytearray)):
+                return Image.open(io.BytesIO(source))
+            return Image.open(source)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        raise _too_large(f"{int(found.group(1)):,}" if found else "too many") from None
 
 
 def _check_size(image: Image.Image) -> None:
     width, height = image.size
     if width * height > MAX_DECODE_PIXELS:
-        raise ImageRejected(f"image of {width} x {height} pixels refused: busadv decodes at most "
-                            f"{MAX_DECODE_PIXELS // 1_000_000} million pixels (ultrasound frames are far smaller)")
+        raise _too_large(f"{width} x {height}")
     if width < 1 or height < 1:
         raise ImageRejected("image has no pixels")
 
@@ -57,7 +75,11 @@ def _to_gray(image: Image.Image) -> Image.Image:
 
 
 def decode_image(source: str | os.PathLike | bytes | Image.Image, size: int) -> np.ndarray:
-    """Any PIL-readable image (L, RGB, RGBA, 16-bit, palette) -> uint8 [size, size] grayscale."""
+    """Any PIL-readable image (L, RGB, RGBA, 16-bit, palette) -> uint8 [size, size] grayscale.
+
+    ImageRejected (a ValueError) when the header promises too many pixels; Pillow's own errors
+    (OSError, SyntaxError, ValueError) for files that are not images: READ_ERRORS holds them all.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         image = _open(source)
@@ -82,5 +104,6 @@ def decode_image(source: str | os.PathLike | bytes | Image.Image, size: int) -> 
                 image.close()
 
 
+# What reading one image file may raise: a data folder skips the file by name, an upload is refused.
 READ_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
                                                 Image.DecompressionBombWarning)

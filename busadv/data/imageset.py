@@ -18,11 +18,18 @@ class ImageSet:
     source: str
     simulated: bool
     fingerprint: str
-    groups: torch.Tensor  # int64 [N]; equal ids mark copies of one image, kept on one side of a split
+    groups: torch.Tensor  # int64 [N]; equal ids mark byte-identical copies of one image
     skipped: tuple[str, ...] = ()
     spec: DatasetSpec = BUSI
     conflicts: tuple[tuple[str, ...], ...] = field(default=())  # copies filed under different classes
     masks: torch.Tensor | None = None  # bool [N, 1, H, W] lesion masks where known (phantoms, BUSI downloads)
+    similar: torch.Tensor | None = None  # int64 [N]; near-duplicate groups (same scan), None: same as groups
+    hashes: torch.Tensor | None = None   # int64 [N] perceptual hashes behind `similar`
+
+    @property
+    def near_groups(self) -> torch.Tensor:
+        """The groups a duplicate-aware split keeps together: near-duplicates where known, else exact copies."""
+        return self.groups if self.similar is None else self.similar
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -46,7 +53,9 @@ class ImageSet:
         idx = torch.as_tensor(index, dtype=torch.long)
         return replace(self, images=self.images[idx], labels=self.labels[idx],
                        names=tuple(self.names[i] for i in idx.tolist()), groups=self.groups[idx],
-                       masks=None if self.masks is None else self.masks[idx])
+                       masks=None if self.masks is None else self.masks[idx],
+                       similar=None if self.similar is None else self.similar[idx],
+                       hashes=None if self.hashes is None else self.hashes[idx])
 
     def floats(self, index: Sequence[int] | torch.Tensor | slice | None = None,
                device: torch.device | str = "cpu") -> torch.Tensor:

@@ -1,8 +1,10 @@
 """Seeded, stratified train/test splits and subsets.
 
-Two policies: "grouped" (default) keeps every group of copies on one side, so a model is never tested
-on an image it learned from; "random" is the study's image-level train_test_split, kept to measure
-how much copies across the split inflate accuracy. Subsets for per-epoch watching are stratified too:
+Three policies: "near" (default) keeps every group of near-duplicates (the same scan with other calipers,
+crops or text; busadv.data.duplicates) on one side, so a model is never tested on a scan it learned from;
+"exact" keeps only byte-identical copies together (busadv 0.1's "grouped", so older checkpoints re-derive
+their test images); "random" is the study's image-level train_test_split, kept to measure how much copies
+across the split inflate accuracy. Subsets for per-epoch watching are stratified too:
 the split keeps class order, so "the first 64 test images" would all be one class.
 """
 
@@ -15,14 +17,17 @@ import torch
 from busadv.data.imageset import ImageSet
 
 SPLIT_POLICIES: dict[str, str] = {
-    "grouped": "duplicate-aware: copies of one image stay on one side of the split",
+    "near": "duplicate-aware: near-duplicates (the same scan) stay on one side of the split",
+    "exact": "only byte-identical copies stay on one side of the split",
     "random": "image-level random split, as in the study (copies may land on both sides)",
 }
-DEFAULT_SPLIT_POLICY = "grouped"
+DEFAULT_SPLIT_POLICY = "near"
+LEGACY_POLICIES = {"grouped": "exact"}  # names written by busadv 0.1
 
 
 def check_split_policy(policy: str) -> str:
     name = str(policy).strip().lower()
+    name = LEGACY_POLICIES.get(name, name)
     if name not in SPLIT_POLICIES:
         raise ValueError(f"unknown split policy {policy!r}; choose one of: {', '.join(SPLIT_POLICIES)}")
     return name
@@ -56,12 +61,14 @@ def split_indices(dataset: ImageSet, test_fraction: float = 0.2, seed: int = 0,
         _check_stratifiable(labels, dataset.classes, test_fraction, "image")
         train, test = train_test_split(idx.tolist(), test_size=test_fraction, random_state=seed, stratify=labels)
         return torch.tensor(sorted(train)), torch.tensor(sorted(test))
-    group_ids = torch.unique(dataset.groups).tolist()
-    group_labels = [int(dataset.labels[dataset.groups == g][0]) for g in group_ids]
+    groups = dataset.near_groups if policy == "near" else dataset.groups
+    group_ids = torch.unique(groups).tolist()
+    # A group filed under two classes is stratified by its first image's label; it still moves as one.
+    group_labels = [int(dataset.labels[groups == g][0]) for g in group_ids]
     _check_stratifiable(group_labels, dataset.classes, test_fraction, "distinct image")
     _, test_groups = train_test_split(group_ids, test_size=test_fraction, random_state=seed, stratify=group_labels)
     test_set = set(test_groups)
-    is_test = torch.tensor([int(g) in test_set for g in dataset.groups.tolist()])
+    is_test = torch.tensor([int(g) in test_set for g in groups.tolist()])
     return idx[~is_test], idx[is_test]
 
 

@@ -77,7 +77,7 @@ def test_split_for(checkpoint: Checkpoint, dataset: ImageSet) -> tuple[ImageSet,
     if dataset.fingerprint == checkpoint.data.get("fingerprint"):
         _, test_set = split_dataset(dataset, float(checkpoint.data.get("test_fraction", 0.2)),
                                     seed=int(checkpoint.data.get("split_seed", 0)),
-                                    policy=str(checkpoint.data.get("split_policy", "grouped")))
+                                    policy=str(checkpoint.data.get("split_policy", "exact")))
         return test_set, "the checkpoint's own held-out test split"
     return dataset, "all images (this data set was not used to train the checkpoint)"
 

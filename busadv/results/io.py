@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from busadv.data.cache import atomic_write_text
+from busadv.data.split import LEGACY_POLICIES
 from busadv.results.row import ROW_FIELDS, ResultRow, check_names
 
 REQUIRED_COLUMNS = ("arch", "train_mode", "train_epsilon", "attack", "test_epsilon", "accuracy", "seed")
@@ -174,6 +175,8 @@ def row_from_dict(values: dict[str, Any]) -> ResultRow:
     for name in ("arch", "train_mode", "attack", "split_policy", "adv_labels", "class_balance"):
         if name in kwargs:
             kwargs[name] = kwargs[name].strip().lower()
+    if "split_policy" in kwargs:
+        kwargs["split_policy"] = LEGACY_POLICIES.get(kwargs["split_policy"], kwargs["split_policy"])
     row = ResultRow(run=kwargs.pop("run", ""), seed=kwargs.pop("seed"), arch=kwargs.pop("arch"),
                     train_mode=kwargs.pop("train_mode"), train_epsilon=kwargs.pop("train_epsilon"),
                     recall=recall, **kwargs)
