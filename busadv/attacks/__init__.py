@@ -8,6 +8,7 @@ from busadv.attacks import fgsm as _fgsm  # noqa: F401 - importing an attack fam
 from busadv.attacks import pgd as _pgd  # noqa: F401
 from busadv.attacks import autoattack as _autoattack  # noqa: F401
 from busadv.attacks import noise as _noise  # noqa: F401
+from busadv.attacks import scanner as _scanner  # noqa: F401
 # isort: on
 from busadv.attacks.base import (
     ADVERSARIAL,

@@ -20,6 +20,7 @@ from busadv.registry import Registry
 
 ADVERSARIAL = "adversarial"  # gradient attacks: the worst case
 BASELINE = "baseline"        # random noise of the same size: what an attack must beat
+CORRUPTION = "corruption"    # ordinary scanner variation (speckle, gain, blur, JPEG...): not an attack at all
 
 
 @contextmanager
@@ -120,6 +121,10 @@ class AttackSpec:
     strength: int = 0        # larger = stronger; the strongest offered attack has the final word
     in_explorer: bool = True  # fast enough for a slider on one image
     slow: bool = False        # minutes per test set (AutoAttack): left out of per-epoch watches and quick checks
+    # Corruptions only: the physical setting of each severity level 1..N (for the UI), and the corrupted
+    # batch at a severity level (run(context, eps) is then the same corruption scaled to an L-inf size eps).
+    severity_scale: tuple[str, ...] = ()
+    at_severity: Callable[[AttackContext, int], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         if (self.direction is None) == (self.run is None):

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from busadv.attacks import ATTACKS
+from busadv.attacks.base import CORRUPTION
 from busadv.evaluation import ConditionResult
 from busadv.models.registry import MODELS
 from busadv.training import NOT_RECIPE, TrainConfig
@@ -50,6 +51,7 @@ class ResultRow:
     attack: str = "none"
     test_epsilon: float = 0.0
     eval_pgd_steps: int | None = None
+    severity: int | None = None  # scanner corruptions at a severity level (1..5); None: at test_epsilon's size
     # ---- measures
     n: int = 0
     accuracy: float = math.nan
@@ -78,11 +80,11 @@ class ResultRow:
 
     def group_key(self) -> tuple[Any, ...]:
         """Rows with equal keys are seeds of one experiment condition; everything else is kept apart."""
-        return self.recipe() + (self.attack, self.test_epsilon, self.eval_pgd_steps)
+        return self.recipe() + (self.attack, self.test_epsilon, self.eval_pgd_steps, self.severity)
 
     def identity(self) -> tuple[Any, ...]:
         """One model under one condition: a checkpoint evaluated twice must not count as two runs."""
-        return (self.checkpoint or self.run, self.attack, self.test_epsilon, self.eval_pgd_steps)
+        return (self.checkpoint or self.run, self.attack, self.test_epsilon, self.eval_pgd_steps, self.severity)
 
     def to_dict(self) -> dict[str, Any]:
         """Flat values for CSV and tables: recall becomes recall_<class> columns."""
@@ -129,19 +131,26 @@ def overfit_epoch(history: Sequence[dict[str, Any]], drop: float = 0.2) -> int |
 def rows_for(conditions: Sequence[ConditionResult], *, run: str, seed: int, train_config: TrainConfig,
              data_fingerprint: str, data_source: str, simulated: bool, eval_pgd_steps: int | None,
              checkpoint: str = "", test_images: str = "", train_seconds: float | None = None,
-             history: Sequence[dict[str, Any]] = ()) -> list[ResultRow]:
-    """The one place rows are built: a run's recipe and provenance beside each condition's measures."""
+             history: Sequence[dict[str, Any]] = (), severities: Sequence[int | None] = ()) -> list[ResultRow]:
+    """The one place rows are built: a run's recipe and provenance beside each condition's measures.
+
+    severities: one per condition for scanner corruptions measured at a severity level (None elsewhere).
+    """
+    if severities and len(severities) != len(conditions):
+        raise ValueError(f"{len(severities)} severities for {len(conditions)} conditions")
+    levels = list(severities) or [None] * len(conditions)
     base = recipe_columns(train_config)
     co_epoch = overfit_epoch(history)
     rows = []
-    for condition in conditions:
+    for condition, severity in zip(conditions, levels, strict=True):
         measures = condition.metrics()
         recall = {c: measures.pop(f"recall_{c}") for c in condition.classes}
         rows.append(ResultRow(
             run=run, seed=seed, data_fingerprint=data_fingerprint, attack=condition.attack,
-            test_epsilon=float(condition.epsilon),
+            test_epsilon=float(condition.epsilon), severity=severity,
             eval_pgd_steps=eval_pgd_steps if condition.attack != "none" and condition.attack in ATTACKS
-            and not ATTACKS.get(condition.attack).single_step else None,
+            and not ATTACKS.get(condition.attack).single_step and ATTACKS.get(condition.attack).family != CORRUPTION
+            else None,
             recall=recall, overfit_epoch=co_epoch, data_source=data_source, simulated=simulated,
             checkpoint=checkpoint, test_images=test_images, train_seconds=train_seconds, **base, **measures))
     return rows
