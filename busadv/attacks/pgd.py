@@ -14,17 +14,25 @@ from busadv.attacks.base import AttackContext, AttackSpec, eval_mode, register_a
 from busadv.attacks.epsilon import check_epsilon
 
 
-def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 10,
+def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | torch.Tensor, steps: int = 10,
         step_size: float | None = None, random_start: bool = True,
         generator: torch.Generator | None = None) -> torch.Tensor:
-    """L-inf PGD; keeps, per image, the iterate with the highest loss seen."""
-    eps = check_epsilon(eps)
+    """L-inf PGD; keeps, per image, the iterate with the highest loss seen.
+
+    eps may be a tensor of one epsilon per image ([N]): the per-image robustness search attacks every image
+    of a batch at its own epsilon in one pass.
+    """
     if steps < 1:
         raise ValueError(f"PGD needs at least one step, got {steps}")
-    if eps == 0.0:
+    if isinstance(eps, torch.Tensor):
+        if eps.min() < 0 or eps.max() > 1:
+            raise ValueError("epsilon must lie in [0, 1] (pixel scale; 8/255 = 0.031)")
+        eps = eps.to(x.device, x.dtype).view(-1, *([1] * (x.dim() - 1)))
+    elif check_epsilon(eps) == 0.0:
         return x.detach().clone()
     alpha = 2.5 * eps / steps if step_size is None else float(step_size)
     x = x.detach()
+    bound = torch.as_tensor(eps, dtype=x.dtype, device=x.device)  # a float or one eps per image
     if random_start:
         delta = (torch.rand(x.shape, generator=generator, device="cpu").to(x.device) * 2 - 1) * eps
     else:
@@ -41,7 +49,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: i
                 improved = losses.detach() > best_loss
                 best[improved] = (x + delta.detach())[improved]
                 best_loss = torch.where(improved, losses.detach(), best_loss)
-                delta = (delta.detach() + alpha * grad.sign()).clamp(-eps, eps)
+                delta = (delta.detach() + alpha * grad.sign()).clamp(-bound, bound)
                 delta = (x + delta).clamp(0, 1) - x
         with torch.no_grad():
             final = F.cross_entropy(model(x + delta), y, reduction="none")

@@ -2,6 +2,9 @@
 
 from busadv.evaluation.evaluate import CLEAN, accuracy_under_attack, condition_under_attack, conditions_for, evaluate
 from busadv.evaluation.metrics import COLLAPSE_SHARE, ConditionResult
+from busadv.evaluation.robustness import ImageFlip, flip_epsilons
 
-__all__ = ["CLEAN", "COLLAPSE_SHARE", "ConditionResult", "accuracy_under_attack", "condition_under_attack",
-           "conditions_for", "evaluate"]
+__all__ = [
+    "CLEAN", "COLLAPSE_SHARE", "ConditionResult", "ImageFlip", "accuracy_under_attack", "condition_under_attack",
+    "conditions_for", "evaluate", "flip_epsilons",
+]

@@ -77,3 +77,17 @@ def layout(fig: go.Figure, title: str, subtitle: str | None = None, legend: str 
     fig.update_xaxes(tickfont=dict(size=13), title_font=dict(size=14))
     fig.update_yaxes(tickfont=dict(size=13), title_font=dict(size=14))
     return fig
+
+
+def legend_below(fig: go.Figure) -> go.Figure:
+    """The figure with its legend under the plot, one entry per line, and the height grown to hold it.
+
+    Why: Long legends sit to the right of the plot, which on a narrow screen (900 px
+    beside the sidebar) leaves the bars a few dozen pixels wide; under the plot they keep the width.
+    """
+    entries = len({t.legendgroup or t.name for t in fig.data if t.showlegend is not False and t.name})
+    extra = 24 * entries
+    fig.update_layout(legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.22, yanchor="top", entrywidth=1,
+                                  entrywidthmode="fraction"),
+                      height=int(fig.layout.height or 450) + extra, margin=dict(r=10, b=70 + extra))
+    return fig

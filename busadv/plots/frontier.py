@@ -1,0 +1,51 @@
+"""Clean versus robust: one point per training recipe, so a trade-off (or a collapse) is seen at a glance."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+
+from busadv.attacks import attack_label, format_epsilon
+from busadv.plots.style import FLIP_COLOR, PALETTE, REFERENCE_COLOR, layout, metric_name
+from busadv.results import GroupSummary, recipe_labels
+
+
+def robustness_frontier(groups: Sequence[GroupSummary], attack: str, epsilon: float,
+                        metric: str = "balanced_accuracy", title: str | None = None) -> go.Figure:
+    """x: the measure on clean images, y: under `attack` at `epsilon`; mean ± std over runs per recipe.
+
+    Up and to the right is better. Chance (1/3 balanced accuracy) is drawn on both axes: a recipe near the
+    lower left answers one class for everything; its collapsed runs are counted in the hover text.
+    """
+    clean = {g.recipe: g for g in groups if g.attack == "none"}
+    attacked = {g.recipe: g for g in groups if g.attack == attack and math.isclose(g.test_epsilon, epsilon)}
+    names = recipe_labels([g for g in groups if g.recipe in clean and g.recipe in attacked])
+    fig = go.Figure()
+    for i, recipe in enumerate(r for r in clean if r in attacked):
+        x, y = clean[recipe].stat(metric), attacked[recipe].stat(metric)
+        collapsed = max(clean[recipe].collapsed_runs, attacked[recipe].collapsed_runs)
+        fig.add_scatter(
+            x=[x.mean], y=[y.mean], mode="markers", name=names[recipe],
+            error_x=dict(type="data", array=[x.std], visible=True), error_y=dict(type="data", array=[y.std],
+                                                                                visible=True),
+            marker=dict(size=13, color=PALETTE[i % len(PALETTE)], symbol="x" if collapsed else "circle",
+                        line=dict(width=2, color=FLIP_COLOR if collapsed else "white")),
+            hovertext=f"{names[recipe]}<br>clean {x.text()}<br>{attack_label(attack)} ε={format_epsilon(epsilon)}: "
+                      f"{y.text()}<br>{clean[recipe].n_runs} run(s)"
+                      + (f"<br><b>{collapsed} run(s) collapsed</b>" if collapsed else ""), hoverinfo="text")
+    if metric == "balanced_accuracy":
+        for axis in ("x", "y"):
+            line = dict(color=REFERENCE_COLOR, dash="dash", width=1.5)
+            if axis == "x":
+                fig.add_vline(x=1 / 3, line=line, annotation_text="chance", annotation_position="bottom right")
+            else:
+                fig.add_hline(y=1 / 3, line=line, annotation_text="chance", annotation_position="top left")
+    layout(fig, title or f"Clean versus robust {metric_name(metric).lower()}, one point per training recipe",
+           subtitle=f"robust = under {attack_label(attack)} at ε={format_epsilon(epsilon)}; mean ± std over runs; "
+                    "✕ = some runs collapsed; up and to the right is better", legend="bottom", height=460)
+    fig.update_xaxes(range=[0, 1.02], tickformat=".0%", title=f"{metric_name(metric)}, clean test images")
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%",
+                     title=f"{metric_name(metric)} under {attack_label(attack)} ε={format_epsilon(epsilon)}")
+    return fig
