@@ -52,16 +52,24 @@ class Diagnosis:
         return f"{self.title}: {self.message}"
 
 
-def model_name(row: ResultRow) -> str:
+def recipe_text(arch: str, mode: str, epsilon: float, adv_labels: str | None) -> str:
     """'simplecnn, FGSM-trained at ε=0.031 (8/255), true labels'."""
-    if not (row.train_mode in MODES and MODES.get(row.train_mode).adversarial):
-        return f"{row.arch}, {row.train_mode} training"
-    labels = f", {row.adv_labels} labels" if row.adv_labels else ""
-    return f"{row.arch}, {row.train_mode.upper()}-trained at ε={format_epsilon(row.train_epsilon)}{labels}"
+    if not (mode in MODES and MODES.get(mode).adversarial):
+        return f"{arch}, {mode} training"
+    labels = f", {adv_labels} labels" if adv_labels else ""
+    return f"{arch}, {mode.upper()}-trained at ε={format_epsilon(epsilon)}{labels}"
 
 
-def _condition(attack: str, eps: float) -> str:
-    return "the clean test set" if attack == "none" else f"{attack_label(attack)} at ε={format_epsilon(eps)}"
+def model_name(row: ResultRow) -> str:
+    return recipe_text(row.arch, row.train_mode, row.train_epsilon, row.adv_labels)
+
+
+def _condition(attack: str, eps: float, severity: int | None = None) -> str:
+    if attack == "none":
+        return "the clean test set"
+    if severity is not None:  # a scanner corruption measured at a severity level, not at a chosen size
+        return f"{attack_label(attack)} at severity {severity}"
+    return f"{attack_label(attack)} at ε={format_epsilon(eps)}"
 
 
 def _margin(row: ResultRow) -> float:
@@ -90,7 +98,7 @@ def run_findings(conditions: dict[tuple[str, float], ResultRow]) -> list[tuple[s
     for (attack, eps), row in sorted(conditions.items()):
         if row.collapsed:
             found.append((COLLAPSE, f"'{row.dominant_class}' for {row.dominant_share:.0%} of images on "
-                                    f"{_condition(attack, eps)}"))
+                                    f"{_condition(attack, eps, row.severity)}"))
     any_row = next(iter(conditions.values()))
     if any_row.overfit_epoch is not None:
         found.append((OVERFITTING, f"watch PGD accuracy collapsed at epoch {any_row.overfit_epoch}"))

@@ -128,7 +128,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "image_size": _non_negative_int, "train_pgd_steps": _non_negative_int, "eval_pgd_steps": _non_negative_int,
     "n": _non_negative_int, "malignant_missed": _non_negative_int, "malignant_total": _non_negative_int,
     "changed": _non_negative_int, "overfit_epoch": _non_negative_int, "job": _non_negative_int,
-    "warmup_epochs": _non_negative_int, "trades_beta": _between(0.0, 100.0),
+    "warmup_epochs": _non_negative_int, "severity": _non_negative_int, "trades_beta": _between(0.0, 100.0),
     "train_epsilon": _between(0.0, 1.0), "test_epsilon": _between(0.0, 1.0), "lr": _between(0.0, 10.0),
     "test_fraction": _between(0.0, 1.0), "clean_mix": _between(0.0, 1.0), "train_seconds": _between(0.0, 1e9),
     "accuracy": FRACTION, "balanced_accuracy": FRACTION, "malignant_sensitivity": FRACTION,
@@ -214,7 +214,7 @@ def read_rows(data: bytes | str, suffix: str = ".csv") -> list[ResultRow]:
             numbered = [(n, {k: v for k, v in line.items() if k is not None})
                         for n, line in enumerate(reader, start=2)]
         except csv.Error as exc:
-            raise ValueError(f"line {reader.line_num}: {exc}") from None
+            raise ValueError(f"line {reader.reader.line_num}: {exc}") from None
     if len(numbered) > MAX_ROWS:
         raise ValueError(f"{len(numbered)} rows; at most {MAX_ROWS} are read")
     rows = []

@@ -111,16 +111,30 @@ def collapsed_runs(rows: Sequence[ResultRow]) -> list[str]:
     return sorted({r.run for r in rows if r.attack == "none" and r.collapsed})
 
 
+# Recipe settings that only matter to adversarial training: never named on a standard model's label.
+ADVERSARIAL_ONLY = {"adv_labels", "random_start", "clean_mix", "warmup_epochs", "trades_beta", "train_pgd_steps"}
+
+
 def recipe_labels(groups: Sequence[GroupSummary]) -> dict[tuple[Any, ...], str]:
-    """A legend name per recipe: the model in words, plus only the settings that differ between the recipes shown."""
+    """A legend name per recipe: the model in words, plus the settings that tell the recipes shown apart.
+
+    A setting is named only where it applies (not the random start of standard training), varies among the
+    recipes shown, and differs from what the training mode does by default (fgsm-study needs no "no random
+    start": that is what the study's recipe is).
+    """
     from busadv.results.diagnosis import model_name
+    from busadv.training import MODES
+    from busadv.training.config import FALLBACK
 
     recipes = {g.recipe: g.first for g in groups}
     named = {"arch", "train_mode", "train_epsilon", "adv_labels", "data_fingerprint"}
-    varying = [f for i, f in enumerate(RECIPE_FIELDS)
-               if f not in named and len({r[i] for r in recipes}) > 1]
+    varying = [f for i, f in enumerate(RECIPE_FIELDS) if f not in named and len({r[i] for r in recipes}) > 1]
     labels = {}
     for recipe, row in recipes.items():
-        extra = ", ".join(f"{f.replace('_', ' ')} {getattr(row, f)}" for f in varying)
+        mode = MODES.get(row.train_mode) if row.train_mode in MODES else None
+        adversarial = mode is not None and mode.adversarial
+        defaults = {**FALLBACK, **(mode.defaults if mode else {})}
+        extra = ", ".join(f"{f.replace('_', ' ')} {getattr(row, f)}" for f in varying
+                          if (adversarial or f not in ADVERSARIAL_ONLY) and getattr(row, f) != defaults.get(f))
         labels[recipe] = model_name(row) + (f" ({extra})" if extra else "")
     return labels
