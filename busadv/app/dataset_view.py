@@ -1,0 +1,69 @@
+"""The Dataset page's pieces: what the active images are, and the copies a split must keep together."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from busadv.app.dataset import data_setting
+from busadv.app.layout import flow, plain, readout
+from busadv.data import NEAR_DUPLICATE_BITS, ImageSet, dataset_summary, load_dataset, members
+from busadv.data.duplicates import hash_distances
+
+THUMBNAIL_SIZE = 128
+
+
+@st.cache_resource(max_entries=2, show_spinner="Decoding the images and comparing every pair…")
+def _images(data: str | None) -> ImageSet:
+    return load_dataset(data, THUMBNAIL_SIZE)
+
+
+def images() -> ImageSet:
+    return _images(data_setting())
+
+
+def facts(dataset: ImageSet) -> None:
+    summary = dataset_summary(dataset)
+    with flow():
+        readout("Images", f"{summary['images']}", note=", ".join(f"{n} {c}" for c, n in summary["counts"].items()))
+        readout("Always answering the commonest class", f"{summary['majority_rate']:.0%} accuracy",
+                help="What a model scores by answering one class for every image: the floor every accuracy must beat.")
+        readout("Near-duplicate groups", f"{summary['near_duplicate_groups']}",
+                note=f"{summary['images_in_near_duplicate_groups']} images; "
+                     f"{summary['duplicate_images']} byte-identical duplicate(s)")
+        readout("Filed under two classes", f"{len(summary['label_conflicts'])} groups")
+    if summary["skipped"]:
+        st.warning("Unreadable files skipped: " + plain(", ".join(summary["skipped"][:20])))
+
+
+def groups(dataset: ImageSet, limit: int) -> None:
+    """Thumbnails of each group side by side: groups filed under different classes first."""
+    found = members(dataset.near_groups)
+    if not found:
+        st.info("No copies or near-copies in these images." + (
+            " (The simulated phantoms are all different by construction.)" if dataset.simulated else ""))
+        return
+    distances = hash_distances(dataset.hashes) if dataset.hashes is not None else None
+    conflicting = [g for g in found if len({int(dataset.labels[i]) for i in g}) > 1]
+    ordered = conflicting + [g for g in found if g not in conflicting]
+    st.caption(f"{len(found)} groups, {len(conflicting)} of them filed under different classes (shown first). "
+               f"Showing {min(limit, len(ordered))}.")
+    for group in ordered[:limit]:
+        classes = sorted({dataset.classes[int(dataset.labels[i])] for i in group})
+        with st.container(border=True):
+            heading = f"**{len(group)} images**: " + ", ".join(classes)
+            if len(classes) > 1:
+                heading = f":red-badge[different labels] {heading}"
+            if distances is not None:
+                heading += f" · hashes differ by at most {int(max(distances[a, b] for a in group for b in group))} bits"
+            st.markdown(heading)
+            with flow(gap="small"):
+                for i in group[:8]:
+                    st.image(dataset.images[i, 0].numpy(), width=150,
+                             caption=f"{dataset.names[i]} ({dataset.classes[int(dataset.labels[i])]})")
+
+
+def threshold_note() -> None:
+    st.caption(f"Near-duplicates: perceptual hashes (pHash, 64 bits) at most {NEAR_DUPLICATE_BITS} bits apart, "
+               "joined transitively. On BUSI, nearest-neighbour distances fall in two clusters (0-12 and 14-22 "
+               f"bits); every pair at {NEAR_DUPLICATE_BITS} bits or less that we viewed was the same scan with other "
+               "calipers, crops or text, and some pairs at 12 bits were different lesions.")
