@@ -206,3 +206,17 @@ def test_json_rows_are_plain_values(tmp_path):
     path = write_rows([row()], tmp_path / "r.json")
     (item,) = json.loads(path.read_text())
     assert item["recall_malignant"] == pytest.approx(13 / 20) and item["confusion"] == HEALTHY
+
+
+def test_the_cli_table_flags_a_model_that_always_answers_benign(capsys):
+    from busadv.cli.output import print_diagnosis_texts, print_rows, print_summary
+
+    collapsed = [row("c", 0, confusion=BENIGN_ONLY), row("c", 0, "pgd", 8 / 255, confusion=BENIGN_ONLY)]
+    print_rows(collapsed)
+    print_summary(summarize(collapsed))
+    print_diagnosis_texts([d.text() for d in diagnose(collapsed)])
+    out = capsys.readouterr().out
+    assert "majority-class rate of this test set: 0.556" in out and "always answering 'benign'" in out
+    assert out.count("COLLAPSED: 'benign' for 100%") == 2
+    assert "1 of 1" in out and "0.333" in out  # summary: collapsed runs counted, balanced accuracy at chance
+    assert "WARNING: Answers one class for (almost) everything" in out
