@@ -16,7 +16,7 @@ from busadv.bench.common import Row, median, not_measured
 from busadv.bench.context import RESNET, SIMPLE, Bench
 from busadv.data import ImageSet, split_dataset, stratified_subset
 from busadv.experiments import ExperimentConfig, estimate_seconds, run_one, study_preset
-from busadv.experiments.estimates import WATCH_COST
+from busadv.experiments.estimates import watch_images
 from busadv.models import MODELS
 from busadv.training import MODES, TrainConfig
 
@@ -117,7 +117,7 @@ def bench_study(dataset: ImageSet, arch: str, device: torch.device, *, images: i
     seconds = extrapolate_study(grid, timings, len(train), len(test))
     std = timings["standard"]
     rate = std.n_train / std.train_seconds * (dataset.image_size / MODELS.get(arch).default_image_size) ** 2
-    engine = estimate_seconds(grid, {arch: rate}, len(train))
+    engine = estimate_seconds(grid, {arch: rate}, len(train), len(test))
     scale = len(train) / std.n_train
     per_epoch = ", ".join(f"{m} {t.train_seconds * scale:.1f} s"
                           + (f" + {t.prepare_seconds * scale:.1f} s preparing" if t.prepare_seconds > 0.05 else "")
@@ -127,8 +127,9 @@ def bench_study(dataset: ImageSet, arch: str, device: torch.device, *, images: i
         if watched else 0.0
     note = (f"{len(grid.runs())} runs x {grid.epochs} epochs on {len(train)} train / {len(test)} test images; per "
             f"epoch: {per_epoch}, clean test pass {clean_pass_per_image(timings) * len(test):.1f} s, FGSM/PGD watch "
-            f"{watch:.1f} s = {watch / (std.train_seconds * scale):.2f} of a standard epoch (estimates.WATCH_COST = "
-            f"{WATCH_COST}); reference = experiments.estimate_seconds at the rate measured here (no evaluation)")
+            f"{watch:.1f} s = {watch / (std.train_seconds * scale):.2f} of a standard epoch (the estimate counts "
+            f"{watch_images(len(test), grid.monitor_images, grid.train_pgd_steps, True) / len(train):.2f}); "
+            f"reference = experiments.estimate_seconds at the rate measured here (no evaluation)")
     return [Row("study", f"study grid {arch} ({label or device.type}), extrapolated", seconds / 60, engine / 60,
                 "min", seconds / engine if engine > 0 else None, note=note,
                 extra={k: dataclasses.asdict(v) for k, v in timings.items()})]

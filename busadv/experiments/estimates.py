@@ -10,7 +10,7 @@ from busadv.models.checkpoints import list_checkpoints
 from busadv.models.registry import MODELS
 from busadv.training import MODES
 
-WATCH_COST = 0.6  # an adversarial epoch's FGSM+PGD watch, as a share of a standard epoch (measured by the benchmark)
+FORWARD = 1 / 3  # a forward pass costs about a third of a training step (forward + backward)
 
 
 def fallback_rates() -> dict[str, float]:
@@ -39,12 +39,24 @@ def rate_at(rates: dict[str, float], arch: str, image_size: int) -> float:
     return rates.get(arch, spec.cpu_images_per_second) * (spec.default_image_size / image_size) ** 2
 
 
-def estimate_seconds(config: ExperimentConfig, rates: dict[str, float], n_train: int) -> float:
-    """Rough wall time of a grid (training, the per-epoch watch of adversarial runs, evaluation ignored)."""
+def watch_images(n_test: int, monitor_images: int, pgd_steps: int, adversarial: bool) -> float:
+    """What the per-epoch watch costs, in training-image equivalents: the clean test set forward, and for
+    adversarial runs FGSM (one gradient, one forward) and PGD (a gradient per step) on the watch images."""
+    cost = n_test * FORWARD
+    if adversarial and monitor_images:
+        watched = min(monitor_images, n_test)
+        cost += watched * (1 + FORWARD) + watched * (pgd_steps + FORWARD)
+    return cost
+
+
+def estimate_seconds(config: ExperimentConfig, rates: dict[str, float], n_train: int,
+                     n_test: int | None = None) -> float:
+    """Rough wall time of a grid: training and its per-epoch watch (the final evaluation is left out)."""
+    n_test = n_train // 4 if n_test is None else n_test
     total = 0.0
     for run in config.runs():
         rate = rate_at(rates, run.arch, int(run.image_size or 0))
         mode = MODES.get(run.mode)
-        factor = mode.cost(run) + (WATCH_COST if mode.adversarial and run.monitor_images else 0.0)
-        total += n_train * run.epochs * factor / rate if rate > 0 else math.nan
+        per_epoch = n_train * mode.cost(run) + watch_images(n_test, run.monitor_images, run.pgd_steps, mode.adversarial)
+        total += run.epochs * per_epoch / rate if rate > 0 else math.nan
     return total
