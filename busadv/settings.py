@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,9 +28,15 @@ def cache_dir() -> Path:
 
 
 def checkpoints_dir() -> Path:
-    """Trained models ($BUSADV_CHECKPOINTS, default checkpoints/ in the project)."""
+    """Trained models ($BUSADV_CHECKPOINTS, default checkpoints/ in the project).
+
+    Created when possible, never raised about here: a path that is a file or cannot be written is
+    reported by busadv.models.checkpoints.check_writable_folder before any training, with the
+    option to change, and lists of checkpoints read it as empty.
+    """
     path = Path(os.environ.get("BUSADV_CHECKPOINTS", PROJECT_ROOT / "checkpoints"))
-    path.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

@@ -230,7 +230,7 @@ def test_unknown_kind_names_the_valid_ones(store):
 
 def test_the_sleep_kind_comes_from_the_tests_plugin_not_from_busadv():
     code = ("import busadv.jobs; names = busadv.jobs.JOB_KINDS.names(); "
-            "assert names == ('train', 'evaluate', 'experiment'), names")
+            "assert 'sleep' not in names and {'train', 'evaluate', 'experiment'} <= set(names), names")
     env = {k: v for k, v in os.environ.items() if k != "BUSADV_PLUGINS"}
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, timeout=60)
 

@@ -1,7 +1,9 @@
 """Background jobs on a page: the shared job store, one card per job, live polling, the quick-train panel.
 
 Jobs run in worker processes (busadv.jobs) with their state in SQLite, so they survive page reloads,
-several tabs and a restart of `streamlit run`; these helpers only read and draw that state.
+several tabs and a restart of `streamlit run`; these helpers only read and draw that state. A job that
+stopped unfinished can be resumed from its card; a database that cannot be used is reported once and
+the page goes on without jobs.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import streamlit as st
 from busadv import plots
 from busadv.app.layout import legend_below, plain
 from busadv.attacks import attack_label, format_epsilon, format_epsilon_list, parse_epsilon_list
-from busadv.jobs import JOB_KINDS, Job, JobStatus, JobStore, JobStoreError, default_db_path
+from busadv.jobs import JOB_KINDS, Job, JobStateError, JobStatus, JobStore, JobStoreError, default_db_path
 from busadv.training import MODES
 
 # The explorer's "train a quick model" job: the study's recipe on the active data, about a minute on
@@ -32,23 +34,122 @@ def _job_store(path: str) -> JobStore:
     return JobStore(path)
 
 
-def job_store() -> JobStore:
-    """The job database under $BUSADV_HOME (one JobStore object per database file).
+# Return types named here: inside PageJobStore, `list` is its method.
+JobList = list[Job]
+Rows = list[dict[str, Any]]
+Lines = list[str]
+Ids = list[int]
 
-    A database that cannot be used stops the page with the store's own explanation, not a traceback.
+
+class PageJobStore:
+    """The job store as a page uses it: a database that cannot be used is reported once, and the page goes on.
+
+    Why: the job database is one file, and damage to it (or a file that is not one) must not take the
+    explorer, the list of trained models or the results with it. After the first failure of a page
+    run the page works read-only on what does not need the database: reads answer "no jobs", and
+    starting, cancelling or resuming a job says why it cannot be done.
+    """
+
+    def __init__(self, store: JobStore | None, problem: str | None = None) -> None:
+        self.store, self.problem = store, problem
+
+    def report(self) -> None:
+        """Show the database problem once per page run, however many helpers of the page open the store."""
+        if not self.problem or _reported_this_run():
+            return
+        st.error(f"**Jobs are unavailable.** {plain(self.problem)} Trained models, the explorer and the "
+                 "results still work.", icon=":material/block:")
+
+    def _read(self, default: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        if self.store is None:
+            return default
+        try:
+            return getattr(self.store, method)(*args, **kwargs)
+        except JobStoreError as exc:
+            self.store, self.problem = None, str(exc)
+            self.report()
+            return default
+
+    def _write(self, method: str, *args: Any) -> Any:
+        """A change a user asked for; refused in a toast (callbacks cannot draw in the page) when impossible."""
+        if self.store is None:
+            st.toast(f"Not done: {plain(self.problem or 'the job database is unavailable')}", icon=":material/block:")
+            return None
+        try:
+            return getattr(self.store, method)(*args)
+        except (JobStoreError, JobStateError, KeyError, ValueError) as exc:
+            st.toast(f"Not done: {plain(exc.args[0] if isinstance(exc, KeyError) else exc)}", icon=":material/block:")
+            return None
+
+    def list(self, limit: int = 100) -> JobList:
+        return self._read([], "list", limit=limit)
+
+    def any_active(self) -> bool:
+        return bool(self._read(False, "any_active"))
+
+    def dispatch(self) -> Ids:
+        return self._read([], "dispatch")
+
+    def history(self, job_id: int) -> Rows:
+        return self._read([], "history", job_id)
+
+    def logs(self, job_id: int, tail: int = 200) -> Lines:
+        return self._read([], "logs", job_id, tail=tail)
+
+    def saved_epoch(self, job: Job) -> tuple[int, int] | None:
+        return None if self.store is None else self.store.saved_epoch(job)
+
+    def submit(self, kind: str, config: dict[str, Any]) -> int | None:
+        return self._write("submit", kind, config)
+
+    def cancel(self, job_id: int) -> None:
+        self._write("cancel", job_id)
+
+    def resume(self, job_id: int) -> None:
+        self._write("resume", job_id)
+
+
+_REPORTED = "_busadv_jobs_unavailable_reported"
+
+
+def _reported_this_run() -> bool:
+    """True when this page run already said that jobs are unavailable; marks it said otherwise.
+
+    Why the run's cursor table: Streamlit gives each script run a new one (and nothing else that names
+    a run), and holding it in the session state keeps it alive, so `is` cannot mistake a later run for it.
+    """
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    run = getattr(ctx, "cursors", None)
+    if run is None:  # outside a script run: nothing to repeat
+        return False
+    if st.session_state.get(_REPORTED) is run:
+        return True
+    st.session_state[_REPORTED] = run
+    return False
+
+
+def job_store() -> PageJobStore:
+    """The job database under $BUSADV_HOME (one JobStore object per database file), guarded for pages.
+
+    A database that cannot be used is reported here, once, with the store's own explanation; the
+    page goes on without jobs instead of stopping or showing a traceback.
     """
     try:
-        return _job_store(str(default_db_path()))
+        store = PageJobStore(_job_store(str(default_db_path())))
     except JobStoreError as exc:
-        st.error(str(exc), icon=":material/block:")
-        st.stop()
-        raise  # st.stop() raises; this line only satisfies type checkers
+        store = PageJobStore(None, str(exc))
+    store.report()
+    store.any_active()  # a damaged table is found (and reported) here, at the top of the page
+    return store
 
 
-def submit(store: JobStore, kind: str, config: dict[str, Any]) -> int:
-    """Queue a job and say so in a toast."""
+def submit(store: PageJobStore, kind: str, config: dict[str, Any]) -> int | None:
+    """Queue a job and say so in a toast (or say why it could not be queued)."""
     job_id = store.submit(kind, config)
-    st.toast(f"Job {job_id} queued", icon=":material/check_circle:")
+    if job_id is not None:
+        st.toast(f"Job {job_id} queued", icon=":material/check_circle:")
     return job_id
 
 
@@ -164,7 +265,7 @@ def result_summary(job: Job) -> list[str]:
 
 # --------------------------------------------------------------------------- cards
 
-def job_card(job: Job, store: JobStore, key: str = "job", curves: bool = False) -> None:
+def job_card(job: Job, store: PageJobStore, key: str = "job", curves: bool = False) -> None:
     """A job with its live progress, a cancel button while active, its findings when done, its log when it failed.
 
     curves=True: a running training or experiment job also shows its loss and test accuracy per
@@ -192,15 +293,32 @@ def job_card(job: Job, store: JobStore, key: str = "job", curves: bool = False) 
                 st.warning(plain(diagnosis), icon=":material/warning:")
         elif job.status is JobStatus.FAILED:
             st.error(f"Failed: {plain(job.error or 'no error message recorded')}")
+            _resume_button(job, store, side, key)
             _log_tail(job, store)
         elif job.status is JobStatus.INTERRUPTED:
             st.warning(plain(job.error or "Interrupted: the worker process stopped without finishing."))
+            _resume_button(job, store, side, key)
             _log_tail(job, store)
         else:
             st.caption(plain(job.message or job.status.value))
+            if job.status is JobStatus.CANCELLED:
+                _resume_button(job, store, side, key)
 
 
-def _live_curves(job: Job, store: JobStore, key: str) -> None:
+def _resume_button(job: Job, store: PageJobStore, side: Any, key: str) -> None:
+    """Resume (training goes on after its last saved epoch) or run again, for a job that stopped unfinished."""
+    saved = store.saved_epoch(job)
+    if saved:
+        help_text = (f"Training state was saved after epoch {saved[0]} of {saved[1]}: the job goes on from there "
+                     "with the same settings and random numbers.")
+        st.caption(f":material/restore: Saved after epoch {saved[0]} of {saved[1]}: **Resume** goes on from there.")
+    else:
+        help_text = "No training state was saved (it stopped before an epoch ended, or keeps none): runs it again."
+    side.button("Resume" if saved else "Run again", key=f"{key}-resume-{job.id}", on_click=store.resume,
+                args=(job.id,), help=help_text)
+
+
+def _live_curves(job: Job, store: PageJobStore, key: str) -> None:
     history = plots.history_from_progress(store.history(job.id))
     if not history:
         if job.kind in ("train", "experiment"):
@@ -212,18 +330,18 @@ def _live_curves(job: Job, store: JobStore, key: str) -> None:
                     key=f"{key}-live-{job.id}", config={"displayModeBar": False})
 
 
-def _log_tail(job: Job, store: JobStore) -> None:
+def _log_tail(job: Job, store: PageJobStore) -> None:
     lines = store.logs(job.id, tail=40)
     with st.expander("Log (last 40 lines)", expanded=job.status is JobStatus.FAILED):
         st.code("\n".join(lines) if lines else "(the log is empty)", language=None)
 
 
-def job_list(store: JobStore, listed: Sequence[Job], key: str = "jobs", curves: bool = False) -> None:
+def job_list(store: PageJobStore, listed: Sequence[Job], key: str = "jobs", curves: bool = False) -> None:
     for job in listed:
         job_card(job, store, key=key, curves=curves)
 
 
-def live(store: JobStore, body: Callable[[], None], key: str) -> None:
+def live(store: PageJobStore, body: Callable[[], None], key: str) -> None:
     """Draw `body` in a fragment that reruns every POLL_SECONDS while a job is queued or running.
 
     Why a fragment: only the job list refreshes, not the page's widgets. Polling stops by itself: when
@@ -243,22 +361,22 @@ def live(store: JobStore, body: Callable[[], None], key: str) -> None:
     _live()
 
 
-def active_first(store: JobStore, limit: int = 50) -> list[Job]:
+def active_first(store: PageJobStore, limit: int = 50) -> list[Job]:
     """The newest jobs, queued and running ones first."""
     listed = store.list(limit=limit)
     return [j for j in listed if j.active] + [j for j in listed if not j.active]
 
 
-def quick_train_panel(store: JobStore, data_label: str) -> None:
+def quick_train_panel(store: PageJobStore, data_label: str) -> None:
     """With no checkpoint yet: offer a quick training job instead of failing, and follow it live."""
     st.warning("**No trained model yet.** The explorer needs one: train a quick SimpleCNN in the background "
                f"on the active data, {data_label}. It takes about a minute on two CPU cores with the simulated "
                "phantoms, a few minutes on BUSI; nothing is downloaded.", icon=":material/model_training:")
     recent = [j for j in store.list(limit=20) if j.kind == "train"]
     if not any(j.active for j in recent):
-        if st.button(f"Train a quick model (SimpleCNN, standard training, {QUICK_TRAIN_CONFIG['epochs']} epochs)",
-                     type="primary", key="quick-train"):
-            store.submit("train", dict(QUICK_TRAIN_CONFIG))
+        label = f"Train a quick model (SimpleCNN, standard training, {QUICK_TRAIN_CONFIG['epochs']} epochs)"
+        if (st.button(label, type="primary", key="quick-train")
+                and submit(store, "train", dict(QUICK_TRAIN_CONFIG)) is not None):
             st.rerun()
         st.caption("Or start any training run on the Jobs page.")
 

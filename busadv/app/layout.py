@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 
-import plotly.graph_objects as go
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from busadv.app.dataset import sidebar_dataset_label
+from busadv.plots.style import legend_below  # noqa: F401 - the pages call layout.legend_below
 
 # The app's pages: (script, menu label, icon). Streamlit serves app.py at / and pages/N_Name.py at
 # /Name; the numbers only order the files.
@@ -22,11 +22,15 @@ HOME_PAGE = "app.py"
 EXPLORER_PAGE = "pages/1_Perturbation_explorer.py"
 JOBS_PAGE = "pages/2_Jobs.py"
 RESULTS_PAGE = "pages/3_Results.py"
+STUDY_PAGE = "pages/4_Study.py"
+DATASET_PAGE = "pages/5_Dataset.py"
 PAGES: tuple[tuple[str, str, str], ...] = (
     (HOME_PAGE, "Home", ":material/home:"),
     (EXPLORER_PAGE, "Perturbation explorer", ":material/tune:"),
     (JOBS_PAGE, "Jobs", ":material/model_training:"),
     (RESULTS_PAGE, "Results", ":material/bar_chart:"),
+    (STUDY_PAGE, "Study", ":material/fact_check:"),
+    (DATASET_PAGE, "Dataset", ":material/photo_library:"),
 )
 
 
@@ -65,25 +69,15 @@ def readout(label: str, value: str, note: str | None = None, help: str | None = 
             st.markdown(note)
 
 
-def legend_below(fig: go.Figure) -> go.Figure:
-    """The figure with its legend under the plot, one entry per line, and the height grown to hold it.
-
-    Why: busadv.plots puts long legends to the right of the plot, which on a narrow screen (900 px
-    beside the sidebar) leaves the bars a few dozen pixels wide; under the plot they keep the width.
-    """
-    entries = len({t.legendgroup or t.name for t in fig.data if t.showlegend is not False and t.name})
-    extra = 24 * entries
-    fig.update_layout(legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.22, yanchor="top", entrywidth=1,
-                                  entrywidthmode="fraction"),
-                      height=int(fig.layout.height or 450) + extra, margin=dict(r=10, b=70 + extra))
-    return fig
-
-
 # Characters that start Markdown or Streamlit markup anywhere in a line: emphasis, code, links and
 # images, HTML, $math$, ~strike~, tables, :color[...] and :material/...: directives, headings.
 _MARKUP = re.compile(r"([\\`*_\[\]<>$~|:#])")
 # ... and only at the start of a line: lists, numbered lists, quotes.
 _BULLET, _NUMBER = re.compile(r"^([-+=>])"), re.compile(r"^(\d+)([.)])")
+# Bare addresses (http://..., www...., name@host) become links even with every character escaped: GFM finds
+# them in the text after escapes are read. A word joiner (U+2060, invisible and zero-width) where their
+# patterns need two characters side by side keeps them text.
+_AUTOLINK = re.compile(r"(?<=:)(?=//)|(?<=www)(?=\.)|(?=@)", re.IGNORECASE)
 
 
 def plain(text: object) -> str:
@@ -91,7 +85,8 @@ def plain(text: object) -> str:
 
     Why: st.error, st.warning and st.markdown render Markdown, so a results file whose cell reads
     "[click](http://…)" or ":red[…]" would otherwise draw a link or coloured text of its choosing.
-    The escapes are invisible once rendered; the text becomes one line.
+    The escapes (and the word joiners that keep bare addresses from becoming links) are invisible once
+    rendered; the text becomes one line.
     """
-    escaped = _MARKUP.sub(r"\\\1", " ".join(str(text).split()))
+    escaped = _AUTOLINK.sub("\u2060", _MARKUP.sub(r"\\\1", " ".join(str(text).split())))
     return _NUMBER.sub(r"\1\\\2", _BULLET.sub(r"\\\1", escaped))

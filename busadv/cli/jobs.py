@@ -1,4 +1,4 @@
-"""`python -m busadv jobs list | run | cancel | logs`: the job store from a terminal (and the worker's entry).
+"""`python -m busadv jobs list | run | cancel | resume | logs`: the job store from a terminal (and the worker's entry).
 
 Imports no torch until a worker runs a job, so `jobs list` answers at once.
 """
@@ -27,7 +27,8 @@ def format_table(jobs: list[Job]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m busadv jobs",
-                                     description="Background jobs: list, run (what workers do), cancel, logs.")
+                                     description="Background jobs: list, run (what workers do), cancel, resume, "
+                                                 "logs.")
     parser.add_argument("--db", help="job database (default: $BUSADV_HOME/jobs.sqlite)")
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="show the newest jobs")
@@ -36,10 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("job_id", type=int)
     p_cancel = sub.add_parser("cancel", help="cancel a queued or running job")
     p_cancel.add_argument("job_id", type=int)
+    p_resume = sub.add_parser("resume", help="queue an interrupted, failed or cancelled job again; training goes "
+                                             "on after its last finished epoch")
+    p_resume.add_argument("job_id", type=int)
     p_logs = sub.add_parser("logs", help="print the end of a job's log")
     p_logs.add_argument("job_id", type=int)
     p_logs.add_argument("--tail", type=int, default=200)
-    for p in (p_list, p_run, p_cancel, p_logs):  # --db accepted before or after the subcommand
+    for p in (p_list, p_run, p_cancel, p_resume, p_logs):  # --db accepted before or after the subcommand
         p.add_argument("--db", dest="db_sub", default=None, help=argparse.SUPPRESS)
     return parser
 
@@ -59,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "cancel":
             store.cancel(args.job_id)
             print(f"job {args.job_id}: {store.get(args.job_id).status.value}")
+        elif args.command == "resume":
+            job = store.resume(args.job_id)
+            print(f"job {job.id}: {job.status.value} ({job.message})")
         elif args.command == "logs":
             print("\n".join(store.logs(args.job_id, args.tail)))
     except (JobStoreError, JobStateError, KeyError, ValueError) as exc:

@@ -17,7 +17,7 @@ from busadv.attacks import ATTACKS, STUDY_EPSILONS, parse_epsilon_list
 from busadv.data import ImageSet, load_dataset, split_dataset
 from busadv.evaluation import evaluate
 from busadv.experiments.config import ExperimentConfig
-from busadv.experiments.runner import run, run_one
+from busadv.experiments.runner import run, run_one, scaled
 from busadv.models.checkpoints import Checkpoint, check_writable_folder, load_checkpoint
 from busadv.progress import ProgressFn, ignore_progress
 from busadv.registry import parse_name_list
@@ -47,8 +47,13 @@ def _outcome(rows: list[ResultRow], label: str, **extra: Any) -> dict[str, Any]:
 
 
 def train_job(config: dict[str, Any], progress: ProgressFn = ignore_progress) -> dict[str, Any]:
-    """Train one model, evaluate it on its held-out split and save the checkpoint."""
+    """Train one model, evaluate it on its held-out split and save the checkpoint.
+
+    `state_file` (set by the job worker, not by users): where training keeps its per-epoch state, so
+    that a resumed job goes on after its last finished epoch.
+    """
     config = dict(config)
+    state_file = config.pop("state_file", None)
     test_epsilons = _epsilons(config.pop("test_epsilons", None), "test epsilons")
     test_attacks = parse_name_list(config.pop("test_attacks", list(DEFAULT_TEST_ATTACKS)), ATTACKS, "test attacks")
     eval_pgd_steps = _steps(config.pop("eval_pgd_steps", 10), "evaluation PGD steps")
@@ -56,7 +61,7 @@ def train_job(config: dict[str, Any], progress: ProgressFn = ignore_progress) ->
     pick_device(train_config.device)
     check_writable_folder(checkpoints_dir())
     outcome = run_one(train_config, None, test_attacks, test_epsilons, save=True, eval_pgd_steps=eval_pgd_steps,
-                      progress=progress)
+                      progress=progress, state_file=Path(state_file) if state_file else None)
     return _outcome(outcome.rows, f"train-{train_config.arch}-{train_config.mode}",
                     checkpoint=str(outcome.checkpoint), history=outcome.history, seconds=round(outcome.seconds, 2))
 
@@ -123,3 +128,45 @@ def experiment_job(config: dict[str, Any], progress: ProgressFn = ignore_progres
     result = run(experiment, progress=progress)
     return _outcome(result.rows, experiment.name, summary=[s.to_dict() for s in result.summary],
                     seconds=round(result.seconds, 2))
+
+
+FLIPS_SETTINGS = ("checkpoint", "attacks", "max_epsilon", "data", "pgd_steps", "seed", "device")
+
+
+def flips_job(config: dict[str, Any], progress: ProgressFn = ignore_progress) -> dict[str, Any]:
+    """The smallest flipping epsilon of every held-out image of a checkpoint, per attack, into the store."""
+    import dataclasses
+
+    from busadv.evaluation import flip_epsilons
+    from busadv.results import save_flips
+    from busadv.results.diagnosis import recipe_text
+
+    config = dict(config)
+    unknown = sorted(set(config) - set(FLIPS_SETTINGS))
+    if unknown:
+        raise ValueError(f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(FLIPS_SETTINGS)}")
+    if not config.get("checkpoint"):
+        raise ValueError("the per-image search needs a checkpoint path")
+    attacks = parse_name_list(config.get("attacks", ["fgsm", "pgd"]), ATTACKS, "attacks")
+    for attack in attacks:
+        if not (ATTACKS.get(attack).single_step or attack == "pgd"):
+            raise ValueError(f"attacks: the per-image search supports fgsm, fgsm-pred, noise and pgd, not {attack}")
+    max_eps = parse_epsilon_list([config.get("max_epsilon", 0.5)], "max epsilon")[0]
+    if max_eps < 1 / 255:
+        raise ValueError("max epsilon must be at least 1/255")
+    pgd_steps = _steps(config.get("pgd_steps", 10), "PGD steps")
+    checkpoint = load_checkpoint(config["checkpoint"], device=pick_device(config.get("device", "auto")))
+    train_config = train_config_of(checkpoint)
+    dataset = load_dataset(config.get("data", checkpoint.train_config.get("data")), checkpoint.image_size)
+    test_set, which = test_split_for(checkpoint, dataset)
+    label = recipe_text(train_config.arch, train_config.mode, train_config.epsilon, train_config.adv_labels)
+    flips = []
+    for i, attack in enumerate(attacks):
+        found = flip_epsilons(checkpoint.require_model(), test_set, attack, max_eps=max_eps, pgd_steps=pgd_steps,
+                              seed=int(config.get("seed", 0)),
+                              progress=scaled(progress, i / len(attacks), 1 / len(attacks)))
+        flips += [dataclasses.replace(f, checkpoint=str(checkpoint.path), run=checkpoint.run_id or checkpoint.name,
+                                      model=label, data_source=dataset.source, simulated=dataset.simulated)
+                  for f in found]
+    stored = save_flips(flips, f"flips-{Path(str(checkpoint.path)).stem[:30]}")
+    return {"flips": [f.to_dict() for f in flips], "test_images": which, "results_file": str(stored)}

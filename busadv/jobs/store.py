@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import datetime as _dt
 import json
-import math
 import os
 import socket
 import sqlite3
@@ -22,10 +21,10 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from busadv.jobs.job import Job, JobStateError, JobStoreError, one_line
 from busadv.jobs.kinds import JOB_KINDS
 from busadv.jobs.processes import (
     collect_children,
@@ -74,91 +73,6 @@ CREATE TABLE IF NOT EXISTS progress (
 );
 CREATE INDEX IF NOT EXISTS progress_job ON progress (job_id, time);
 """
-
-
-class JobStoreError(RuntimeError):
-    """The job database cannot be used (not SQLite, corrupt, newer schema, unwritable)."""
-
-
-class JobStateError(RuntimeError):
-    """A job is not in a state that allows the request (e.g. running a job that already finished)."""
-
-
-@dataclass
-class Job:
-    """One row of the job table, as pages and the CLI see it."""
-
-    id: int
-    kind: str
-    status: JobStatus
-    config: dict
-    progress: float
-    message: str
-    epoch: int | None
-    epochs: int | None
-    loss: float | None
-    accuracy: float | None
-    eta_seconds: float | None
-    result: dict | None
-    error: str | None
-    pid: int | None
-    created: float
-    started: float | None
-    finished: float | None
-    heartbeat: float | None
-    cancel_requested: bool = False
-    log_path: str | None = None
-    gpu: str | None = None
-
-    @property
-    def active(self) -> bool:
-        """Queued or running: pages poll only while some job is active."""
-        return self.status.active
-
-    @property
-    def elapsed(self) -> float | None:
-        """Seconds the job has run (so far, or in total once finished)."""
-        if self.started is None:
-            return None
-        return (self.finished or time.time()) - self.started
-
-
-
-def json_default(value: Any) -> Any:
-    """Results hold numpy scalars, paths, tuples...: store what JSON can say, text otherwise."""
-    if hasattr(value, "item") and callable(value.item):
-        try:
-            return value.item()
-        except (TypeError, ValueError):
-            pass
-    if hasattr(value, "tolist") and callable(value.tolist):
-        return value.tolist()
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=str)
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "__dataclass_fields__"):
-        import dataclasses
-
-        return dataclasses.asdict(value)
-    return str(value)
-
-
-def finite(value: Any) -> float | None:
-    """Floats for the progress columns; NaN/inf and non-numbers become None."""
-    if value is None:
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def one_line(exc: BaseException, limit: int = 500) -> str:
-    text = " ".join(str(exc).split())
-    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def default_db_path() -> Path:
@@ -311,6 +225,31 @@ class JobStore:
         except FileNotFoundError:
             return []
 
+    def state_path(self, job: Job) -> Path:
+        """Where a job of a kind that keeps state (JobKind.keeps_state) saves it after every epoch.
+
+        Named by id and creation time: a database moved away and recreated numbers its jobs from 1
+        again, and a new job 1 must never continue an old job 1's training.
+        """
+        return self.path.parent / "job-state" / f"job-{int(job.id)}-{int(job.created * 1000)}.pt"
+
+    def saved_epoch(self, job: Job) -> tuple[int, int] | None:
+        """(finished epochs, planned epochs) of the job's saved training state; None when none is kept."""
+        path = self.state_path(job)
+        try:
+            info = json.loads(path.with_name(path.name + ".json").read_text())  # written by busadv.training.state
+            epoch, epochs = int(info["epoch"]), int(info["epochs"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return (epoch, epochs) if 0 < epoch <= epochs and path.exists() else None
+
+    def drop_state(self, job: Job) -> None:
+        """Delete a finished job's training state (its checkpoint holds the model now)."""
+        path = self.state_path(job)
+        for file in (path, path.with_name(path.name + ".json")):
+            with suppress(OSError):
+                file.unlink(missing_ok=True)
+
     def _append_log(self, job_id: int, text: str) -> None:
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -356,6 +295,30 @@ class JobStore:
             conn.execute("UPDATE jobs SET cancel_requested = 1, message = 'cancelling...' WHERE id = ?",
                          (row["id"],))
         self.reap()  # a dead worker will never see the flag: reap() marks its job cancelled
+
+    def resume(self, job_id: int) -> Job:
+        """Queue an interrupted, failed or cancelled job again; it goes on from its saved state.
+
+        A training job continues after its last finished epoch (its state is saved after every
+        epoch); other jobs, and a training job stopped before its first epoch ended, run again from
+        the start. Its progress rows and log are kept. Returns the job as queued (a worker may have
+        started it since). JobStateError for a job that is queued, running or done.
+        """
+        with self.transaction() as conn:
+            row = self.row_of(conn, job_id)
+            if row["status"] not in (INTERRUPTED, FAILED, CANCELLED):
+                raise JobStateError(f"Job {job_id} is {row['status']}; only an interrupted, failed or cancelled "
+                                    f"job can be resumed.")
+            saved = self.saved_epoch(self._job(row))
+            message = (f"queued to resume after epoch {saved[0]}/{saved[1]}" if saved
+                       else "queued to run again from the start")
+            conn.execute("UPDATE jobs SET status = ?, message = ?, error = NULL, result = NULL, finished = NULL, "
+                         "eta_seconds = NULL, cancel_requested = 0, pid = NULL, pid_start = NULL, host = NULL, "
+                         "gpu = NULL WHERE id = ?", (QUEUED, message, row["id"]))
+        self._append_log(job_id, f"resumed by the user: {message}")
+        queued = self.get(job_id)
+        self.dispatch()
+        return queued
 
     def reap(self) -> int:
         """Mark running jobs whose worker died (or stopped beating) 'interrupted'; returns how many.

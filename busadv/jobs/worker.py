@@ -1,7 +1,9 @@
 """The body of a worker process: claim a job, run its function, report progress, record the outcome.
 
 Progress reports double as cancel checks: a job stops at its next report after the user cancels it.
-A heartbeat thread proves the worker alive; a cancel ignored for too long interrupts it.
+A heartbeat thread proves the worker alive; a cancel ignored for too long interrupts it. Kinds that
+keep state (training) get a state file saved after every epoch, so a resumed job goes on from it; the
+file is deleted when the job is done.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from busadv.jobs.job import Job, JobStateError, finite, json_default, one_line
 from busadv.jobs.kinds import JOB_KINDS
 from busadv.jobs.processes import proc_start_time
 from busadv.jobs.status import JobStatus
-from busadv.jobs.store import HEARTBEAT_SECONDS, Job, JobStateError, JobStore, finite, json_default, one_line
+from busadv.jobs.store import HEARTBEAT_SECONDS, JobStore
 from busadv.progress import Cancelled, ProgressEvent
 
 log = logging.getLogger("busadv.jobs")
@@ -142,8 +145,11 @@ def run_job(job_id: int, store: JobStore | None = None) -> None:
     outcome: dict[str, Any]
     try:
         with closing(store.connect()) as conn:
-            function = JOB_KINDS.get(job.kind).function()
-            result = function(dict(job.config), _Reporter(store, job_id, conn))
+            kind = JOB_KINDS.get(job.kind)
+            config = dict(job.config)
+            if kind.keeps_state:  # saved every epoch; a resumed job goes on from it
+                config["state_file"] = str(store.state_path(job))
+            result = kind.function()(config, _Reporter(store, job_id, conn))
             result_json = json.dumps(result if result is not None else {}, default=json_default)
         outcome = dict(status=DONE, message="done", error=None, result=result_json)
         log.info("job %s done in %.1f s", job_id, time.monotonic() - t0)
@@ -171,6 +177,8 @@ def run_job(job_id: int, store: JobStore | None = None) -> None:
             signal.signal(signal.SIGTERM, old_term)
     beat.join(timeout=HEARTBEAT_SECONDS + 1)
     _finish(store, job_id, outcome)
+    if outcome["status"] == DONE:  # kept otherwise: a failed, cancelled or interrupted job can be resumed
+        store.drop_state(job)
     for handler in handlers:
         logging.getLogger().removeHandler(handler)
         handler.close()

@@ -2,16 +2,19 @@
 
 Adversarial runs are watched after every epoch on a seeded, stratified subset of the test images under
 FGSM and PGD at the training epsilon: PGD accuracy collapsing while FGSM accuracy holds is catastrophic
-overfitting (Wong et al. 2020), and the history keeps the epoch it happened.
+overfitting (Wong et al. 2020), and the history keeps the epoch it happened. Given a state file, every
+finished epoch is saved there and a killed run goes on from it (busadv.training.state).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +26,7 @@ from busadv.evaluation import evaluate
 from busadv.models.registry import build_model, describe_init
 from busadv.progress import ProgressEvent, ProgressFn, ignore_progress
 from busadv.settings import pick_device
+from busadv.training import state
 from busadv.training.config import TrainConfig
 from busadv.training.modes import MODES
 
@@ -178,8 +182,13 @@ def epoch_message(stats: EpochStats) -> str:
 
 
 def train_model(config: TrainConfig, train_set: ImageSet, test_set: ImageSet | None = None,
-                progress: ProgressFn = ignore_progress) -> TrainResult:
-    """Train one model; reports every batch (for progress bars) and every epoch (with test metrics)."""
+                progress: ProgressFn = ignore_progress, state_file: str | os.PathLike | None = None) -> TrainResult:
+    """Train one model; reports every batch (for progress bars) and every epoch (with test metrics).
+
+    state_file: where the per-epoch state is kept (busadv.training.state). When it holds a state of
+    this very run (same settings, same training images), training goes on after its last finished
+    epoch; a state that cannot be used is reported and training starts from epoch 1.
+    """
     if train_set.image_size != config.image_size:
         raise ValueError(f"training images are {train_set.image_size}px but the config asks for "
                          f"{config.image_size}px; load the data at the model's size")
@@ -195,21 +204,31 @@ def train_model(config: TrainConfig, train_set: ImageSet, test_set: ImageSet | N
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     result = TrainResult(model=model, config=config, init_note=describe_init(config.arch, config.pretrained))
+    run = state.identity(config, train_set) if state_file is not None else ""
+    resumed = _resume(state_file, run, model, optimizer, generator, config, progress)
+    first = resumed.epoch + 1
+    known = {f.name for f in fields(EpochStats)}
+    result.history = [EpochStats(**{k: v for k, v in h.items() if k in known}) for h in resumed.history]
     watch_set = None
     if test_set is not None and mode.adversarial and config.monitor_images > 0:
         watch_set = stratified_subset(test_set, config.monitor_images, seed=config.seed)
     started = time.perf_counter()
-    progress(ProgressEvent(0.0, f"{config.describe()}: {result.init_note}", epoch=0, epochs=config.epochs))
+    done_before = resumed.epoch / config.epochs
+
+    def eta(done: float) -> float | None:
+        elapsed, gained = time.perf_counter() - started, done - done_before
+        return elapsed / gained * (1 - done) if gained > 0 else None
+
+    if not resumed.epoch:
+        progress(ProgressEvent(0.0, f"{config.describe()}: {result.init_note}", epoch=0, epochs=config.epochs))
     with cudnn_settings(device, config.deterministic):
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(first, config.epochs + 1):
             epoch_start = time.perf_counter()
 
             def on_batch(batch: int, batches: int, loss: float, epoch: int = epoch) -> None:
                 done = (epoch - 1 + batch / batches) / config.epochs
-                elapsed = time.perf_counter() - started
                 progress(ProgressEvent(done, f"epoch {epoch}/{config.epochs}, batch {batch}/{batches}",
-                                       epoch=epoch, epochs=config.epochs, loss=loss,
-                                       eta_seconds=elapsed / done * (1 - done) if done > 0 else None))
+                                       epoch=epoch, epochs=config.epochs, loss=loss, eta_seconds=eta(done)))
 
             loss, train_acc = train_one_epoch(model, optimizer, train_set, config, generator, device, on_batch, epoch)
             stats = EpochStats(epoch=epoch, epochs=config.epochs, train_loss=loss, train_accuracy=train_acc)
@@ -217,11 +236,35 @@ def train_model(config: TrainConfig, train_set: ImageSet, test_set: ImageSet | N
                 watch_epoch(model, stats, test_set, watch_set, config, device)
             stats.seconds = time.perf_counter() - epoch_start
             result.history.append(stats)
+            if state_file is not None:  # after the watch: the generators are saved as the next epoch finds them
+                state.save_state(state_file, run, state.TrainState(
+                    epoch, [asdict(h) for h in result.history], resumed.seconds + time.perf_counter() - started),
+                    model, optimizer, generator, config.epochs)
             done = epoch / config.epochs
-            elapsed = time.perf_counter() - started
             progress(ProgressEvent(done, epoch_message(stats), epoch=epoch, epochs=config.epochs, loss=loss,
                                    accuracy=stats.test_accuracy if stats.test_accuracy is not None else train_acc,
-                                   eta_seconds=elapsed / done * (1 - done)))
-    result.seconds = time.perf_counter() - started
+                                   eta_seconds=eta(done)))
+    result.seconds = resumed.seconds + time.perf_counter() - started
     model.eval()
     return result
+
+
+def _resume(state_file: str | os.PathLike | None, run: str, model: nn.Module, optimizer: torch.optim.Optimizer,
+            generator: torch.Generator, config: TrainConfig, progress: ProgressFn) -> state.TrainState:
+    """The state to go on from: the saved one, or epoch 0 (none saved, or one that cannot be used, said so)."""
+    if state_file is None:
+        return state.TrainState(epoch=0)
+    try:
+        saved = state.load_state(state_file, run, model, optimizer, generator, config.epochs)
+    except state.StateUnusable as exc:
+        warnings.warn(f"training starts from epoch 1: the saved training state is not used ({exc})", stacklevel=3)
+        progress(ProgressEvent(0.0, f"starting from epoch 1: saved state not used ({exc})", epoch=0,
+                               epochs=config.epochs))
+        return state.TrainState(epoch=0)
+    if saved is None:
+        return state.TrainState(epoch=0)
+    # Reported as the epoch about to run: progress curves read a falling epoch as the start of a new run.
+    progress(ProgressEvent(saved.epoch / config.epochs,
+                           f"{config.describe()}: resumed after epoch {saved.epoch}/{config.epochs}",
+                           epoch=min(saved.epoch + 1, config.epochs), epochs=config.epochs))
+    return saved
