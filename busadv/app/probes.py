@@ -1,9 +1,10 @@
 """The explorer's caches: one shared PerturbationProbe per (checkpoint version, image), and its answers.
 
 Why two kinds of cache: the probe is a live object holding the model's gradient for the image, safe to
-share between sessions (it fills its own caches under a lock), so it lives in st.cache_resource. What
-the page gets back from it (the smallest flipping epsilon, the strip, the sweep) is data: it lives in
-st.cache_data, so each session receives its own copy and nobody can change another's.
+share between sessions (it fills its own caches under a lock), so it lives in st.cache_resource, as
+does each model's Grad-CAM mapper (a private copy of the model, see busadv.explain). What the page gets
+back from them (the smallest flipping epsilon, the strip, the sweep, attention maps) is data: it lives
+in st.cache_data, so each session receives its own copy and nobody can change another's.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import numpy as np
 import streamlit as st
 
 from busadv.app.checkpoints import load_model, mtime_ns
-from busadv.app.dataset import decode_upload, load_images
+from busadv.app.dataset import UPLOAD_ERRORS, decode_upload, load_images
 from busadv.attacks import STRIP_EPSILONS
-from busadv.data import ImageSet
+from busadv.data import ImageSet, data_setting, find_busi_root
+from busadv.data.decode import decode_full
+from busadv.data.phantoms import _native_size  # the size phantoms are drawn at before resizing
+from busadv.explain import AttentionMapper, CamResult
 from busadv.explorer import PerturbationProbe, StripItem
 from busadv.models.checkpoints import CheckpointInfo
 
@@ -48,6 +52,43 @@ def image_for(choice: ImageChoice, info: CheckpointInfo) -> tuple[np.ndarray | N
     return images.images[index, 0].numpy(), None  # PerturbationProbe copies it
 
 
+def lesion_for(choice: ImageChoice, info: CheckpointInfo) -> tuple[np.ndarray | None, str | None]:
+    """The chosen image's lesion outline at the model's input size: (bool [s, s], None) or (None, why there is none)."""
+    if choice.upload is not None:
+        return None, ("an uploaded image comes without a lesion outline, so attention on the lesion cannot be "
+                      "measured (the correlation of the two maps still can)")
+    images = load_images(info.image_size)
+    if images.masks is None:
+        return None, ("this BUSI folder has no lesion masks: Kaggle's download keeps one beside each image "
+                      "('benign (1)_mask.png'); copy them in to measure attention on the lesion")
+    mask = images.masks[images.names.index(choice.name), 0].numpy()
+    if not mask.any():
+        normal = choice.true_label is not None and info.classes[choice.true_label] == "normal"
+        return None, ("a normal image has no lesion to point at" if normal else
+                      "no lesion mask was found for this image")
+    return mask, None
+
+
+@st.cache_data(max_entries=16, show_spinner="Reading the original image…")
+def original_image(choice: ImageChoice, image_size: int) -> tuple[np.ndarray | None, str]:
+    """The image before it was shrunk to the model's square input: (uint8 grayscale in its own shape, what it is)."""
+    if choice.upload is not None:
+        try:
+            return decode_full(choice.upload), "the uploaded file"
+        except UPLOAD_ERRORS:
+            return None, "the uploaded file cannot be read at full size"
+    data = data_setting()
+    if data is None:  # phantoms are drawn at a fixed size, then resized like real scans
+        native = _native_size(image_size)
+        images = load_images(native)
+        return images.images[images.names.index(choice.name), 0].numpy(), f"the phantom as drawn, {native} px"
+    path = find_busi_root(data) / choice.name
+    try:
+        return decode_full(path), f"the file {choice.name}"
+    except UPLOAD_ERRORS:
+        return None, f"{choice.name} cannot be read at full size"
+
+
 # Cache keys: (checkpoint path, its version, image key, true label). The probe itself is passed with a
 # leading underscore, so Streamlit does not hash it; the key says which probe it is.
 ProbeKey = tuple[str, int, str, int | None]
@@ -71,6 +112,24 @@ def _strip(key: ProbeKey, attack: str, epsilons: tuple[float, ...], _probe: Pert
 @st.cache_data(max_entries=128, show_spinner="Computing the probabilities as ε grows…")
 def _sweep(key: ProbeKey, attack: str, _probe: PerturbationProbe) -> tuple[list[float], np.ndarray]:
     return _probe.sweep(attack)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Preparing Grad-CAM for this model…")
+def _mapper(path: str, version: int) -> AttentionMapper:
+    checkpoint = load_model(path, version)
+    return AttentionMapper(checkpoint.require_model(), checkpoint.arch)
+
+
+@st.cache_data(max_entries=256, show_spinner="Computing where the model looks…")
+def _attention(key: ProbeKey, attack: str, eps: float, target: int | None, _probe: PerturbationProbe,
+               _mapper: AttentionMapper) -> CamResult:
+    return _mapper.maps(_probe.perturbed(attack, eps), target)
+
+
+@st.cache_data(max_entries=512, show_spinner="Asking the second model about the first model's image…")
+def _transfer(key: ProbeKey, source: ProbeKey, attack: str, eps: float, _probe: PerturbationProbe,
+              _source: PerturbationProbe) -> np.ndarray:
+    return _probe.probabilities_of(_source.perturbed(attack, eps))
 
 
 @dataclass(frozen=True)
@@ -107,6 +166,17 @@ class ProbeView:
     def sweep(self, attack: str) -> tuple[list[float], np.ndarray]:
         """Class probabilities on a fine epsilon grid up to 0.2."""
         return _sweep(self.key, attack, _probe=self.probe)
+
+    def attention(self, attack: str, eps: float, target: int | None = None) -> CamResult:
+        """Grad-CAM of the image under `attack` at `eps`, for `target` (None: the model's answer on that image)."""
+        mapper = _mapper(str(self.info.path), mtime_ns(self.info.path))
+        if eps == 0:
+            attack = "none"  # the clean image's map is the same for every attack: one cache entry
+        return _attention(self.key, attack, float(eps), target, _probe=self.probe, _mapper=mapper)
+
+    def transferred(self, source: ProbeView, attack: str, eps: float) -> np.ndarray:
+        """This model's probabilities on `source`'s perturbed image (a transfer attack), resized to this model."""
+        return _transfer(self.key, source.key, attack, float(eps), _probe=self.probe, _source=source.probe)
 
 
 def open_probe(info: CheckpointInfo, choice: ImageChoice, image: np.ndarray) -> ProbeView:

@@ -15,7 +15,13 @@ from typing import Any
 
 # Command groups: each module adds its subcommands with register(subparsers). A new group is a new module
 # and one entry here.
-COMMAND_MODULES = ("busadv.cli.commands",)
+COMMAND_MODULES = (
+    "busadv.cli.commands",
+    "busadv.cli.flips",
+    "busadv.cli.report",
+    "busadv.cli.robustness",
+    "busadv.cli.explain",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
-    sub.add_parser("jobs", help="background jobs: list, run, cancel, logs (see: python -m busadv jobs --help)")
+    sub.add_parser("jobs", help="background jobs: list, run, cancel, resume, logs (see: python -m busadv jobs --help)")
     sub.add_parser("bench", help="the benchmark (see: python -m busadv bench --help)")
     return parser
 

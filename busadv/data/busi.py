@@ -34,6 +34,12 @@ def _is_mask(path: Path) -> bool:
     return "_mask" in path.stem.lower()
 
 
+def _mask_owner(path: Path) -> str:
+    """'benign (1)_mask_1.png' -> 'benign (1)': the image a segmentation mask belongs to (lower case)."""
+    stem = path.stem.lower()
+    return stem[:stem.rindex("_mask")]
+
+
 def _is_hidden(path: Path) -> bool:
     return path.name.startswith(".")
 
@@ -78,12 +84,44 @@ def list_busi_files(root: Path, spec: DatasetSpec = BUSI) -> list[tuple[Path, in
     return files
 
 
-def _folder_key(files: Iterable[tuple[Path, int]], root: Path, size: int) -> str:
+def mask_files(files: Iterable[tuple[Path, int]]) -> dict[Path, list[Path]]:
+    """Each image's segmentation masks (Kaggle's BUSI: 'x_mask.png', sometimes 'x_mask_1.png' too), found beside it.
+
+    Images without a mask are left out of the dict; a folder without any mask gives an empty dict.
+    """
+    images = list(files)
+    by_folder: dict[Path, dict[str, list[Path]]] = {}
+    for folder in {path.parent for path, _ in images}:
+        owners: dict[str, list[Path]] = {}
+        for p in sorted(folder.iterdir()):
+            if p.is_file() and not _is_hidden(p) and _is_mask(p) and p.suffix.lower() in IMAGE_SUFFIXES:
+                owners.setdefault(_mask_owner(p), []).append(p)
+        by_folder[folder] = owners
+    found = {path: by_folder[path.parent].get(path.stem.lower(), []) for path, _ in images}
+    return {path: masks for path, masks in found.items() if masks}
+
+
+def _folder_key(files: Iterable[tuple[Path, int]], root: Path, size: int,
+                masks: dict[Path, list[Path]] | None = None) -> str:
+    """The cache's name: the files' names, sizes and times. Mask files enter only where present, so a folder
+    without masks keeps the key (and the cached images) it had before masks were read."""
     digest = hashlib.sha256(f"v{LOADER_VERSION}|{size}".encode())
     for path, label in files:
-        stat = path.stat()
-        digest.update(f"{path.relative_to(root)}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        for part in [path, *(masks or {}).get(path, [])]:
+            stat = part.stat()
+            digest.update(f"{part.relative_to(root)}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:20]
+
+
+def _decode_mask(paths: list[Path], size: int) -> np.ndarray:
+    """The union of an image's masks at the working size (resized exactly as the image is, so they line up)."""
+    union = np.zeros((size, size), dtype=bool)
+    for path in paths:
+        try:
+            union |= decode_image(path, size) >= 128
+        except READ_ERRORS as exc:
+            warnings.warn(f"{path}: unreadable lesion mask skipped ({type(exc).__name__}: {exc})", stacklevel=3)
+    return union
 
 
 def fingerprint_of(images: torch.Tensor, labels: torch.Tensor) -> str:
@@ -95,15 +133,20 @@ def fingerprint_of(images: torch.Tensor, labels: torch.Tensor) -> str:
 
 def load_busi(path: str | os.PathLike, image_size: int = 128, use_cache: bool = True,
               spec: DatasetSpec = BUSI) -> ImageSet:
-    """Load a BUSI folder; decoded once, then read from a tensor cache keyed by the folder's contents."""
+    """Load a BUSI folder; decoded once, then read from a tensor cache keyed by the folder's contents.
+
+    Lesion masks found beside the images (Kaggle's download has them) are decoded with them, as the union of
+    an image's `_mask*.png` files; `masks` is None when the folder holds none.
+    """
     if image_size < 8:
         raise DatasetError(f"image size {image_size} is too small (at least 8 pixels).")
     root = find_busi_root(path, spec)
     files = list_busi_files(root, spec)
-    cache_file = cache_dir() / f"busi-{_folder_key(files, root, image_size)}.pt"
+    masks_of = mask_files(files)
+    cache_file = cache_dir() / f"busi-{_folder_key(files, root, image_size, masks_of)}.pt"
     blob = load_cached(cache_file) if use_cache else None
     if blob is None:
-        arrays, labels, names, skipped = [], [], [], []
+        arrays, labels, names, skipped, masks = [], [], [], [], []
         for file, label in files:
             try:
                 arrays.append(decode_image(file, image_size))
@@ -113,6 +156,8 @@ def load_busi(path: str | os.PathLike, image_size: int = 128, use_cache: bool = 
                 continue
             labels.append(label)
             names.append(str(file.relative_to(root)))
+            if masks_of:
+                masks.append(_decode_mask(masks_of.get(file, []), image_size))
         for label, name in enumerate(spec.classes):
             if label not in labels:
                 raise DatasetError(f"{root / name}: none of its images could be read.")
@@ -120,6 +165,8 @@ def load_busi(path: str | os.PathLike, image_size: int = 128, use_cache: bool = 
         label_t = torch.tensor(labels, dtype=torch.long)
         blob = {"images": images, "labels": label_t, "names": names, "skipped": skipped,
                 "fingerprint": fingerprint_of(images, label_t), "hashes": perceptual_hashes(images)}
+        if masks:  # lesion masks are not part of the fingerprint: the images a model learned from are the same
+            blob["masks"] = torch.from_numpy(np.stack(masks)).unsqueeze(1).contiguous()
         if use_cache:
             atomic_torch_save(blob, cache_file)
     groups = exact_groups(blob["images"])
@@ -131,4 +178,5 @@ def load_busi(path: str | os.PathLike, image_size: int = 128, use_cache: bool = 
     return ImageSet(images=blob["images"], labels=blob["labels"], names=names_t,
                     source=f"BUSI at {root.resolve()}", simulated=False, fingerprint=blob["fingerprint"],
                     groups=groups, skipped=tuple(blob["skipped"]), spec=spec,
-                    conflicts=label_conflicts(similar, blob["labels"], names_t), similar=similar, hashes=hashes)
+                    conflicts=label_conflicts(similar, blob["labels"], names_t), similar=similar, hashes=hashes,
+                    masks=blob.get("masks"))

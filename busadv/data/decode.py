@@ -74,34 +74,47 @@ def _to_gray(image: Image.Image) -> Image.Image:
     return image if image.mode == "L" else image.convert("L")
 
 
-def decode_image(source: str | os.PathLike | bytes | Image.Image, size: int) -> np.ndarray:
-    """Any PIL-readable image (L, RGB, RGBA, 16-bit, palette) -> uint8 [size, size] grayscale.
-
-    ImageRejected (a ValueError) when the header promises too many pixels; Pillow's own errors
-    (OSError, SyntaxError, ValueError) for files that are not images: READ_ERRORS holds them all.
-    """
+def _decoded(source: str | os.PathLike | bytes | Image.Image, draft: int, keep: int, longer: bool,
+             size: int | None) -> np.ndarray:
+    """The bounded-memory decode: shrunk by an integer factor while the shorter (or, with `longer`, the longer)
+    side keeps at least `keep` pixels, made grayscale, then resized to size x size when a size is given."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         image = _open(source)
         try:
             _check_size(image)
             if image.format == "JPEG":
-                image.draft("L", (size, size))  # DCT scaling: decodes at 1/2, 1/4 or 1/8 when that still covers size
+                image.draft("L", (draft, draft))  # DCT scaling: decodes at 1/2, 1/4 or 1/8 when that still covers it
             image.load()
             if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
                 image = image.convert("I")  # reduce() needs a native mode; 4 bytes/pixel under the cap above
             elif image.mode in ("1", "P"):
                 image = image.convert("RGBA" if image.mode == "P" else "L")
-            factor = min(image.size) // (2 * size)
+            factor = (max(image.size) if longer else min(image.size)) // keep
             if factor > 1:
-                image = image.reduce(factor)  # box average in the image's own mode, to at least 2x the target
+                image = image.reduce(factor)  # box average in the image's own mode
             image = _to_gray(image)
-            if image.size != (size, size):
+            if size is not None and image.size != (size, size):
                 image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
             return np.asarray(image, dtype=np.uint8).copy()
         finally:
             if not isinstance(source, Image.Image):
                 image.close()
+
+
+def decode_image(source: str | os.PathLike | bytes | Image.Image, size: int) -> np.ndarray:
+    """Any PIL-readable image (L, RGB, RGBA, 16-bit, palette) -> uint8 [size, size] grayscale.
+
+    ImageRejected (a ValueError) when the header promises too many pixels; Pillow's own errors
+    (OSError, SyntaxError, ValueError) for files that are not images: READ_ERRORS holds them all.
+    """
+    return _decoded(source, draft=size, keep=2 * size, longer=False, size=size)  # reduced to >= 2x the target
+
+
+def decode_full(source: str | os.PathLike | bytes | Image.Image, max_side: int = 1024) -> np.ndarray:
+    """The image as a person sees it: uint8 grayscale in its own aspect ratio, shrunk by an integer factor only
+    when its longer side exceeds 2 x max_side (the explorer shows it beside the model's square input)."""
+    return _decoded(source, draft=max_side, keep=max_side, longer=True, size=None)
 
 
 # What reading one image file may raise: a data folder skips the file by name, an upload is refused.

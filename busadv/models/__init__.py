@@ -5,13 +5,13 @@ from busadv.models import simplecnn as _simplecnn  # noqa: F401 - importing regi
 from busadv.models import resnet50 as _resnet50  # noqa: F401
 # isort: on
 from busadv.models.registry import (
-                                    MODELS,
-                                    ModelSpec,
-                                    Normalize,
-                                    build_model,
-                                    default_image_size,
-                                    describe_init,
-                                    register_model,
+    MODELS,
+    ModelSpec,
+    Normalize,
+    build_model,
+    default_image_size,
+    describe_init,
+    register_model,
 )
 from busadv.models.resnet50 import PretrainedWeightsUnavailable, imagenet_weights_available
 

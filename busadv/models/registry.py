@@ -27,6 +27,15 @@ class ModelSpec:
     max_image_size: int = 512      # an upper bound that keeps memory sane (training at 4096 px would need ~24 GB+)
     pretrained_available: Callable[[], bool] | None = None  # None: no pretrained weights exist for it
     cpu_images_per_second: float = 10.0  # standard training on 2 CPU cores at the default size (estimates)
+    # What one training run of a grid holds while it runs (busadv.experiments.backends): the local pool sizes
+    # itself by them and Ray schedules by them. One torch thread per run: small convolutions scale badly with
+    # threads, so N one-thread runs side by side beat one N-thread run (the benchmark's scale section).
+    cpus_per_run: int = 1
+    gpu_fraction: float = 1.0      # share of one GPU a run takes on CUDA (small models share a card)
+    memory_gb_per_run: float = 1.0  # peak resident memory of a training run at the default size, batch 32
+    # The layer Grad-CAM reads (busadv.explain): the last convolutional block, whose maps still have a place
+    # in the image. None: busadv.explain falls back to the model's last Conv2d.
+    cam_layer: Callable[[nn.Module], nn.Module] | None = None
 
     def check_image_size(self, size: int) -> int:
         size = int(size)

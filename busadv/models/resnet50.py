@@ -63,8 +63,14 @@ def _build(image_size: int, num_classes: int, pretrained: bool) -> nn.Module:
     return ResNet50Classifier(num_classes=num_classes, pretrained=pretrained)
 
 
+def _cam_layer(model: nn.Module) -> nn.Module:
+    """The last bottleneck block (7x7 at 224 px), the layer Grad-CAM's authors use for ResNets."""
+    assert isinstance(model, ResNet50Classifier)
+    return model.net.layer4[-1]
+
+
 SPEC = register_model(ModelSpec(
     name="resnet50", label="ResNet50",
     description="torchvision's ResNet50 (trained from scratch unless ImageNet weights are in the cache)",
     default_image_size=224, build=_build, min_image_size=32, pretrained_available=imagenet_weights_available,
-    cpu_images_per_second=3.0))
+    cpu_images_per_second=3.0, cam_layer=_cam_layer, memory_gb_per_run=6.0))

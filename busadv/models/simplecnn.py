@@ -38,7 +38,14 @@ def _build(image_size: int, num_classes: int, pretrained: bool) -> nn.Module:
     return SimpleCNN(image_size=image_size, num_classes=num_classes)
 
 
+def _cam_layer(model: nn.Module) -> nn.Module:
+    """The last block's output (conv, pool, ReLU) at 1/8 of the input size: the finest map with class evidence."""
+    assert isinstance(model, SimpleCNN)
+    return model.features[-1]
+
+
 SPEC = register_model(ModelSpec(
     name="simplecnn", label="SimpleCNN (the study's small CNN)",
     description="three conv + ReLU + max-pool blocks and two fully connected layers, as in the study",
-    default_image_size=128, build=_build, size_multiple=8, cpu_images_per_second=51.0))
+    default_image_size=128, build=_build, size_multiple=8, cpu_images_per_second=51.0,
+    cam_layer=_cam_layer, gpu_fraction=0.25))
