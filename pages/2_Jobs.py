@@ -129,6 +129,17 @@ with exp_tab:
         x_eval_steps = row.number_input("PGD steps when testing", 1, 200, 10, key="x_eval_steps", width=200)
         x_name = row.text_input("Name", key="x_name", width=260)
         save = st.checkbox("Save every model as a checkpoint", key="x_save")
+    row = layout.flow(gap="medium")
+    backends = forms.backend_labels()
+    x_backend = row.segmented_control("Where the runs execute", list(backends), key="x_backend", default="local",
+                                      required=True, format_func=backends.get,
+                                      help="This machine: runs side by side in worker processes. Ray: each run a "
+                                           "Ray task, on a cluster or on a Ray started here; workers need busadv "
+                                           "installed, not the data folder.") or "local"
+    x_address = row.text_input("Ray cluster (host:port)", key="x_address", width=260, disabled=x_backend != "ray",
+                               placeholder="empty: RAY_ADDRESS, else Ray starts here")
+    x_workers = row.number_input("Runs at a time (0: as many as the machine holds)", 0, 4096, 0, key="x_workers",
+                                 width=260)
     if any(MODELS.get(m).pretrained_available is not None for m in archs):
         st.caption(checkpoints.resnet_note())
     experiment, problem = forms.experiment_config({
@@ -136,7 +147,8 @@ with exp_tab:
         "test_epsilons": x_test_eps, "epochs": int(x_epochs), "batch_size": int(x_batch), "adv_labels": x_labels,
         "image_sizes": {name: sizes[name] for name in archs}, "random_start": x_rs, "class_balance": x_balance,
         "split_policy": x_split, "eval_pgd_steps": int(x_eval_steps), "save_checkpoints": bool(save),
-        "name": x_name.strip() or "experiment"})
+        "name": x_name.strip() or "experiment", "backend": x_backend,
+        "address": (x_address.strip() or None) if x_backend == "ray" else None, "workers": int(x_workers) or None})
     if experiment is None:
         st.error(problem)
     else:

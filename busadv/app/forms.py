@@ -16,6 +16,7 @@ from busadv.app.jobs import format_seconds
 from busadv.app.widgets import BALANCE_CHOICES, LABEL_CHOICES, RANDOM_START_CHOICES, choice_index
 from busadv.attacks import attack_label, format_epsilon_list
 from busadv.experiments import ExperimentConfig, estimate_seconds, study_preset
+from busadv.experiments.backends import BACKENDS
 from busadv.models import MODELS
 from busadv.training import MODES, TrainConfig
 
@@ -78,12 +79,30 @@ def single_run(config: dict[str, Any]) -> ExperimentConfig:
                             train_pgd_steps=config.get("pgd_steps", 7))
 
 
+def backend_labels() -> dict[str, str]:
+    """Where an experiment's runs can execute (busadv.experiments.backends), name -> label."""
+    return {b.name: b.label for b in BACKENDS}
+
+
+def where_text(experiment: ExperimentConfig) -> str:
+    """'on this machine, 2 runs at a time' or 'as Ray tasks on the cluster at 10.0.0.5:6379'."""
+    at_once = f", {experiment.workers} at a time" if experiment.workers else ""
+    if experiment.backend == "local":
+        return "on this machine, one worker process per run" + (at_once or " (as many at a time as the cores hold)")
+    if experiment.backend == "ray":
+        where = f"the cluster at {experiment.address}" if experiment.address else \
+            "the cluster in RAY_ADDRESS, else a Ray started on this machine"
+        return f"as Ray tasks on {where}{at_once}"
+    return f"on {BACKENDS.get(experiment.backend).label}{at_once}"
+
+
 def experiment_summary(experiment: ExperimentConfig, facts: DataFacts) -> str:
-    """'24 training runs, each tested clean and at …; roughly 2.0 h …'."""
+    """'24 training runs, each tested clean and at …, on this machine …; roughly 2.0 h …'."""
     runs = len(experiment.runs())
     estimate = estimate_text(experiment, facts)
     return (f"{runs} training run{'s' if runs != 1 else ''}, each tested clean and at "
-            f"{format_epsilon_list(experiment.test_epsilons)}" + (f"; {estimate}." if estimate else "."))
+            f"{format_epsilon_list(experiment.test_epsilons)}, {where_text(experiment)}"
+            + (f"; {estimate} (one run after another)." if estimate else "."))
 
 
 def study_state(prefix: str = "x_") -> dict[str, Any]:

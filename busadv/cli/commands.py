@@ -72,11 +72,13 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         "random_start": args.random_start, "clean_mix": args.clean_mix, "split_policy": args.split_policy,
         "warmup_epochs": args.warmup_epochs, "class_balance": args.class_balance, "trades_beta": args.trades_beta,
         "save_checkpoints": args.save_checkpoints or None,
+        "backend": args.backend, "address": args.address, "workers": args.workers,
     }.items() if v is not None}
     config = PRESETS[args.preset](**overrides) if args.preset else ExperimentConfig(**overrides)
     runs = config.runs()
-    print(f"{len(runs)} runs: {', '.join(config.archs)} x {', '.join(config.modes)} x seeds {config.seeds}",
-          file=sys.stderr)
+    where = f"Ray at {config.address}" if config.address else config.backend
+    print(f"{len(runs)} runs: {', '.join(config.archs)} x {', '.join(config.modes)} x seeds {config.seeds}, "
+          f"on {where}" + (f" ({config.workers} at once)" if config.workers else ""), file=sys.stderr)
     result = experiment_job(config.to_dict(), progress=ProgressPrinter())
     rows = _rows(result)
     print_summary(summarize(rows))
@@ -87,6 +89,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         out = Path(args.out)
         summary_path = out.with_name(out.stem + "-summary" + out.suffix)
         print(f"wrote {write_rows(result['summary'], summary_path)}")
+    missing = len(runs) - len({row.run for row in rows})
+    if missing:  # the progress output above names each failed run and its error
+        print(f"error: {missing} of {len(runs)} runs failed twice and have no rows", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -137,6 +143,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     from busadv.attacks import ATTACKS, explorer_attacks
     from busadv.data.split import SPLIT_POLICIES
+    from busadv.experiments.backends import BACKENDS
     from busadv.models import MODELS
     from busadv.training import CLASS_BALANCE, LABEL_SOURCES, MODES
 
@@ -200,6 +207,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--epochs", type=int), x.add_argument("--batch-size", type=int)
     recipe_args(x)
     x.add_argument("--save-checkpoints", action="store_true")
+    x.add_argument("--backend", choices=BACKENDS.names(),
+                   help="; ".join(f"{b.name}: {b.description}" for b in BACKENDS) + " (default: local)")
+    x.add_argument("--address", help="ray: a running cluster's head, host:port or ray://host:port "
+                                     "(default: $RAY_ADDRESS, else Ray starts on this machine)")
+    x.add_argument("--workers", type=int, help="runs at once (default: as many as the cores and memory hold; "
+                                               "1: one after another)")
     x.add_argument("--out", help="rows as .csv or .json (a -summary file is written beside it)")
     x.set_defaults(func=cmd_experiment)
 

@@ -4,13 +4,13 @@ from busadv.experiments.config import PRESETS, ExperimentConfig, study_preset
 from busadv.experiments.estimates import estimate_seconds, measured_rates, rate_at
 from busadv.experiments.runner import ExperimentResult, RunOutcome, new_run_id, run, run_one, scaled
 from busadv.experiments.workflows import (
-                                          DEFAULT_TEST_ATTACKS,
-                                          DEFAULT_TEST_EPSILONS,
-                                          evaluate_job,
-                                          experiment_job,
-                                          test_split_for,
-                                          train_config_of,
-                                          train_job,
+    DEFAULT_TEST_ATTACKS,
+    DEFAULT_TEST_EPSILONS,
+    evaluate_job,
+    experiment_job,
+    test_split_for,
+    train_config_of,
+    train_job,
 )
 
 __all__ = ["DEFAULT_TEST_ATTACKS", "DEFAULT_TEST_EPSILONS", "PRESETS", "ExperimentConfig", "ExperimentResult",

@@ -8,6 +8,7 @@ from typing import Any
 
 from busadv.attacks import ATTACKS, STUDY_EPSILONS, check_epsilon
 from busadv.data.split import DEFAULT_SPLIT_POLICY
+from busadv.experiments.backends import BACKENDS, DEFAULT_BACKEND
 from busadv.models.registry import MODELS
 from busadv.registry import parse_name_list
 from busadv.training import MODES, TrainConfig
@@ -44,6 +45,10 @@ class ExperimentConfig:
     save_checkpoints: bool = False
     device: str = "auto"
     name: str = "experiment"
+    # Where the runs execute (busadv.experiments.backends), never what they compute: in no result row.
+    backend: str = DEFAULT_BACKEND  # "local" (a pool of processes here) or "ray"
+    address: str | None = None      # ray: a cluster's host:port or ray://host:port; None: $RAY_ADDRESS, else Ray here
+    workers: int | None = None      # runs at once; None: as many as the cores and memory hold; 1: one after another
 
     def __post_init__(self) -> None:
         self.archs = parse_name_list(self.archs, MODELS, "models")
@@ -64,9 +69,25 @@ class ExperimentConfig:
             raise ValueError(f"evaluation PGD steps must be a whole number from 1 to 1000, got {self.eval_pgd_steps}")
         if not str(self.name).strip() or len(str(self.name)) > 80:
             raise ValueError("an experiment name has 1 to 80 characters")
+        self._check_backend()
         runs = self.runs()  # validates every run's settings up front, before hours are spent
         if len(runs) > MAX_RUNS:
             raise ValueError(f"{len(runs)} runs is more than {MAX_RUNS}; split the grid")
+
+    def _check_backend(self) -> None:
+        try:
+            self.backend = BACKENDS.coerce(self.backend)
+        except ValueError as exc:
+            raise ValueError(f"backend: {exc}") from None
+        if self.address is not None and (not isinstance(self.address, str) or not self.address.strip()
+                                         or any(c.isspace() for c in self.address.strip())):
+            raise ValueError(f"address must be a Ray cluster's host:port, got {self.address!r}")
+        self.address = self.address.strip() if self.address else None
+        if self.address and self.backend != "ray":
+            raise ValueError("an address names a Ray cluster: it needs the ray backend (--backend ray)")
+        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
+                                         or not 1 <= self.workers <= 4096):
+            raise ValueError(f"workers must be a whole number from 1 to 4096, got {self.workers!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:

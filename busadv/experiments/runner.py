@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from busadv.attacks import STUDY_EPSILONS
 from busadv.data import ImageSet, dataset_summary, load_dataset, split_dataset
 from busadv.evaluation import evaluate
+from busadv.experiments.backends import RunFailure, run_grid
 from busadv.experiments.config import ExperimentConfig
 from busadv.models.checkpoints import checkpoint_filename, save_checkpoint
 from busadv.progress import ProgressEvent, ProgressFn, ignore_progress
@@ -47,13 +48,16 @@ def scaled(progress: ProgressFn, start: float, span: float, prefix: str = "") ->
 def run_one(config: TrainConfig, dataset: ImageSet | None = None, test_attacks: Sequence[str] = ("fgsm",),
             test_epsilons: Sequence[float] = STUDY_EPSILONS, save: bool = False, eval_pgd_steps: int = 10,
             run_id: str = "", checkpoint_folder: Path | None = None,
-            progress: ProgressFn = ignore_progress) -> RunOutcome:
-    """Split, train, evaluate on the held-out images and (optionally) save: one row per test condition."""
+            progress: ProgressFn = ignore_progress, state_file: Path | None = None) -> RunOutcome:
+    """Split, train, evaluate on the held-out images and (optionally) save: one row per test condition.
+
+    state_file: training keeps its per-epoch state there and goes on from it (a resumed job).
+    """
     dataset = dataset if dataset is not None else load_dataset(config.data, int(config.image_size or 0))
     train_set, test_set = split_dataset(dataset, config.test_fraction, seed=config.seed, policy=config.split_policy)
     run_id = run_id or new_run_id(f"{config.arch}-{config.mode}-s{config.seed}")
     started = time.perf_counter()
-    result = train_model(config, train_set, test_set, progress=scaled(progress, 0.0, 0.9))
+    result = train_model(config, train_set, test_set, progress=scaled(progress, 0.0, 0.9), state_file=state_file)
     progress(ProgressEvent(0.9, "evaluating on the held-out test set", epochs=config.epochs, epoch=config.epochs))
     conditions = evaluate(result.model, test_set, test_attacks, test_epsilons, pgd_steps=eval_pgd_steps,
                           seed=config.seed, progress=scaled(progress, 0.9, 0.1))
@@ -91,25 +95,14 @@ class ExperimentResult:
     summary: list[GroupSummary]
     diagnoses: list[Diagnosis]
     seconds: float
+    failures: list[RunFailure] = field(default_factory=list)  # runs that failed twice: no rows, reported
 
 
 def run(config: ExperimentConfig, progress: ProgressFn = ignore_progress) -> ExperimentResult:
-    """Every run of the grid in turn; the data is decoded once per image size and shared by all runs."""
-    runs = config.runs()
-    datasets: dict[int, ImageSet] = {}
-    rows: list[ResultRow] = []
+    """Every run of the grid on `config.backend` (a local process pool by default, or Ray), each one `run_one`;
+    the data is decoded once per image size. Rows come in grid order; runs that failed twice are in `failures`."""
     started = time.perf_counter()
-    prefix = new_run_id(config.name)
-    for i, train_config in enumerate(runs):
-        size = int(train_config.image_size or 0)
-        if size not in datasets:
-            datasets[size] = load_dataset(config.data, size)
-        label = f"run {i + 1}/{len(runs)} ({train_config.describe()}, seed {train_config.seed}): "
-        outcome = run_one(train_config, datasets[size], config.test_attacks, config.test_epsilons,
-                          save=config.save_checkpoints, eval_pgd_steps=config.eval_pgd_steps,
-                          run_id=f"{prefix}-{i + 1:03d}",
-                          progress=scaled(progress, i / len(runs), 1 / len(runs), label))
-        rows.extend(outcome.rows)
-    progress(ProgressEvent(1.0, f"finished {len(runs)} runs"))
+    grid = run_grid(config, run_one, new_run_id(config.name), progress)
+    rows = grid.rows()
     return ExperimentResult(config=config, rows=rows, summary=summarize(rows), diagnoses=diagnose(rows),
-                            seconds=time.perf_counter() - started)
+                            seconds=time.perf_counter() - started, failures=grid.failures)
