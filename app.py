@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from busadv.app import checkpoints, dataset, jobs, layout
+from busadv.app import checkpoints, dataset, first_start, jobs, layout
 from busadv.settings import checkpoints_dir
 
 layout.page_setup("Home")
@@ -41,8 +41,7 @@ if infos:
                    "(⚠ collapsed): their accuracy is that class's share of the images, not skill. Train them "
                    "longer or with a smaller ε before reading their results.", icon=":material/warning:")
 else:
-    st.info("No trained model yet. The Perturbation explorer offers to train a quick one "
-            "(about a minute on two CPU cores).")
+    first_start.home_notice()
 st.caption(f"Checkpoints folder: `{checkpoints_dir()}` (BUSADV_CHECKPOINTS moves it). {checkpoints.resnet_note()}")
 
 st.subheader("Jobs")

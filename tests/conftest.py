@@ -25,6 +25,7 @@ def isolated_busadv(tmp_path_factory, monkeypatch) -> None:
     monkeypatch.setenv("BUSADV_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.delenv("BUSADV_DATA", raising=False)
     monkeypatch.setenv("BUSADV_PLUGINS", "tests.job_plugins")
+    monkeypatch.setenv("BUSADV_FIRST_START", "off")  # pages without a model stay so (tests/test_first_start.py: on)
 
 
 @pytest.fixture(scope="session")
