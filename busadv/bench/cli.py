@@ -12,6 +12,11 @@ Sections (--sections, comma-separated; all but levers by default):
   study     the SimpleCNN study grid's time from one measured run_one epoch per mode (ResNet50 too on CUDA)
   memory    peak resident memory of training each model and of the app with ResNet50 loaded (subprocesses)
   startup   time to the first page of `streamlit run app.py`, with the data cache warm against cold
+  scale     a small grid on the local pool, on Ray and one run at a time (same rows?); a cheaper watch;
+            the study grid (20 runs x 10 epochs) measured end to end against 5 minutes (tens of minutes
+            on a loaded 2-core machine; not in --quick)
+  precision bf16 autocast against fp32: training img/s (SimpleCNN, ResNet50) and accuracy parity over seeds
+  firststart  a fresh install's first page load to a flipping explorer, nothing clicked (headless Chromium)
   levers    the measured effect of the speed choices not made: processes vs threads, image size,
             BatchNorm folding, batched sweep forwards (busadv/bench/levers.py says why these)
 
@@ -34,7 +39,7 @@ from typing import Any
 
 import torch
 
-from busadv.bench import fgsm, levers, memory, slider, startup, study, sweep, training
+from busadv.bench import fgsm, first_start, levers, memory, precision, scale, slider, startup, study, sweep, training
 from busadv.bench.common import Row, format_table, guarded, machine_info
 from busadv.bench.context import SIMPLE, Bench, Plan, resolve_data
 from busadv.data import DatasetError, ImageSet
@@ -43,6 +48,7 @@ from busadv.settings import pick_device
 SECTIONS: dict[str, Callable[[Bench], list[Row]]] = {
     "fgsm": fgsm.section, "sweep": sweep.section, "slider": slider.section, "train": training.section,
     "study": study.section, "memory": memory.section, "startup": startup.section,
+    "scale": scale.section, "precision": precision.section, "firststart": first_start.section,
 }
 ON_REQUEST: dict[str, Callable[[Bench], list[Row]]] = {"levers": levers.section}
 

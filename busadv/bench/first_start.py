@@ -1,0 +1,116 @@
+"""Time to the first working explorer: a fresh install (no data, no model) and a browser, nothing clicked.
+
+`streamlit run app.py` starts on empty BUSADV_HOME, BUSADV_CHECKPOINTS and BUSADV_CACHE folders; a headless
+Chromium opens the explorer's URL as the first page load, and the clock runs until the explorer shows a
+model's answer and the smallest epsilon that flips it (busadv.app.first_start trains that model). The
+same function serves tests/test_first_start.py, which checks what the page shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from busadv.bench.common import Row, not_measured
+from busadv.bench.context import Bench
+from busadv.bench.startup import free_port, headless_browser
+from busadv.settings import PROJECT_ROOT
+
+READY = "Smallest ε that flips it"          # the explorer's readout: a model answered, the flip search ran
+PROGRESS = "getting the explorer ready"      # busadv.app.first_start's panel while the model trains
+NAME = "first start: first page load to a flipping explorer (no data, no model, no click)"
+
+
+@dataclass
+class FirstStart:
+    progress_seconds: float   # first page load -> the first-start panel with its progress
+    ready_seconds: float      # first page load -> the explorer with a model's answer
+    text: str                 # the page's text then
+    exception: bool           # the page showed an exception box
+    log: str                  # the server's output
+
+
+@contextlib.contextmanager
+def fresh_server(scratch: Path, timeout: float = 120) -> Iterator[str]:
+    """`streamlit run app.py` on empty busadv folders (simulated phantoms), its base URL once healthy."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("BUSADV_DATA", "BUSADV_FIRST_START")}
+    env.update(BUSADV_HOME=str(scratch / "home"), BUSADV_CHECKPOINTS=str(scratch / "checkpoints"),
+               BUSADV_CACHE=str(scratch / "cache"), PYTHONUNBUFFERED="1")
+    log = scratch / "streamlit.log"
+    with open(log, "w") as out, subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
+             str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+             "--server.fileWatcherType", "none"], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True) as proc:
+        base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
+        try:
+            while True:
+                with contextlib.suppress(OSError), urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("streamlit did not come up: " + log.read_text()[-2000:])
+                time.sleep(0.2)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def first_start(browser: Any, timeout: float = 180) -> FirstStart:
+    """Open the explorer as a fresh install's first page load and wait, clicking nothing, until it works."""
+    with tempfile.TemporaryDirectory(prefix="busadv-first-start-") as folder:
+        scratch = Path(folder)
+        with fresh_server(scratch) as base:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            try:
+                started = time.monotonic()
+                page.goto(f"{base}/Perturbation_explorer")
+                page.wait_for_function(f"() => document.body.innerText.includes({PROGRESS!r})",
+                                       timeout=timeout * 1000)
+                progress = time.monotonic() - started
+                page.wait_for_function(f"() => document.body.innerText.includes({READY!r})", timeout=timeout * 1000)
+                ready = time.monotonic() - started
+                text = page.inner_text("body")
+                raised = page.query_selector('[data-testid="stException"]') is not None
+            finally:
+                page.close()
+        return FirstStart(progress, ready, text, raised, (scratch / "streamlit.log").read_text()[-3000:])
+
+
+def smallest_flip(text: str) -> str:
+    """The explorer's 'Smallest ε that flips it' readout value ('0.0157 (4/255)' or 'none up to 0.5')."""
+    lines = [line.strip() for line in text.splitlines()]
+    index = lines.index(READY)
+    return next(line for line in lines[index + 1:] if line)
+
+
+def section(bench: Bench) -> list[Row]:
+    if not bench.browser:
+        return [Row("first start", NAME, status="skipped", note="needs Playwright and Chromium; not in --quick "
+                                                                 "or with --no-browser")]
+    try:
+        with headless_browser() as browser:
+            if browser is None:
+                return [not_measured("first start", NAME, "no Chromium or Playwright here")]
+            shown = first_start(browser)
+    except Exception as exc:  # noqa: BLE001 - reported in the table
+        return [not_measured("first start", NAME, "error", f"{type(exc).__name__}: {str(exc)[:200]}")]
+    flip = smallest_flip(shown.text)
+    return [Row("first start", NAME, shown.ready_seconds, 30.0, "s", shown.ready_seconds / 30.0, target="<= 1",
+                note=f"reference = the 30 s target; progress shown after {shown.progress_seconds:.1f} s; smallest "
+                     f"flipping ε of the first image: {flip}; diagnosis flipped at the default ε: "
+                     f"{'Diagnosis flipped' in shown.text}; load average {os.getloadavg()[0]:.1f}").judge()]
