@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from busadv import plots
-from busadv.app import dataset, layout, results
+from busadv.app import dataset, image_robustness, layout, results, robustness_views
 from busadv.attacks import attack_label
 from busadv.results import HEADLINE, rows_to_csv, summarize, unique_rows
 
@@ -39,7 +39,8 @@ if not rows:
 # Never pool simulated and real images in one chart.
 names = results.sources(rows)
 source = names[0] if len(names) == 1 else st.radio("Data", names, horizontal=True, key="source")
-rows = results.from_source(rows, source)
+every_row = results.from_source(rows, source)
+rows = [r for r in every_row if r.severity is None]  # corruptions by severity level have their own section below
 if any(r.simulated for r in rows):
     st.info(f"**{dataset.SIMULATED_LABEL}**: these numbers describe the simulated data set, not clinical "
             "performance.", icon=":material/science:")
@@ -82,7 +83,20 @@ st.plotly_chart(layout.legend_below(plots.accuracy_curve(groups, attack=attack, 
 st.subheader("Confusion matrix under attack")
 results.confusion_section(groups, attack)
 
+st.subheader("Clean versus robust, one point per recipe")
+image_robustness.frontier_section(groups)
+
+st.subheader("Which images flip first")
+image_robustness.flips_section(source)
+
 with st.expander("Summary table (mean ± std per model and test)"):
     st.dataframe(results.summary_table(groups), hide_index=True)
-st.download_button("Download these rows as CSV", data=rows_to_csv(rows), file_name="busadv-results.csv",
+st.download_button("Download these rows as CSV", data=rows_to_csv(every_row), file_name="busadv-results.csv",
                    mime="text/csv", key="download", icon=":material/download:")
+
+# Beyond white-box attacks: ordinary scanner variation and attacks carried over from other models.
+st.header("Scanner variation and transfer attacks")
+st.subheader("Ordinary scanner variation (not an attack)")
+robustness_views.corruption_section(every_row)
+st.subheader("Transfer: an attack computed on one model, tested on another")
+robustness_views.transfer_section(source)

@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app.py"
 EXPLORER, JOBS, RESULTS = "pages/1_Perturbation_explorer.py", "pages/2_Jobs.py", "pages/3_Results.py"
 SIMULATED = "Simulated phantoms (not clinical images)"
-PAGE_FILES = {"app.py": "Home", EXPLORER: "Perturbation explorer", JOBS: "Jobs", RESULTS: "Results"}
+PAGE_FILES = {"app.py": "Home", EXPLORER: "Perturbation explorer", JOBS: "Jobs", RESULTS: "Results",
+              "pages/4_Study.py": "Study", "pages/5_Dataset.py": "Dataset"}
 
 
 def open_app(page: str | None = None) -> AppTest:
@@ -44,8 +45,8 @@ def open_app(page: str | None = None) -> AppTest:
 
 
 def unescape(text: str) -> str:
-    r"""Markdown source as it reads once rendered: '\:' -> ':' (busadv.app.layout.plain escapes outside text)."""
-    return re.sub(r"\\(.)", r"\1", text)
+    r"""Markdown source as it reads once rendered: '\:' -> ':', word joiners gone (busadv.app.layout.plain)."""
+    return re.sub(r"\\(.)", r"\1", text).replace("\u2060", "")
 
 
 def texts(at: AppTest) -> str:
@@ -167,9 +168,11 @@ def test_home_table_flags_collapse_and_leaves_unrecorded_measures_empty(app_chec
 @pytest.mark.parametrize("path", list(PAGE_FILES))
 def test_every_page_has_the_menu_and_the_data_label(path):
     at = open_app(None if path == "app.py" else path)
-    assert [t.value for t in at.title][0].startswith(PAGE_FILES[path] if path != "app.py" else "busadv")
+    title = {"app.py": "busadv", "pages/4_Study.py": "The study"}.get(path, PAGE_FILES[path])
+    assert [t.value for t in at.title][0].startswith(title)
     assert [link.proto.label for link in at.sidebar.get("page_link")] == list(PAGE_FILES.values())
-    assert [link.proto.page for link in at.sidebar.get("page_link")] == ["", "Perturbation_explorer", "Jobs", "Results"]
+    assert [link.proto.page for link in at.sidebar.get("page_link")] == ["", "Perturbation_explorer", "Jobs", "Results",
+                                                                          "Study", "Dataset"]
     assert any(SIMULATED in c.value for c in at.sidebar.caption)
 
 
@@ -239,13 +242,13 @@ def test_explorer_slider_changes_probabilities_and_marks_flips(app_checkpoints):
     slider = at.select_slider(key="eps")
     assert "k/255" in slider.label
     slider.set_value(0.0).run()
-    clean, perturbed = _probabilities(at)
-    assert perturbed == pytest.approx(clean)
-    assert "Prediction unchanged" in texts(at)
+    spec = chart(at, "probabilities")
+    assert len(spec["data"]) == 1, "at ε = 0 only the clean probabilities are drawn"
+    clean = spec["data"][0]["x"]
     # A wrong answer on the clean image is never shown as green "unchanged" good news.
     wrong = max(range(3), key=clean.__getitem__) != 1  # the image shown is malignant
     assert ("wrong without any noise" in texts(at)) == wrong
-    assert bool(at.success) == (not wrong)
+    assert ("The model's answer" in texts(at)) == (not wrong) and not at.success
 
     at.select_slider(key="eps").set_value(0.5).run()
     assert not at.exception
@@ -268,7 +271,8 @@ def test_explorer_slider_changes_probabilities_and_marks_flips(app_checkpoints):
     # The epsilon strip: eight images with a prediction under each.
     strip = [m.value for m in at.markdown if m.value.startswith("**clean (ε = 0)**") or m.value.startswith("**ε = ")]
     assert len(strip) == 8
-    assert len(at.image) >= 3 + 8
+    assert len(at.image) >= 8
+    assert len(chart(at, "pictures-main")["data"]) == 6  # clean, perturbed, change; three Grad-CAM pictures
 
 
 def test_explorer_offers_the_registry_attacks_with_their_explanations(app_checkpoints):
@@ -276,18 +280,27 @@ def test_explorer_offers_the_registry_attacks_with_their_explanations(app_checkp
 
     at = open_app(EXPLORER)
     offered = explorer_attacks()
-    assert at.radio(key="attack").options == [spec.label for spec in offered]
+    families = list(dict.fromkeys(spec.family for spec in offered))
+    assert at.segmented_control(key="attack_family").options == [
+        {"adversarial": "Adversarial attack (worst case)", "corruption": "Scanner variation",
+         "baseline": "Random noise"}.get(f, f) for f in sorted(families, key=["adversarial", "corruption",
+                                                                              "baseline"].index)]
+    adversarial = [spec.label for spec in offered if spec.family == "adversarial"]
+    assert [o.removesuffix(" · strongest offered") for o in at.radio(key="attack").options] == adversarial
     assert "pgd" in [spec.name for spec in offered]
     at.segmented_control(key="true_class").set_value("benign").run()
     options = at.selectbox(key="image_index").options
     assert len(options) > 1 and all("benign" in o for o in options)
     for spec in offered:
+        at.segmented_control(key="attack_family").set_value(spec.family).run()
         at.radio(key="attack").set_value(spec.name).run()
         assert not at.exception
         assert chart(at, "probabilities")
         assert spec.explanation in texts(at)
         smallest = [m.value for m in at.markdown if m.value.startswith("#### ")][2].removeprefix("#### ")
         assert re.fullmatch(r"0\.\d+ \(\d+/255\)|0\.5 \(~127\.5/255\)|none up to 0\.5", smallest), (spec.name, smallest)
+    at.segmented_control(key="attack_family").set_value("adversarial").run()
+    at.radio(key="attack").set_value("pgd").run()
     at.toggle(key="show_sweep").set_value(True).run()  # PGD's sweep: one attack per point
     assert chart(at, "sweep")["data"]
 
@@ -654,6 +667,6 @@ def test_epsilon_choices():
 def test_plain_text_cannot_draw_links_or_colours():
     from busadv.app.layout import plain
 
-    assert plain("[x](http://a) :red[b] $c$ *d*") == r"\[x\](http\://a) \:red\[b\] \$c\$ \*d\*"
+    assert plain("[x](http://a) :red[b] $c$ *d*") == r"\[x\](http\:" + "\u2060" + r"//a) \:red\[b\] \$c\$ \*d\*"
     assert plain("- item") == r"\- item" and plain("12. item") == r"12\. item"
     assert plain("two\nlines") == "two lines"

@@ -96,12 +96,13 @@ def no_exception(page) -> None:
     assert boxes.count() == 0, boxes.first.inner_text()
 
 
-MENU = ["Home", "Perturbation explorer", "Jobs", "Results"]
+MENU = ["Home", "Perturbation explorer", "Jobs", "Results", "Study", "Dataset"]
 
 
 def page_frame(page, base: str, url_path: str, wide: bool = True) -> None:
     """The page at its URL renders (wide on a wide screen), with busadv's menu and the data label in the sidebar."""
-    assert page.url.rstrip("/") == f"{base}/{url_path}".rstrip("/"), page.url
+    # The explorer writes its current choice into the query string (a link to what is shown): compare the path.
+    assert page.url.split("?")[0].rstrip("/") == f"{base}/{url_path}".rstrip("/"), page.url
     if wide:
         width = page.locator('[data-testid="stMainBlockContainer"]').bounding_box()["width"]
         assert width > 900, f"{url_path or 'home'}: main column {width}px wide, not the wide layout"
