@@ -112,7 +112,7 @@ def test_every_workflow_lands_in_the_results_store():
 
 
 def test_evaluate_job_refuses_unknown_settings_and_bad_values():
-    with pytest.raises(ValueError, match="unknown evaluation setting"):
+    with pytest.raises(ValueError, match="unknown setting.*for evaluation"):
         evaluate_job({"checkpoint": "x.pt", "epsilon": 0.1})
     with pytest.raises(ValueError, match="attacks: unknown attack 'bogus'"):
         evaluate_job({"checkpoint": "x.pt", "attacks": ["bogus"]})

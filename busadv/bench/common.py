@@ -7,6 +7,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -120,6 +121,15 @@ def guarded(section: str, name: str, fn: Callable[[], list[Row]], log: Callable[
 
 
 # ============================================================================ timing
+
+def stop(proc: subprocess.Popen) -> None:
+    """End a server the benchmark started: politely, then for sure after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
 
 def sync(device: torch.device | None) -> None:
     if device is not None and device.type == "cuda":

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from busadv.bench.common import Row, not_measured
+from busadv.bench.common import Row, not_measured, stop
 from busadv.bench.context import Bench
 from busadv.bench.startup import free_port, headless_browser
 from busadv.settings import PROJECT_ROOT
@@ -63,11 +63,7 @@ def fresh_server(scratch: Path, timeout: float = 120) -> Iterator[str]:
                 time.sleep(0.2)
             yield base
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
 
 
 def first_start(browser: Any, timeout: float = 180) -> FirstStart:

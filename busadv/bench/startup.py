@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from busadv.bench.common import Row, environment, median, not_measured, paired_ratio
+from busadv.bench.common import Row, environment, median, not_measured, paired_ratio, stop
 from busadv.bench.context import SIMPLE, Bench
 from busadv.data import load_busi
 from busadv.settings import PROJECT_ROOT
@@ -98,11 +98,7 @@ def time_startup(env: dict[str, str], browser: Any | None = None, timeout: float
                 out["rendered"] = time.perf_counter() - start
                 out["exception"] = float(raised)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
     return out
 
 

@@ -87,17 +87,23 @@ def test_split_for(checkpoint: Checkpoint, dataset: ImageSet) -> tuple[ImageSet,
     return dataset, "all images (this data set was not used to train the checkpoint)"
 
 
+def _checked_settings(config: dict[str, Any], known: tuple[str, ...], what: str) -> dict[str, Any]:
+    """A copy of a checkpoint job's settings, refused in one line when one is unknown or the checkpoint is missing."""
+    config = dict(config)
+    unknown = sorted(set(config) - set(known))
+    if unknown:
+        raise ValueError(f"unknown setting(s) for {what}: {', '.join(unknown)}; known: {', '.join(known)}")
+    if not config.get("checkpoint"):
+        raise ValueError(f"{what} needs a checkpoint path")
+    return config
+
+
 EVALUATE_SETTINGS = ("checkpoint", "attacks", "epsilons", "data", "pgd_steps", "seed", "device")
 
 
 def evaluate_job(config: dict[str, Any], progress: ProgressFn = ignore_progress) -> dict[str, Any]:
     """Evaluate a saved checkpoint under attacks at a list of epsilons."""
-    config = dict(config)
-    unknown = sorted(set(config) - set(EVALUATE_SETTINGS))
-    if unknown:
-        raise ValueError(f"unknown evaluation setting(s): {', '.join(unknown)}; known: {', '.join(EVALUATE_SETTINGS)}")
-    if not config.get("checkpoint"):
-        raise ValueError("evaluation needs a checkpoint path")
+    config = _checked_settings(config, EVALUATE_SETTINGS, "evaluation")
     attacks = parse_name_list(config.get("attacks", list(DEFAULT_TEST_ATTACKS)), ATTACKS, "attacks")
     epsilons = _epsilons(config.get("epsilons"), "epsilons")
     pgd_steps = _steps(config.get("pgd_steps", 10), "PGD steps")
@@ -141,12 +147,7 @@ def flips_job(config: dict[str, Any], progress: ProgressFn = ignore_progress) ->
     from busadv.results import save_flips
     from busadv.results.diagnosis import recipe_text
 
-    config = dict(config)
-    unknown = sorted(set(config) - set(FLIPS_SETTINGS))
-    if unknown:
-        raise ValueError(f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(FLIPS_SETTINGS)}")
-    if not config.get("checkpoint"):
-        raise ValueError("the per-image search needs a checkpoint path")
+    config = _checked_settings(config, FLIPS_SETTINGS, "the per-image search")
     attacks = parse_name_list(config.get("attacks", ["fgsm", "pgd"]), ATTACKS, "attacks")
     for attack in attacks:
         if not (ATTACKS.get(attack).single_step or attack == "pgd"):
