@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from busadv.data import load_dataset
+from busadv.data import load_dataset, stratified_subset
 from busadv.experiments import ExperimentConfig, RunOutcome, experiment_job
 from busadv.experiments.backends import (
     BACKENDS,
@@ -148,9 +148,22 @@ def test_images_that_arrive_changed_are_refused(local_ray):
     with pytest.raises(DataMismatch, match="fingerprint"):
         check_arrival(dataset, "0" * 16)
     plan, _ = _plan([0], "ray")
-    plan.datasets[32] = dataclasses.replace(dataset, fingerprint="0" * 16)  # what the driver claims it sent
+    plan = dataclasses.replace(plan)
+    plan.fingerprints = lambda: {32: "0" * 16}  # type: ignore[method-assign]  # what the driver claims it sent
     outcome = BACKENDS.get("ray").runner()(plan, lambda e: None)
     assert not outcome.outcomes and "DataMismatch" in outcome.failures[0].error
+
+
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_a_subset_of_the_images_reaches_the_workers_intact(backend, request):
+    """A subset keeps its parent's fingerprint for its rows; the arrival check hashes the images actually sent."""
+    if backend == "ray":
+        request.getfixturevalue("local_ray")
+    plan, _ = _plan([0, 1], backend)
+    plan.datasets[32] = stratified_subset(plan.datasets[32], 60, seed=0)
+    outcome = BACKENDS.get(backend).runner()(plan, lambda e: None)
+    assert not outcome.failures, [f.text() for f in outcome.failures]
+    assert sorted(outcome.outcomes) == [0, 1]
 
 
 def test_cancelling_stops_the_ray_tasks(local_ray):

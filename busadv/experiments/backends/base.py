@@ -81,7 +81,8 @@ class GridPlan:
     device: str = "auto"
 
     def fingerprints(self) -> dict[int, str]:
-        return {size: data.fingerprint for size, data in self.datasets.items()}
+        """The hash of the very images sent (not `ImageSet.fingerprint`: a subset keeps its parent's, for its rows)."""
+        return {size: fingerprint_of(data.images, data.labels) for size, data in self.datasets.items()}
 
 
 @dataclass(frozen=True)

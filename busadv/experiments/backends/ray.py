@@ -194,6 +194,7 @@ def run(plan: GridPlan, progress: ProgressFn) -> GridOutcome:
         gpu = gpu_wanted(plan.device)
         check_resources(plan.tasks, gpu)
         data = {size: ray.put(dataset) for size, dataset in plan.datasets.items()}
+        fingerprints = plan.fingerprints()
         remote, env = ray.remote(run_task), worker_env()
 
         def submit(task: RunTask) -> None:
@@ -201,7 +202,7 @@ def run(plan: GridPlan, progress: ProgressFn) -> GridOutcome:
                                            num_gpus=task.gpus if gpu else 0, memory=int(task.memory_gb * 2**30))
             if env:
                 options["runtime_env"] = {"env_vars": env}
-            generator = remote.options(**options).remote(data[task.size], plan.datasets[task.size].fingerprint,
+            generator = remote.options(**options).remote(data[task.size], fingerprints[task.size],
                                                          task, plan.options, plan.run_fn, busadv.__version__)
             running[generator] = task
 
