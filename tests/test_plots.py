@@ -246,3 +246,16 @@ def test_history_from_progress_keeps_epoch_ends_of_the_run_in_progress():
     fig = plots.training_curves(plots.history_from_progress(rows), epochs=3)
     assert [t.name for t in fig.data] == ["test accuracy (clean)", "training loss"]
     assert list(fig.layout.xaxis.range) == [0.5, 3.5]  # the axis spans the planned epochs
+
+
+
+def test_a_legend_below_holds_every_line_without_scrolling():
+    """Plotly caps a horizontal legend at half the figure and scrolls the rest: the report's legends scrolled."""
+    from busadv.plots.style import LEGEND_LINE_PX, legend_below
+
+    fig = plots.accuracy_bars(summarize(study_rows()), attack="fgsm")
+    lines = len({t.name for t in fig.data if t.showlegend is not False and t.name})
+    before = int(fig.layout.height or 450)
+    fig = legend_below(fig)
+    assert fig.layout.height == before + LEGEND_LINE_PX * lines
+    assert fig.layout.legend.maxheight >= LEGEND_LINE_PX * lines, "no scrolling legend"

@@ -79,6 +79,9 @@ def layout(fig: go.Figure, title: str, subtitle: str | None = None, legend: str 
     return fig
 
 
+LEGEND_LINE_PX = 30  # one legend line at 13 px type, with Plotly's spacing
+
+
 def legend_below(fig: go.Figure) -> go.Figure:
     """The figure with its legend under the plot, one entry per line, and the height grown to hold it.
 
@@ -86,8 +89,9 @@ def legend_below(fig: go.Figure) -> go.Figure:
     beside the sidebar) leaves the bars a few dozen pixels wide; under the plot they keep the width.
     """
     entries = len({t.legendgroup or t.name for t in fig.data if t.showlegend is not False and t.name})
-    extra = 24 * entries
+    extra = LEGEND_LINE_PX * entries
+    # maxheight: Plotly caps a horizontal legend at half the figure and scrolls the rest; hold every line.
     fig.update_layout(legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.22, yanchor="top", entrywidth=1,
-                                  entrywidthmode="fraction"),
+                                  entrywidthmode="fraction", maxheight=extra + LEGEND_LINE_PX),
                       height=int(fig.layout.height or 450) + extra, margin=dict(r=10, b=70 + extra))
     return fig
