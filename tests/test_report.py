@@ -20,7 +20,7 @@ from busadv.report.findings import (
 )
 from busadv.report.plan import gather
 from busadv.report.study import study_plan
-from busadv.report.workflow import report_job
+from busadv.report.workflow import report_job, stored_reports
 from busadv.results import rows_for
 from busadv.training import TrainConfig
 
@@ -113,6 +113,7 @@ def test_a_report_reuses_every_stored_run_and_writes_a_self_contained_file(tmp_p
     html = out.read_text()
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=[\"']https?://", html), "must work offline"
     assert 'class="verdict' in html and "findings, judged from the data" in html
+    assert [r["html"] for r in stored_reports()] == [str(out)], "one written elsewhere is listed on the Study page"
 
 
 def test_a_missing_condition_is_evaluated_from_the_checkpoint_not_retrained():

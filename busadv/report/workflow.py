@@ -5,6 +5,7 @@ The CLI (`python -m busadv report`), the Study page and a background job all cal
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -151,7 +152,11 @@ def report_job(config: dict[str, Any], progress: ProgressFn = ignore_progress) -
     result = {"html": str(out), "findings": [f.__dict__ for f in findings], "reused": counts.reused,
               "evaluated": counts.evaluated, "trained": counts.trained, "missing": missing, "rows": len(rows),
               "settings": summary, "data_source": source}
-    atomic_write_text(json.dumps(result, indent=1), out.with_suffix(".json"))  # for pages: no HTML parsing
+    sidecar = json.dumps(result, indent=1)
+    atomic_write_text(sidecar, out.with_suffix(".json"))  # for pages: no HTML parsing
+    if out.resolve().parent != reports_dir().resolve():  # a report written elsewhere is still listed on the Study page
+        where = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:8]
+        atomic_write_text(sidecar, reports_dir() / f"{out.stem}-{where}.json")
     progress(ProgressEvent(1.0, f"report written: {out}"))
     return result
 
