@@ -259,3 +259,14 @@ def test_a_legend_below_holds_every_line_without_scrolling():
     fig = legend_below(fig)
     assert fig.layout.height == before + LEGEND_LINE_PX * lines
     assert fig.layout.legend.maxheight >= LEGEND_LINE_PX * lines, "no scrolling legend"
+
+
+def test_the_frontier_has_one_point_per_recipe_at_its_means_and_a_short_axis_title():
+    summary = summarize(study_rows())
+    fig = plots.robustness_frontier(summary, "fgsm", 0.05)
+    points = [t for t in fig.data if t.mode == "markers"]
+    assert len(points) == 3, "standard and FGSM at two epsilons"
+    standard = next(p for p in points if "standard" in p.name)
+    assert math.isclose(standard.x[0], 0.80 + 1 / 300 - 0.05) and math.isclose(standard.y[0], 0.30 + 1 / 300 - 0.05)
+    # The attack is named in the subtitle; a long vertical axis title ran into the chart's title in Chromium.
+    assert len(fig.layout.yaxis.title.text) <= 30 and "FGSM" in fig.layout.title.to_plotly_json().__repr__()
