@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from busadv.attacks import ATTACKS, AttackContext, AttackSpec, eval_mode, explorer_attacks
+from busadv.evaluation.transfer import carry_perturbation
 
 CLEAN = "none"
 
@@ -84,13 +85,14 @@ class PerturbationProbe:
             return self._clean_probs
         return self.probabilities_many(attack, [eps])[0]
 
-    def probabilities_of(self, image: torch.Tensor) -> np.ndarray:
-        """This model's probabilities on an image made elsewhere (another model's perturbed image: transfer).
+    def probabilities_of(self, adversarial: torch.Tensor, source_clean: torch.Tensor) -> np.ndarray:
+        """This model's probabilities on another model's perturbation of the same image (transfer).
 
-        The image is resized to this model's input size first (bilinear, antialiased), which also resizes
-        the perturbation: a transferred attack is judged on what this model would really be given.
+        The perturbation is carried onto this model's own clean input as the transfer matrix carries it
+        (busadv.evaluation.transfer), so it stays within the same epsilon at this model's size.
         """
-        x = resize_image(image.detach().to(self.device).float(), int(self.x.shape[-1]))
+        x = carry_perturbation(adversarial.detach().to(self.device).float(),
+                               source_clean.detach().to(self.device).float(), self.x)
         with self._lock, eval_mode(self.model), torch.inference_mode():
             return torch.softmax(self.model(x), dim=1).cpu().numpy()[0]
 
@@ -138,17 +140,6 @@ class PerturbationProbe:
             grid = sorted({k / 255 for k in range(0, 17, 2)} | {0.05, 0.1, max_eps})  # one attack per point
         probs = np.concatenate([self.probabilities_many(attack, grid[i:i + 64]) for i in range(0, len(grid), 64)])
         return grid, probs
-
-
-def resize_image(x: torch.Tensor, size: int) -> torch.Tensor:
-    """A [.., H, W] image batch in [0, 1] at size x size (unchanged when it already is)."""
-    while x.dim() < 4:
-        x = x.unsqueeze(0)
-    if tuple(x.shape[-2:]) == (size, size):
-        return x
-    resized = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                                              antialias=True)
-    return resized.clamp(0.0, 1.0)
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:

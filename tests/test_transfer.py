@@ -62,6 +62,33 @@ def test_a_perturbation_carried_to_another_size_stays_in_the_eps_ball():
     assert carry_perturbation(adversarial, source, source.clone()) is adversarial, "same images: the same images"
 
 
+def test_the_explorers_second_model_sees_the_perturbation_as_the_matrix_carries_it():
+    """The explorer's transfer view and the transfer matrix judge the same input: the source's perturbation on
+    the target model's own clean image (not the source's perturbed image resized, which shrinks the change)."""
+    from busadv.explorer import PerturbationProbe
+
+    torch.manual_seed(0)
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(1))
+
+        def forward(self, x):
+            seen.append(x.detach().clone())
+            return torch.stack([x.mean((1, 2, 3)), -x.mean((1, 2, 3)), 0 * x.mean((1, 2, 3))], 1) * self.w
+
+    eps = 8 / 255
+    source = torch.rand(1, 1, 32, 32)
+    adversarial = (source + eps * torch.randn_like(source).sign()).clamp(0, 1)
+    target_clean = torch.nn.functional.interpolate(source, size=(16, 16), mode="bilinear", antialias=True)
+    probe = PerturbationProbe(Recorder(), target_clean)
+    seen.clear()
+    probe.probabilities_of(adversarial, source)
+    assert torch.equal(seen[-1], carry_perturbation(adversarial, source, probe.x))
+
+
 def test_models_of_different_sizes_share_their_test_images(pair, tmp_path_factory):
     bigger = tiny_checkpoint(tmp_path_factory, "standard", seed=0, size=64)
     saved = transfer_job({"checkpoints": [str(pair[0]), str(bigger)], "attack": "fgsm", "epsilon": 0.05})

@@ -129,7 +129,7 @@ def _attention(key: ProbeKey, attack: str, eps: float, target: int | None, _prob
 @st.cache_data(max_entries=512, show_spinner="Asking the second model about the first model's image…")
 def _transfer(key: ProbeKey, source: ProbeKey, attack: str, eps: float, _probe: PerturbationProbe,
               _source: PerturbationProbe) -> np.ndarray:
-    return _probe.probabilities_of(_source.perturbed(attack, eps))
+    return _probe.probabilities_of(_source.perturbed(attack, eps), _source.x)
 
 
 @dataclass(frozen=True)
