@@ -21,18 +21,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from busadv.data import ImageSet
-from busadv.experiments.backends.base import (
-    Grid,
-    GridOutcome,
-    GridPlan,
-    RunFn,
-    RunOptions,
-    RunTask,
-    Throttle,
-    check_arrival,
-    execute,
-    run_in_turn,
-)
+from busadv.experiments.backends import base
 from busadv.progress import ProgressFn
 
 POLL_SECONDS = 0.25
@@ -65,7 +54,7 @@ def cuda_wanted(device: str) -> bool:
     return device == "cuda" or (device == "auto" and torch.cuda.is_available())
 
 
-def pool_size(plan: GridPlan) -> int:
+def pool_size(plan: base.GridPlan) -> int:
     """Runs at once: `workers` if given, else what the cores, the memory and (on CUDA) one GPU's share hold."""
     if not plan.tasks:
         return 1
@@ -85,7 +74,7 @@ _WORKER: dict[str, Any] = {}  # set once per worker process by _start_worker
 
 
 def _start_worker(datasets: dict[int, ImageSet], fingerprints: dict[int, str], events: Any, threads: int,
-                  run_fn: RunFn) -> None:
+                  run_fn: base.RunFn) -> None:
     import torch
 
     torch.set_num_threads(threads)
@@ -93,13 +82,13 @@ def _start_worker(datasets: dict[int, ImageSet], fingerprints: dict[int, str], e
                    checked=set())
 
 
-def _run_task(task: RunTask, options: RunOptions) -> Any:
+def _run_task(task: base.RunTask, options: base.RunOptions) -> Any:
     """In a worker: check the images once, run, and send the run's progress back through the queue."""
     if task.size not in _WORKER["checked"]:
-        check_arrival(_WORKER["datasets"][task.size], _WORKER["fingerprints"][task.size])
+        base.check_arrival(_WORKER["datasets"][task.size], _WORKER["fingerprints"][task.size])
         _WORKER["checked"].add(task.size)
-    send = Throttle(lambda event: _WORKER["events"].put((task.index, event)))
-    return execute(task, _WORKER["datasets"][task.size], options, _WORKER["run_fn"], send,
+    send = base.Throttle(lambda event: _WORKER["events"].put((task.index, event)))
+    return base.execute(task, _WORKER["datasets"][task.size], options, _WORKER["run_fn"], send,
                    threads=_WORKER["threads"])
 
 
@@ -108,7 +97,7 @@ def _run_task(task: RunTask, options: RunOptions) -> Any:
 class _Pool:
     """A ProcessPoolExecutor that can be rebuilt when a worker dies (a killed worker breaks the whole pool)."""
 
-    def __init__(self, plan: GridPlan, workers: int) -> None:
+    def __init__(self, plan: base.GridPlan, workers: int) -> None:
         self.plan, self.workers = plan, workers
         self.context = multiprocessing.get_context("spawn")
         self.events = self.context.Queue()
@@ -120,7 +109,7 @@ class _Pool:
                                    initargs=(self.plan.datasets, self.plan.fingerprints(), self.events,
                                              self.threads, self.plan.run_fn))
 
-    def submit(self, task: RunTask) -> Future:
+    def submit(self, task: base.RunTask) -> Future:
         try:
             return self.executor.submit(_run_task, task, self.plan.options)
         except BrokenProcessPool:
@@ -128,7 +117,7 @@ class _Pool:
             self.executor = self._new()
             return self.executor.submit(_run_task, task, self.plan.options)
 
-    def drain(self, grid: Grid) -> None:
+    def drain(self, grid: base.Grid) -> None:
         while True:
             try:
                 index, event = self.events.get_nowait()
@@ -151,7 +140,7 @@ class _Pool:
         self.events.close()
 
 
-def run_pool(plan: GridPlan, grid: Grid, workers: int) -> None:
+def run_pool(plan: base.GridPlan, grid: base.Grid, workers: int) -> None:
     pool = _Pool(plan, workers)
     pending = {pool.submit(task): task for task in plan.tasks}
     try:
@@ -175,12 +164,12 @@ def run_pool(plan: GridPlan, grid: Grid, workers: int) -> None:
     pool.close()
 
 
-def run(plan: GridPlan, progress: ProgressFn) -> GridOutcome:
+def run(plan: base.GridPlan, progress: ProgressFn) -> base.GridOutcome:
     """The grid on this machine: a pool of worker processes, or in turn in this process for one worker."""
-    grid = Grid(plan.tasks, progress)
+    grid = base.Grid(plan.tasks, progress)
     workers = pool_size(plan)
     if workers == 1:
-        run_in_turn(plan, grid)
+        base.run_in_turn(plan, grid)
     else:
         run_pool(plan, grid, workers)
     return grid.finish()
