@@ -12,12 +12,15 @@ from busadv.experiments.backends import BACKENDS, DEFAULT_BACKEND
 from busadv.models.registry import MODELS
 from busadv.registry import parse_name_list
 from busadv.training import MODES, TrainConfig
+from busadv.training.config import ModeSettings
 
 MAX_RUNS = 10_000
 
 
 @dataclass
-class ExperimentConfig:
+class ExperimentConfig(ModeSettings):
+    """A grid; its ModeSettings apply to every run (None: each training mode's own default)."""
+
     archs: list[str] = field(default_factory=lambda: ["simplecnn"])
     modes: list[str] = field(default_factory=lambda: ["standard", "fgsm"])
     train_epsilons: list[float] = field(default_factory=lambda: list(STUDY_EPSILONS))
@@ -31,13 +34,6 @@ class ExperimentConfig:
     data: str | None = None
     test_fraction: float = 0.2
     split_policy: str = DEFAULT_SPLIT_POLICY
-    # None: each training mode's own default (see busadv.training.modes)
-    adv_labels: str | None = None
-    random_start: bool | None = None
-    clean_mix: float | None = None
-    warmup_epochs: int | None = None
-    class_balance: str | None = None
-    trades_beta: float | None = None
     train_pgd_steps: int = 7
     eval_pgd_steps: int = 10
     pretrained: bool = False

@@ -17,6 +17,7 @@ from busadv.attacks.base import CORRUPTION
 from busadv.evaluation import ConditionResult
 from busadv.models.registry import MODELS
 from busadv.training import NOT_RECIPE, TrainConfig
+from busadv.training.config import MODE_SETTINGS, ModeSettings
 from busadv.training.modes import MODES
 
 # TrainConfig field -> row column, where the row's name says more (a row also has a *test* epsilon).
@@ -24,7 +25,7 @@ RENAMED = {"mode": "train_mode", "epsilon": "train_epsilon", "pgd_steps": "train
 
 
 @dataclass
-class ResultRow:
+class ResultRow(ModeSettings):
     # ---- which run
     run: str
     seed: int
@@ -38,12 +39,6 @@ class ResultRow:
     image_size: int | None = None
     test_fraction: float | None = None
     split_policy: str | None = None
-    adv_labels: str | None = None
-    random_start: bool | None = None
-    clean_mix: float | None = None
-    warmup_epochs: int | None = None
-    class_balance: str | None = None
-    trades_beta: float | None = None
     train_pgd_steps: int | None = None
     pretrained: bool | None = None
     data_fingerprint: str | None = None
@@ -88,7 +83,8 @@ class ResultRow:
 
     def to_dict(self) -> dict[str, Any]:
         """Flat values for CSV and tables: recall becomes recall_<class> columns."""
-        out = asdict(self)
+        values = asdict(self)
+        out = {name: values[name] for name in ROW_FIELDS}
         recall = out.pop("recall")
         confusion = out.pop("confusion")
         out.update({f"recall_{c}": r for c, r in recall.items()})
@@ -102,7 +98,14 @@ class ResultRow:
         return float(value) if value is not None else math.nan
 
 
-ROW_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ResultRow))
+def _column_order() -> tuple[str, ...]:
+    """The row's fields with the mode settings (inherited, so declared first) back among the recipe's columns."""
+    own = [f.name for f in fields(ResultRow) if f.name not in MODE_SETTINGS]
+    at = own.index("split_policy") + 1
+    return tuple(own[:at]) + MODE_SETTINGS + tuple(own[at:])
+
+
+ROW_FIELDS: tuple[str, ...] = _column_order()
 # The recipe: every TrainConfig setting that changes a result, and the data it learned from.
 RECIPE_FIELDS: tuple[str, ...] = tuple(RENAMED.get(f.name, f.name) for f in fields(TrainConfig)
                                        if f.name not in NOT_RECIPE) + ("data_fingerprint",)

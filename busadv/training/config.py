@@ -25,8 +25,25 @@ FALLBACK: dict[str, Any] = {"adv_labels": "true", "random_start": False, "clean_
 NOT_RECIPE = ("seed", "device", "data", "monitor_images", "deterministic")
 
 
+@dataclass(kw_only=True)
+class ModeSettings:
+    """The recipe settings a training mode gives defaults for: one declaration for every place that carries them
+    (a run's TrainConfig, a grid's ExperimentConfig, a result row). None takes the mode's default
+    (busadv.training.modes), then FALLBACK."""
+
+    adv_labels: str | None = None      # "true" (the study) or "predicted" (avoids label leaking)
+    random_start: bool | None = None   # adversarial examples from a random start (Wong et al. 2020)
+    clean_mix: float | None = None     # weight of the clean loss beside the adversarial loss (0 = adversarial only)
+    warmup_epochs: int | None = None   # epsilon ramps up from 0 over this many epochs
+    class_balance: str | None = None   # "none", "loss" (inverse-frequency class weights) or "sampler"
+    trades_beta: float | None = None   # weight of TRADES' robustness term
+
+
+MODE_SETTINGS: tuple[str, ...] = tuple(f.name for f in fields(ModeSettings))
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(ModeSettings):
     arch: str = "simplecnn"
     mode: str = "standard"
     epsilon: float = 0.0           # training epsilon, [0, 1] pixel scale; ignored by standard training
@@ -37,13 +54,6 @@ class TrainConfig:
     image_size: int | None = None  # None: the model's default (SimpleCNN 128, ResNet50 224)
     test_fraction: float = 0.2
     split_policy: str = DEFAULT_SPLIT_POLICY
-    # Recipe settings left as None take the training mode's default (busadv.training.modes), then FALLBACK.
-    adv_labels: str | None = None      # "true" (the study) or "predicted" (avoids label leaking)
-    random_start: bool | None = None   # adversarial examples from a random start (Wong et al. 2020)
-    clean_mix: float | None = None     # weight of the clean loss beside the adversarial loss (0 = adversarial only)
-    warmup_epochs: int | None = None   # epsilon ramps up from 0 over this many epochs
-    class_balance: str | None = None   # "none", "loss" (inverse-frequency class weights) or "sampler"
-    trades_beta: float | None = None   # weight of TRADES' robustness term
     pgd_steps: int = 7             # steps of PGD/TRADES training and of the per-epoch PGD watch
     pretrained: bool = False
     device: str = "auto"
