@@ -15,6 +15,7 @@ import importlib
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 PLUGINS_ENV = "BUSADV_PLUGINS"
@@ -23,6 +24,16 @@ PLUGINS_ENV = "BUSADV_PLUGINS"
 class Named(Protocol):
     @property
     def name(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What a user sees of a registered choice (a model, a training mode, a backend): its key, its name in
+    pickers and legends, and one line for the UI."""
+
+    name: str
+    label: str
+    description: str
 
 
 T = TypeVar("T", bound=Named)

@@ -12,14 +12,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from busadv.registry import Registry
+from busadv.registry import Choice, Registry
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    label: str                     # shown in pickers and legends
-    description: str               # one line for the UI
+class ModelSpec(Choice):
     default_image_size: int
     build: Callable[[int, int, bool], nn.Module]  # (image size, number of classes, pretrained) -> model
     size_multiple: int = 1         # image sizes must be a multiple of this

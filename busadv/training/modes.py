@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from busadv.attacks import AttackContext, eval_mode, fgsm, fgsm_random_start, pgd
-from busadv.registry import Registry
+from busadv.registry import Choice, Registry
 from busadv.training.offline import perturb_training_set
 
 if TYPE_CHECKING:
@@ -34,10 +34,7 @@ Prepare = Callable[["TrainConfig", "ImageSet", "ProgressFn", Callable[..., Any]]
 
 
 @dataclass(frozen=True)
-class TrainMode:
-    name: str
-    label: str
-    description: str
+class TrainMode(Choice):
     perturb: Perturb | None = None
     loss: BatchLoss | None = None
     prepare: Prepare | None = None

@@ -28,7 +28,7 @@ from busadv.experiments.backends.base import (
 )
 from busadv.models.registry import MODELS
 from busadv.progress import ProgressFn
-from busadv.registry import Registry
+from busadv.registry import Choice, Registry
 from busadv.settings import checkpoints_dir
 
 if TYPE_CHECKING:
@@ -38,10 +38,7 @@ DEFAULT_BACKEND = "local"
 
 
 @dataclass(frozen=True)
-class BackendSpec:
-    name: str
-    label: str
-    description: str
+class BackendSpec(Choice):
     target: str  # "module:function" taking (GridPlan, ProgressFn); imported on use, so Ray loads only for Ray
 
     def runner(self) -> Callable[[GridPlan, ProgressFn], GridOutcome]:
