@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 
@@ -59,3 +59,19 @@ def data_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="BUSI folder (with benign/ malignant/ normal/, or one level up); "
                                   "default: $BUSADV_DATA, else simulated phantoms")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+
+
+def checkpoint_command(sub: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
+    """A command that works on one checkpoint: the checkpoint, --data and --device, as every such command takes them."""
+    p = sub.add_parser(name, help=help)
+    data_arg(p)
+    p.add_argument("checkpoint", help="a .pt file written by train, experiment or the Jobs page")
+    return p
+
+
+def write_files(rows: Iterable[Any], *paths: str | None) -> None:
+    """Rows into every file the user named (--csv, --json; the ending picks the format), saying where each went."""
+    from busadv.results import write_rows
+
+    for path in filter(None, paths):
+        print(f"wrote {write_rows(rows, path)}")

@@ -22,8 +22,7 @@ def _report(result: dict[str, Any], args: argparse.Namespace) -> list[ResultRow]
     rows = _rows(result)
     print_rows(rows)
     print_diagnosis_texts(result["diagnoses"])
-    for path in filter(None, [getattr(args, "csv", None), getattr(args, "json", None)]):
-        print(f"wrote {write_rows(rows, path)}")
+    arguments.write_files(rows, getattr(args, "csv", None), getattr(args, "json", None))
     if result.get("results_file"):
         print(f"results store: {result['results_file']}")
     return rows
@@ -185,9 +184,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--csv"), t.add_argument("--json")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", help="evaluate a checkpoint under attacks at several epsilons")
-    arguments.data_arg(e)
-    e.add_argument("checkpoint")
+    e = arguments.checkpoint_command(sub, "evaluate", "evaluate a checkpoint under attacks at several epsilons")
     e.add_argument("--attacks", type=attacks, default="fgsm,pgd,noise", help=f"comma list of {attack_names}")
     e.add_argument("--epsilons", type=epsilons, default="1/255,2/255,4/255,8/255,16/255,0.05,0.2,0.5")
     e.add_argument("--pgd-steps", type=int, default=10)
@@ -216,9 +213,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--out", help="rows as .csv or .json (a -summary file is written beside it)")
     x.set_defaults(func=cmd_experiment)
 
-    a = sub.add_parser("attack", help="attack one image with a checkpoint and show the probabilities")
-    arguments.data_arg(a)
-    a.add_argument("checkpoint")
+    a = arguments.checkpoint_command(sub, "attack", "attack one image with a checkpoint and show the probabilities")
     a.add_argument("--image", help="an ultrasound image file; default: a test image by --index")
     a.add_argument("--index", type=int, default=0)
     a.add_argument("--attack", default="fgsm", choices=[s.name for s in explorer_attacks()])

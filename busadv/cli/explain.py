@@ -17,7 +17,6 @@ def cmd_attention(args: argparse.Namespace) -> int:
     from busadv.experiments import test_split_for
     from busadv.explain import lesion_images, pointing_game, pointing_table
     from busadv.models.checkpoints import load_checkpoint
-    from busadv.results import write_rows
     from busadv.settings import pick_device
 
     checkpoint = load_checkpoint(args.checkpoint, device=pick_device(args.device))
@@ -33,17 +32,15 @@ def cmd_attention(args: argparse.Namespace) -> int:
     print("peak on lesion: share of images whose Grad-CAM peak lies on the lesion (the pointing game); attention on "
           "lesion: mean share of the map inside it, beside the lesion's share of the image (what an even map scores). "
           "Each map explains the model's own answer on that image.")
-    if args.csv:
-        print(f"wrote {write_rows([r.to_dict() for r in rows], args.csv)}")
+    arguments.write_files([r.to_dict() for r in rows], args.csv)
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from busadv.attacks import explorer_attacks
 
-    p = sub.add_parser("attention", help="Grad-CAM pointing game: does attention stay on the lesion as ε grows?")
-    arguments.data_arg(p)
-    p.add_argument("checkpoint")
+    p = arguments.checkpoint_command(sub, "attention",
+                                     "Grad-CAM pointing game: does attention stay on the lesion as ε grows?")
     p.add_argument("--attack", default="fgsm", choices=[s.name for s in explorer_attacks()])
     p.add_argument("--epsilons", type=arguments.epsilon_list, default="0,2/255,8/255",
                    help="comma list; 0 is the clean image")

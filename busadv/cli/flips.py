@@ -14,7 +14,6 @@ from busadv.cli.output import ProgressPrinter
 def cmd_flips(args: argparse.Namespace) -> int:
     from busadv.attacks import attack_label, format_epsilon
     from busadv.experiments.workflows import flips_job
-    from busadv.results import write_rows
 
     config: dict[str, Any] = {"checkpoint": args.checkpoint, "attacks": args.attacks,
                               "max_epsilon": args.max_epsilon, "pgd_steps": args.pgd_steps, "device": args.device}
@@ -38,15 +37,12 @@ def cmd_flips(args: argparse.Namespace) -> int:
         print(f"  {f['name']:<36} {f['label']:<10} -> {f['flipped_to']:<10} at ε={format_epsilon(f['flip_epsilon'])} "
               f"({attack_label(f['attack'])})")
     print(f"results store: {result['results_file']}")
-    if args.csv:
-        print(f"wrote {write_rows(flips, args.csv)}")
+    arguments.write_files(flips, args.csv)
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("flips", help="the smallest epsilon that flips each held-out image (FGSM, PGD)")
-    arguments.data_arg(p)
-    p.add_argument("checkpoint")
+    p = arguments.checkpoint_command(sub, "flips", "the smallest epsilon that flips each held-out image (FGSM, PGD)")
     p.add_argument("--attacks", type=arguments.attack_list, default="fgsm,pgd",
                    help="fgsm, fgsm-pred, noise (scanned exactly) and pgd (bisection)")
     p.add_argument("--max-epsilon", type=arguments.epsilon, default="0.5", help="search up to this epsilon")

@@ -64,7 +64,7 @@ def print_corruptions(result: dict[str, Any], stream: IO[str] | None = None) -> 
 
 def cmd_corruptions(args: argparse.Namespace) -> int:
     from busadv.experiments.robustness import corruption_job
-    from busadv.results import row_from_dict, write_rows
+    from busadv.results import row_from_dict
 
     settings = ("checkpoint", "corruptions", "severities", "epsilons", "compare_attacks", "pgd_steps", "seed",
                 "device", "data")
@@ -78,8 +78,7 @@ def cmd_corruptions(args: argparse.Namespace) -> int:
     print()
     print_diagnosis_texts(result["diagnoses"])
     rows = [row_from_dict(r) for r in result["rows"]]
-    for path in filter(None, [args.csv, args.json]):
-        print(f"wrote {write_rows(rows, path)}")
+    arguments.write_files(rows, args.csv, args.json)
     print(f"results store: {result['results_file']}")
     return 0
 
@@ -122,7 +121,6 @@ def print_transfer(saved: dict[str, Any], stream: IO[str] | None = None) -> None
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     from busadv.experiments.robustness import transfer_job
-    from busadv.results import write_rows
 
     settings = ("checkpoints", "attack", "epsilon", "pgd_steps", "seed", "device", "data")
     config = {name: getattr(args, name) for name in settings if getattr(args, name) is not None}
@@ -130,7 +128,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     print_transfer(saved)
     print(f"saved for the Results page: {saved['transfer_file']}")
     if args.csv:
-        print(f"wrote {write_rows(transfer_lines(saved), args.csv)}")
+        arguments.write_files(transfer_lines(saved), args.csv)
     return 0
 
 
@@ -139,10 +137,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     from busadv.attacks.scanner import corruption_names
 
     names = ", ".join(corruption_names())
-    c = sub.add_parser("corruptions", help="a checkpoint under scanner variation (speckle, gain, TGC, blur, JPEG, "
-                                           "dynamic range) at severities 1-5, as in ImageNet-C")
-    arguments.data_arg(c)
-    c.add_argument("checkpoint")
+    c = arguments.checkpoint_command(sub, "corruptions", "a checkpoint under scanner variation (speckle, gain, TGC, "
+                                     "blur, JPEG, dynamic range) at severities 1-5, as in ImageNet-C")
     c.add_argument("--corruptions", type=arguments.typed(_corruptions), default=None,
                    help=f"comma list of {names} (default: all)")
     c.add_argument("--severities", type=arguments.typed(_severities), default="1-5",
