@@ -37,7 +37,7 @@ class EpochStats:
     epochs: int
     train_loss: float
     train_accuracy: float
-    test_accuracy: float | None = None
+    test_accuracy: float | None = None  # None: trained without a test set to watch
     test_balanced_accuracy: float | None = None
     test_fgsm_accuracy: float | None = None  # on the watch set, at the training epsilon (adversarial modes)
     test_pgd_accuracy: float | None = None   # falls while FGSM accuracy holds: catastrophic overfitting
