@@ -89,6 +89,16 @@ def test_rows_survive_csv_and_json_round_trips(tmp_path):
         assert back == rows
 
 
+def test_csv_columns_read_as_run_then_recipe_then_condition():
+    """The mode settings are inherited (declared first); the file still opens with the run and its recipe."""
+    header = rows_to_csv([row(mode="fgsm", epsilon=0.05, class_balance="loss")]).splitlines()[0].split(",")
+    assert header[:3] == ["run", "seed", "arch"]
+    at = header.index("split_policy")
+    assert header[at + 1:at + 7] == ["adv_labels", "random_start", "clean_mix", "warmup_epochs", "class_balance",
+                                     "trades_beta"]
+    assert header.index("trades_beta") < header.index("attack") < header.index("accuracy")
+
+
 @pytest.mark.parametrize("text, message", [
     ("name,score\nx,1\n", "missing column"),
     ("arch,train_mode,train_epsilon,attack,test_epsilon,accuracy,seed\nsimplecnn,standard,0,none,0,high,0\n",
