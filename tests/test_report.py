@@ -52,7 +52,7 @@ def test_the_study_plan_holds_the_protocol_busadvs_recipe_and_the_random_split()
     study_conditions = next(w for c, w in runs if c.mode == "fgsm-study")
     for needed in [("none", 0.0), ("fgsm", 0.5), ("pgd", 0.05), ("fgsm-pred", 0.5), ("pgd", 8 / 255)]:
         assert any(a == needed[0] and abs(e - needed[1]) < 1e-9 for a, e in study_conditions), needed
-    for mode in ("standard", "fgsm"):
+    for mode in ("standard", "fgsm", "fgsm-study", "fgsm-offline"):  # AutoAttack on every recipe
         wanted = next(w for c, w in runs if c.mode == mode)
         assert any(a == "autoattack" and abs(e - 8 / 255) < 1e-9 for a, e in wanted), mode
 
