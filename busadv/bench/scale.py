@@ -73,17 +73,20 @@ def bench_backends(bench: Bench, data: ImageSet, epochs: int, rounds: int) -> li
     startup = ray_started(workers)
     times: dict[str, list[float]] = {name: [] for name in sides}
     found: dict[str, list] = {}
+    failed: list[str] = []  # a run that failed has no rows: said beside the verdict, not hidden by it
     try:
         for r in range(rounds):
             for name in list(sides) if r % 2 == 0 else list(sides)[::-1]:
                 seconds, outcome = sides[name]()
                 times[name].append(seconds)
                 found[name] = measures(outcome)
+                failed += [f"{name}: {f.text()}" for f in outcome.failures]
     finally:
         ray.shutdown()
     same = found["in turn"] == found["pool"] == found["ray"]
+    differ = [] if same else [f"{name}: {len(rows)} rows" for name, rows in found.items()]
     what = (f"{len(grid.runs())} runs x {epochs} epoch(s) on {len(data)} images at 128 px; {rounds} round(s); "
-            f"rows identical on all three: {same}")
+            f"rows identical on all three: {same}" + "".join(f"; {text}" for text in differ + failed))
 
     def row(name: str, variant: str, base: str) -> Row:
         ratio, noise = paired_ratio(times[base], times[variant])
@@ -98,7 +101,8 @@ def bench_backends(bench: Bench, data: ImageSet, epochs: int, rounds: int) -> li
         Row(SECTION, f"Ray start-up on this machine (ray.init, {workers} CPUs)", startup, unit="s",
             note="paid once per process that starts Ray (a CLI run, a job); joining a running cluster skips it"),
         Row(SECTION, "grid rows identical: one at a time, local pool, Ray", float(same), 1.0, "", target=">= 1",
-            target_on="busadv", note="1 = every run's accuracies equal on all three backends").judge()]
+            target_on="busadv", note="1 = every run's accuracies equal on all three backends"
+            + "".join(f"; {text}" for text in differ + failed)).judge()]
 
 
 def bench_watch(bench: Bench, data: ImageSet, rounds: int) -> list[Row]:
