@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 from pathlib import Path
@@ -89,10 +90,11 @@ def test_cli_trains_evaluates_and_attacks(tmp_path, capsys):
 
 def test_cli_experiment_writes_rows_and_summary(tmp_path, capsys):
     assert main(["experiment", "--models", "simplecnn", "--modes", "standard", "--seeds", "0,1", "--epochs", "1",
-                 "--test-epsilons", "0.05", "--out", str(tmp_path / "rows.csv")]) == 0
+                 "--test-epsilons", "0.05", "--image-sizes", "simplecnn=32", "--out", str(tmp_path / "rows.csv")]) == 0
     out = capsys.readouterr().out
     assert "±" in out and "collapsed" in out
     assert (tmp_path / "rows.csv").exists() and (tmp_path / "rows-summary.csv").exists()
+    assert {row["image_size"] for row in csv.DictReader((tmp_path / "rows.csv").open())} == {"32"}
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -102,6 +104,7 @@ def test_cli_experiment_writes_rows_and_summary(tmp_path, capsys):
     (["train", "--epsilon", "9/0"], "divides by zero"),
     (["train", "--test-attacks", "fgsm,bogus"], "unknown attack 'bogus'"),
     (["experiment", "--seeds", "0,a"], "--seeds: seeds: 'a' is not a whole number"),
+    (["experiment", "--image-sizes", "resnet50=big"], "--image-sizes: 'resnet50=big' is not model=pixels"),
     (["train", "--image-size", "4096"], "between 8 and 512"),
 ])
 def test_cli_bad_inputs_give_one_clear_line(argv, message, capsys):

@@ -47,11 +47,24 @@ def _seeds(text: str) -> list[int]:
 
 
 attack_list = _names("busadv.attacks.ATTACKS", "attacks")
+def _image_sizes(text: str) -> dict[str, int]:
+    out = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        name, _, size = part.partition("=")
+        if not size.strip().isdigit():
+            raise ValueError(f"{part.strip()!r} is not model=pixels, e.g. resnet50=64")
+        out[name.strip().lower()] = int(size)
+    return out
+
+
 model_list = _names("busadv.models.MODELS", "models")
 mode_list = _names("busadv.training.MODES", "modes")
 epsilon_list = typed(_epsilons)
 epsilon = typed(_epsilon)
 seed_list = typed(_seeds)
+image_sizes = typed(_image_sizes)  # per model, e.g. resnet50=64: the CPU budget for a large model
 
 
 def data_arg(p: argparse.ArgumentParser) -> None:

@@ -67,7 +67,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {k: v for k, v in {
         "archs": args.models, "modes": args.modes, "train_epsilons": args.train_epsilons, "seeds": args.seeds,
         "test_epsilons": args.test_epsilons, "test_attacks": args.test_attacks, "epochs": args.epochs,
-        "batch_size": args.batch_size, "data": args.data, "device": args.device, "adv_labels": args.adv_labels,
+        "batch_size": args.batch_size, "image_sizes": args.image_sizes, "data": args.data, "device": args.device,
+        "adv_labels": args.adv_labels,
         "random_start": args.random_start, "clean_mix": args.clean_mix, "split_policy": args.split_policy,
         "warmup_epochs": args.warmup_epochs, "class_balance": args.class_balance, "trades_beta": args.trades_beta,
         "save_checkpoints": args.save_checkpoints or None,
@@ -202,6 +203,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--test-epsilons", type=epsilons)
     x.add_argument("--test-attacks", type=attacks, help=f"comma list of {attack_names}")
     x.add_argument("--epochs", type=int), x.add_argument("--batch-size", type=int)
+    x.add_argument("--image-sizes", type=arguments.image_sizes,
+                   help="per model, e.g. resnet50=64 (default: each model's own, SimpleCNN 128, ResNet50 224)")
     recipe_args(x)
     x.add_argument("--save-checkpoints", action="store_true")
     x.add_argument("--backend", choices=BACKENDS.names(),

@@ -9,18 +9,6 @@ from busadv.cli import arguments
 from busadv.cli.output import ProgressPrinter
 
 
-def _sizes(text: str) -> dict[str, int]:
-    out = {}
-    for part in text.split(","):
-        if not part.strip():
-            continue
-        name, _, size = part.partition("=")
-        if not size.strip().isdigit():
-            raise ValueError(f"--image-sizes: {part.strip()!r} is not model=pixels, e.g. resnet50=64")
-        out[name.strip().lower()] = int(size)
-    return out
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     from busadv.report import report_job
 
@@ -45,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models", type=arguments.model_list, help="default: every registered model")
     p.add_argument("--seeds", type=arguments.seed_list, help="default 0-4")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--image-sizes", type=arguments.typed(_sizes), help="per model, e.g. resnet50=64 (CPU budgets)")
+    p.add_argument("--image-sizes", type=arguments.image_sizes, help="per model, e.g. resnet50=64 (CPU budgets)")
     p.add_argument("--autoattack", type=arguments.epsilon_list,
                    help="epsilons to run AutoAttack at (default 8/255,0.05; empty to skip: '')")
     p.add_argument("--no-run", action="store_true", help="only reuse stored runs; list what is missing")
