@@ -46,7 +46,6 @@ def _seeds(text: str) -> list[int]:
     return parse_seed_list(text)
 
 
-attack_list = _names("busadv.attacks.ATTACKS", "attacks")
 def _image_sizes(text: str) -> dict[str, int]:
     out = {}
     for part in text.split(","):
@@ -59,6 +58,7 @@ def _image_sizes(text: str) -> dict[str, int]:
     return out
 
 
+attack_list = _names("busadv.attacks.ATTACKS", "attacks")
 model_list = _names("busadv.models.MODELS", "models")
 mode_list = _names("busadv.training.MODES", "modes")
 epsilon_list = typed(_epsilons)

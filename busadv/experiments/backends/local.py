@@ -89,7 +89,7 @@ def _run_task(task: base.RunTask, options: base.RunOptions) -> Any:
         _WORKER["checked"].add(task.size)
     send = base.Throttle(lambda event: _WORKER["events"].put((task.index, event)))
     return base.execute(task, _WORKER["datasets"][task.size], options, _WORKER["run_fn"], send,
-                   threads=_WORKER["threads"])
+                        threads=_WORKER["threads"])
 
 
 # ------------------------------------------------------------------------------------------- the pool
