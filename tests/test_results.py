@@ -212,6 +212,19 @@ def test_catastrophic_overfitting_is_read_from_the_watch_history():
     assert diagnose(quiet) == []
 
 
+def test_fgsm_trained_model_resisting_fgsm_far_more_than_pgd_is_catastrophic_overfitting():
+    broken = [[5, 25, 10], [14, 2, 4], [6, 5, 1]]      # balanced accuracy 0.10
+    mild = [[10, 20, 10], [12, 4, 4], [5, 5, 2]]        # 0.21: a gap of 0.11, within a healthy model's spread
+    recipe = {"mode": "fgsm", "epsilon": 8 / 255}
+    (diagnosis,) = diagnose(_model("co", 0, HEALTHY, {("fgsm", 8 / 255): HEALTHY, ("pgd", 8 / 255): broken}, **recipe))
+    assert diagnosis.kind == "catastrophic_overfitting" and "PGD only 0.10" in diagnosis.message
+    assert diagnose(_model("ok", 0, HEALTHY, {("fgsm", 8 / 255): mild, ("pgd", 8 / 255): broken}, **recipe)) == []
+    # the same gap is no symptom for a model not trained on one-step perturbations, nor beyond the training epsilon
+    assert diagnose(_model("std", 0, HEALTHY, {("fgsm", 8 / 255): HEALTHY, ("pgd", 8 / 255): broken})) == []
+    far = {("fgsm", 0.2): HEALTHY, ("pgd", 0.2): broken}
+    assert "catastrophic_overfitting" not in {d.kind for d in diagnose(_model("far", 0, HEALTHY, far, **recipe))}
+
+
 def test_json_rows_are_plain_values(tmp_path):
     path = write_rows([row()], tmp_path / "r.json")
     (item,) = json.loads(path.read_text())

@@ -7,7 +7,9 @@ class for everything. Each diagnosis says how many runs of a recipe show the pro
 - label leaking: FGSM-trained on true labels and more accurate under FGSM than clean (Kurakin et al. 2016).
 - gradient masking: a stronger attack weaker than a weaker one (PGD above FGSM, AutoAttack above PGD),
   accuracy that does not fall as epsilon grows, or random noise hurting as much as FGSM.
-- catastrophic overfitting: watch PGD accuracy collapsing between epochs while FGSM holds (Wong et al. 2020).
+- catastrophic overfitting: watch PGD accuracy collapsing between epochs while FGSM holds (Wong et al. 2020),
+  or, on the test set, a model trained on one-step perturbations that resists FGSM far better than PGD
+  at an epsilon up to its training epsilon.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ KINDS: dict[str, str] = {
     OVERFITTING: "Catastrophic overfitting",
 }
 LARGE_EPSILON = 0.1
+FGSM_PGD_GAP = 0.15  # balanced accuracy; seed-to-seed spread of a healthy FGSM-trained SimpleCNN's gap is ~0.05
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,9 @@ def run_findings(conditions: dict[tuple[str, float], ResultRow]) -> list[tuple[s
         found.append((OVERFITTING, f"watch PGD accuracy collapsed at epoch {any_row.overfit_epoch}"))
     if clean is None:
         return found
-    adversarial_training = any_row.train_mode in MODES and MODES.get(any_row.train_mode).adversarial
+    mode = MODES.get(any_row.train_mode) if any_row.train_mode in MODES else None
+    adversarial_training = mode is not None and mode.adversarial
+    single_step = mode is not None and mode.single_step
     by_eps: dict[float, dict[str, ResultRow]] = defaultdict(dict)
     for (attack, eps), row in conditions.items():
         if attack != "none":
@@ -125,6 +130,13 @@ def run_findings(conditions: dict[tuple[str, float], ResultRow]) -> list[tuple[s
                 if strong_s > weak_s and strong_row.accuracy > weak_row.accuracy + _margin(weak_row):
                     found.append((MASKING, f"{attack_label(strong)} {strong_row.accuracy:.2f} above "
                                            f"{attack_label(weak)} {weak_row.accuracy:.2f} at ε={format_epsilon(eps)}"))
+        pgd = attacks.get("pgd")
+        if (single_step and fgsm is not None and pgd is not None and not fgsm.collapsed and not pgd.collapsed
+                and eps <= any_row.train_epsilon + 1e-9  # beyond it one big step overshoots: a gap is no symptom
+                and fgsm.balanced_accuracy - pgd.balanced_accuracy >= FGSM_PGD_GAP):
+            found.append((OVERFITTING, f"at ε={format_epsilon(eps)} FGSM leaves balanced accuracy "
+                                       f"{fgsm.balanced_accuracy:.2f}, PGD only {pgd.balanced_accuracy:.2f}: "
+                                       f"it resists the one-step attack it learned from, and little else"))
         noise = attacks.get("noise")
         if (fgsm is not None and noise is not None and clean.accuracy - noise.accuracy >= _margin(clean)
                 and fgsm.accuracy >= noise.accuracy - _margin(clean) / 2):

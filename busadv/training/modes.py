@@ -40,6 +40,7 @@ class TrainMode(Choice):
     prepare: Prepare | None = None
     defaults: Mapping[str, Any] = field(default_factory=dict)
     cost: Callable[[TrainConfig], float] = lambda config: 1.0  # epoch time relative to standard training
+    single_step: bool = False  # learns from one-step (FGSM) perturbations: prone to catastrophic overfitting
 
     @property
     def adversarial(self) -> bool:
@@ -112,17 +113,17 @@ STANDARD = register_mode(TrainMode("standard", "Standard training", "learns from
 FGSM = register_mode(TrainMode(
     "fgsm", "FGSM adversarial training (busadv's recipe)",
     "learns from FGSM-perturbed images from a random start, mixed with clean images, epsilon warmed up",
-    perturb=_fgsm, cost=lambda config: 2.0,
+    perturb=_fgsm, cost=lambda config: 2.0, single_step=True,
     defaults={"adv_labels": "true", "random_start": True, "clean_mix": 0.5, "warmup_epochs": 3,
               "class_balance": "none"}))
 FGSM_STUDY = register_mode(TrainMode(
     "fgsm-study", "FGSM adversarial training as in the study",
     "learns from plain FGSM-perturbed images (true labels, no random start, no clean images): the study's recipe",
-    perturb=_fgsm, cost=lambda config: 2.0, defaults=STUDY_RECIPE))
+    perturb=_fgsm, cost=lambda config: 2.0, single_step=True, defaults=STUDY_RECIPE))
 FGSM_OFFLINE = register_mode(TrainMode(
     "fgsm-offline", "FGSM offline, as in the study",
     "perturbs the training set once with a standard model's gradients, then trains a fresh model on that fixed set",
-    prepare=perturb_training_set, cost=lambda config: 2.1, defaults=STUDY_RECIPE))
+    prepare=perturb_training_set, cost=lambda config: 2.1, single_step=True, defaults=STUDY_RECIPE))
 PGD = register_mode(TrainMode(
     "pgd", "PGD adversarial training", "learns from PGD-perturbed images (several steps per batch; slower, stronger)",
     perturb=_pgd, cost=lambda config: 1.0 + config.pgd_steps, defaults={"random_start": True}))
