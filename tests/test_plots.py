@@ -165,6 +165,18 @@ def test_accuracy_curve_leaves_untested_epsilons_as_gaps():
     assert plots.short_epsilon(0.5) not in band.x  # the band stops where the tests stop
 
 
+def test_accuracy_curve_leaves_out_recipes_never_tested_with_its_attack():
+    rows = study_rows() + [_row("simplecnn", "pgd", 8 / 255, a, e, s, 0.5) for s in (0, 1)
+                           for a, e in (("none", 0.0), ("pgd", 0.05))]
+    summary = summarize(rows)
+    names = recipe_labels(summary)
+    pgd_trained = names[_entry(summary, "pgd", 8 / 255, "none", 0.0).recipe]
+    fgsm_curve = {t.name for t in plots.accuracy_curve(summary, attack="fgsm").data if t.mode == "lines+markers"}
+    pgd_curve = {t.name for t in plots.accuracy_curve(summary, attack="pgd").data if t.mode == "lines+markers"}
+    assert len(fgsm_curve) == 3 and pgd_trained not in fgsm_curve
+    assert pgd_curve == {pgd_trained}
+
+
 def test_confusion_heatmap_outlines_the_critical_class_called_anything_else():
     confusion = [[10, 2, 1], [4, 20, 3], [0, 1, 9]]
     fig = plots.confusion_heatmap(confusion, CLASSES, "malignant")

@@ -159,8 +159,10 @@ def accuracy_curve(groups: Sequence[GroupSummary], attack: str = "fgsm", metric:
     epsilons = sorted({0.0} | {float(g.test_epsilon) for g in groups if g.attack == attack})
     labels = [short_epsilon(e) for e in epsilons]
     names = recipe_labels(groups)
+    attacked = [r for r in dict.fromkeys(g.recipe for g in groups) if any(
+        g.recipe == r and g.attack == attack for g in groups)]  # a clean dot alone is no curve: not in the legend
     fig = go.Figure()
-    for index, recipe in enumerate(dict.fromkeys(g.recipe for g in groups)):
+    for index, recipe in enumerate(attacked):
         color = PALETTE[index % len(PALETTE)]
         name = names[recipe]
         xs: list[str] = []
