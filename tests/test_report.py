@@ -120,9 +120,30 @@ def test_a_missing_condition_is_evaluated_from_the_checkpoint_not_retrained():
     plan = study_plan(archs=["simplecnn"], seeds=[0], epochs=1, image_sizes={"simplecnn": 32}, autoattack=[])
     gather(plan)
     plan.conditions["study"].append(("noise", 3 / 255))  # never measured: no test had 3/255
+    _, counts, _ = gather(plan, run=False)
+    assert [(conditions, train) for _, conditions, train in counts.pending] == [([("noise", 3 / 255)], False)] * 6
     rows, counts, _ = gather(plan)
     assert counts.trained == 0 and counts.evaluated == 6  # the study grid's six FGSM runs, from their checkpoints
     assert sum(r.attack == "noise" and abs(r.test_epsilon - 3 / 255) < 1e-9 for r in rows) == 6
+
+
+def test_the_time_left_counts_training_and_autoattack_at_its_worst_case():
+    from busadv.experiments.estimates import AUTOATTACK, rate_at
+
+    with_aa = study_plan(archs=["simplecnn"], seeds=[0, 1], epochs=2, image_sizes={"simplecnn": 32},
+                         autoattack=[8 / 255])
+    without = study_plan(archs=["simplecnn"], seeds=[0, 1], epochs=2, image_sizes={"simplecnn": 32}, autoattack=[])
+    _, counts, missing = gather(with_aa, run=False)
+    assert len(counts.pending) == len(with_aa.runs()) == len(missing) and all(t for _, _, t in counts.pending)
+    rates = {"simplecnn": 50.0}
+    total, autoattack = counts.seconds_left(rates, n_train=600, n_test=150)
+    aa_runs = sum(any(a == "autoattack" for a, _ in c) for _, c, _ in counts.pending)
+    assert aa_runs == len(with_aa.runs()) - 2  # every recipe but the random split's two seeds
+    assert autoattack == pytest.approx(aa_runs * 150 * AUTOATTACK / rate_at(rates, "simplecnn", 32))
+    plain_total, plain_aa = gather(without, run=False)[1].seconds_left(rates, n_train=600, n_test=150)
+    assert plain_aa == 0 and total == pytest.approx(plain_total + autoattack)
+    faster, _ = counts.seconds_left({"simplecnn": 100.0}, n_train=600, n_test=150)
+    assert faster == pytest.approx(total / 2)
 
 
 @pytest.mark.parametrize("config, message", [({"preset": "paper"}, "unknown report preset"),

@@ -18,6 +18,7 @@ from typing import Any
 from busadv.data import ImageSet, load_dataset
 from busadv.evaluation import evaluate
 from busadv.experiments import ExperimentConfig, run_one, scaled, test_split_for, train_config_of
+from busadv.experiments.estimates import evaluation_seconds, run_seconds
 from busadv.models.checkpoints import CheckpointError, load_checkpoint
 from busadv.progress import ProgressEvent, ProgressFn, ignore_progress
 from busadv.results import ResultRow, load_store, rows_for, save_rows
@@ -57,6 +58,19 @@ class Progress:
     reused: int = 0
     evaluated: int = 0
     trained: int = 0
+    # what a run=False pass found still to do: (config, conditions to measure, whether it must be trained)
+    pending: list[tuple[TrainConfig, list[Condition], bool]] = field(default_factory=list)
+
+    def seconds_left(self, rates: dict[str, float], n_train: int, n_test: int,
+                     pgd_steps: int = 10) -> tuple[float, float]:
+        """(rough time for what is pending, the AutoAttack part of it), at the given training rates."""
+        total = strongest = 0.0
+        for config, conditions, train in self.pending:
+            evaluation, autoattack = evaluation_seconds(config.arch, int(config.image_size or 0), conditions, rates,
+                                                        n_test, pgd_steps)
+            total += evaluation + (run_seconds(config, rates, n_train, n_test) if train else 0.0)
+            strongest += autoattack
+        return total, strongest
 
 
 def gather(plan: ReportPlan, progress: ProgressFn = ignore_progress, run: bool = True
@@ -86,6 +100,7 @@ def gather(plan: ReportPlan, progress: ProgressFn = ignore_progress, run: bool =
             progress(ProgressEvent((i + 1) / len(todo), f"reused run {have[0].run}"))
             continue
         if not run:
+            counts.pending.append((config, lacking if have else wanted, not have))
             missing.append(f"{config.describe()}, seed {config.seed}: " + (
                 f"{len(lacking)} test condition(s) not measured" if have else "never trained"))
             out += have
