@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,3 +27,15 @@ ProgressFn = Callable[[ProgressEvent], None]
 
 def ignore_progress(event: ProgressEvent) -> None:
     """The default reporter: long functions always have someone to report to."""
+
+
+def format_seconds(seconds: float | None) -> str:
+    """'45 s', '12 min' or '1.5 h'."""
+    if seconds is None or not math.isfinite(seconds):
+        return "unknown"
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

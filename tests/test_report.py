@@ -20,7 +20,7 @@ from busadv.report.findings import (
 )
 from busadv.report.plan import gather
 from busadv.report.study import study_plan
-from busadv.report.workflow import report_job, stored_reports
+from busadv.report.workflow import announce, report_job, stored_reports
 from busadv.results import rows_for
 from busadv.training import TrainConfig
 
@@ -144,6 +144,10 @@ def test_the_time_left_counts_training_and_autoattack_at_its_worst_case():
     assert plain_aa == 0 and total == pytest.approx(plain_total + autoattack)
     faster, _ = counts.seconds_left({"simplecnn": 100.0}, n_train=600, n_test=150)
     assert faster == pytest.approx(total / 2)
+    said = []
+    announce(with_aa, said.append)  # what a report job (CLI or Study page) says before it starts
+    assert said[0].message.startswith(f"{len(with_aa.runs())} of {len(with_aa.runs())} runs to train or evaluate: "
+                                      "roughly ") and "AutoAttack up to" in said[0].message
 
 
 @pytest.mark.parametrize("config, message", [({"preset": "paper"}, "unknown report preset"),

@@ -12,12 +12,12 @@ from typing import Any
 
 from busadv.app.checkpoints import training_rates
 from busadv.app.dataset import DataFacts
-from busadv.app.jobs import format_seconds
 from busadv.app.widgets import BALANCE_CHOICES, LABEL_CHOICES, RANDOM_START_CHOICES, choice_index
 from busadv.attacks import attack_label, format_epsilon_list
 from busadv.experiments import ExperimentConfig, estimate_seconds, study_preset
 from busadv.experiments.backends import BACKENDS
 from busadv.models import MODELS
+from busadv.progress import format_seconds
 from busadv.training import MODES, TrainConfig
 
 DEFAULT_TEST_EPS = "2/255, 8/255, 0.05, 0.2, 0.5"

@@ -20,6 +20,7 @@ from busadv import plots
 from busadv.app.layout import legend_below, plain
 from busadv.attacks import attack_label, format_epsilon, format_epsilon_list, parse_epsilon_list
 from busadv.jobs import JOB_KINDS, Job, JobStateError, JobStatus, JobStore, JobStoreError, default_db_path
+from busadv.progress import format_seconds
 from busadv.training import MODES
 
 # The explorer's "train a quick model" job: the study's recipe on the active data, about a minute on
@@ -154,18 +155,6 @@ def submit(store: PageJobStore, kind: str, config: dict[str, Any]) -> int | None
 
 
 # --------------------------------------------------------------------------- words for a job
-
-def format_seconds(seconds: float | None) -> str:
-    """'45 s', '12 min' or '1.5 h'."""
-    if seconds is None or not math.isfinite(seconds):
-        return "unknown"
-    seconds = max(0.0, float(seconds))
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
 
 def _label(registry: Any, name: Any) -> str:
     return registry.get(name).label if isinstance(name, str) and name in registry else str(name)

@@ -12,7 +12,6 @@ import streamlit.components.v1 as components
 from busadv.app import jobs
 from busadv.app.checkpoints import training_rates
 from busadv.app.dataset import data_setting, dataset_facts
-from busadv.app.jobs import format_seconds
 from busadv.app.layout import flow, plain
 from busadv.attacks import parse_epsilon_list
 from busadv.models import MODELS
@@ -57,29 +56,23 @@ def settings() -> dict[str, Any] | None:
 
 @st.cache_data(max_entries=8, show_spinner="Looking up stored runs…", ttl=300)
 def _status(archs: tuple[str, ...], seeds: tuple[int, ...], epochs: int, sizes: tuple[tuple[str, int], ...],
-            autoattack: tuple[float, ...], data: str | None) -> tuple[int, int, list[str], float, float, bool]:
+            autoattack: tuple[float, ...], data: str | None) -> tuple[int, int, list[str], str]:
     plan = study_plan(data, archs, seeds, epochs, dict(sizes), autoattack)
     _, counts, missing = gather(plan, run=False)
     images = dataset_facts().images
     n_test = math.ceil(plan.grids[0].test_fraction * images) if plan.grids else 0
     rates, measured = training_rates()
-    seconds, autoattack_seconds = counts.seconds_left(rates, images - n_test, n_test, plan.eval_pgd_steps)
-    return counts.reused, len(plan.runs()), missing, seconds, autoattack_seconds, measured
+    return (counts.reused, len(plan.runs()), missing,
+            counts.time_left_text(rates, measured, images - n_test, n_test, plan.eval_pgd_steps))
 
 
 def status(config: dict[str, Any]) -> None:
     """How much of the study is already in the results store, and roughly how long the rest takes."""
-    reused, needed, missing, seconds, autoattack, measured = _status(
+    reused, needed, missing, time_left = _status(
         tuple(config["archs"]), tuple(config["seeds"]), config["epochs"],
         tuple(sorted(config["image_sizes"].items())), tuple(config["autoattack"]), config.get("data"))
     text = (f"{reused} of {needed} runs are already in the results store with every test they need; the report "
-            f"trains or evaluates the other {needed - reused}")
-    if needed - reused and math.isfinite(seconds):
-        speed = "this machine's measured training speed" if measured else "the usual speed of two CPU cores"
-        text += f": roughly {format_seconds(seconds)} at {speed}"
-        if autoattack > 0.2 * seconds:
-            text += (f", of which AutoAttack up to {format_seconds(autoattack)} (it runs its whole budget on every "
-                     f"image a model resists; leave its ε empty to skip it)")
+            f"trains or evaluates the other {needed - reused}") + (f": {time_left}" if time_left else "")
     text += "." + (" ResNet50 on a CPU takes long: consider a smaller image size above." if
                    "resnet50" in config["archs"] and needed - reused else "")
     st.caption(text)

@@ -20,7 +20,7 @@ from busadv.evaluation import evaluate
 from busadv.experiments import ExperimentConfig, run_one, scaled, test_split_for, train_config_of
 from busadv.experiments.estimates import evaluation_seconds, run_seconds
 from busadv.models.checkpoints import CheckpointError, load_checkpoint
-from busadv.progress import ProgressEvent, ProgressFn, ignore_progress
+from busadv.progress import ProgressEvent, ProgressFn, format_seconds, ignore_progress
 from busadv.results import ResultRow, load_store, rows_for, save_rows
 from busadv.results.row import RECIPE_FIELDS, recipe_columns
 from busadv.training import TrainConfig
@@ -71,6 +71,19 @@ class Progress:
             total += evaluation + (run_seconds(config, rates, n_train, n_test) if train else 0.0)
             strongest += autoattack
         return total, strongest
+
+    def time_left_text(self, rates: dict[str, float], measured: bool, n_train: int, n_test: int,
+                       pgd_steps: int = 10) -> str:
+        """'roughly 3.1 h at ..., of which AutoAttack up to 2.5 h (...)'; '' when nothing is pending."""
+        seconds, autoattack = self.seconds_left(rates, n_train, n_test, pgd_steps)
+        if not self.pending or not math.isfinite(seconds):
+            return ""
+        speed = "this machine's measured training speed" if measured else "the usual speed of two CPU cores"
+        text = f"roughly {format_seconds(seconds)} at {speed}"
+        if autoattack > 0.2 * seconds:
+            text += (f", of which AutoAttack up to {format_seconds(autoattack)} (it runs its whole budget on every "
+                     f"image a model resists; leave its ε empty to skip it)")
+        return text
 
 
 def gather(plan: ReportPlan, progress: ProgressFn = ignore_progress, run: bool = True
