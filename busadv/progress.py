@@ -30,7 +30,7 @@ def ignore_progress(event: ProgressEvent) -> None:
 
 
 def format_seconds(seconds: float | None) -> str:
-    """'45 s', '12 min' or '1.5 h'."""
+    """'45 s', '12 min', '1.5 h' or '41 days'."""
     if seconds is None or not math.isfinite(seconds):
         return "unknown"
     seconds = max(0.0, float(seconds))
@@ -38,4 +38,6 @@ def format_seconds(seconds: float | None) -> str:
         return f"{seconds:.0f} s"
     if seconds < 3600:
         return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} days"

@@ -20,6 +20,7 @@ from busadv.report.plan import gather
 from busadv.report.study import study_plan
 from busadv.training import parse_seed_list
 
+LONG_SECONDS = 2 * 3600
 VERDICT_BADGES = {"holds": ":green-badge[holds]", "artefact": ":red-badge[artefact]", "mixed": ":orange-badge[mixed]",
                   "not seen": ":gray-badge[not seen]"}
 
@@ -56,26 +57,30 @@ def settings() -> dict[str, Any] | None:
 
 @st.cache_data(max_entries=8, show_spinner="Looking up stored runs…", ttl=300)
 def _status(archs: tuple[str, ...], seeds: tuple[int, ...], epochs: int, sizes: tuple[tuple[str, int], ...],
-            autoattack: tuple[float, ...], data: str | None) -> tuple[int, int, list[str], str]:
+            autoattack: tuple[float, ...], data: str | None) -> tuple[int, int, list[str], str, float]:
     plan = study_plan(data, archs, seeds, epochs, dict(sizes), autoattack)
     _, counts, missing = gather(plan, run=False)
     images = dataset_facts().images
     n_test = math.ceil(plan.grids[0].test_fraction * images) if plan.grids else 0
     rates, measured = training_rates()
     return (counts.reused, len(plan.runs()), missing,
-            counts.time_left_text(rates, measured, images - n_test, n_test, plan.eval_pgd_steps))
+            counts.time_left_text(rates, measured, images - n_test, n_test, plan.eval_pgd_steps),
+            counts.seconds_left(rates, images - n_test, n_test, plan.eval_pgd_steps)[0])
 
 
 def status(config: dict[str, Any]) -> None:
     """How much of the study is already in the results store, and roughly how long the rest takes."""
-    reused, needed, missing, time_left = _status(
+    reused, needed, missing, time_left, seconds = _status(
         tuple(config["archs"]), tuple(config["seeds"]), config["epochs"],
         tuple(sorted(config["image_sizes"].items())), tuple(config["autoattack"]), config.get("data"))
     text = (f"{reused} of {needed} runs are already in the results store with every test they need; the report "
             f"trains or evaluates the other {needed - reused}") + (f": {time_left}" if time_left else "")
     text += "." + (" ResNet50 on a CPU takes long: consider a smaller image size above." if
                    "resnet50" in config["archs"] and needed - reused else "")
-    st.caption(text)
+    if seconds > LONG_SECONDS:  # a click should not start days of work unannounced
+        st.warning(text, icon=":material/schedule:")
+    else:
+        st.caption(text)
     if missing:
         with st.expander(f"What is missing ({len(missing)})"):
             st.text("\n".join(missing[:200]))
