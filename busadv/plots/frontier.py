@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 
 from busadv.attacks import attack_label, format_epsilon
-from busadv.plots.style import FLIP_COLOR, PALETTE, REFERENCE_COLOR, layout, metric_name
+from busadv.plots.style import FLIP_COLOR, PALETTE, REFERENCE_COLOR, layout, legend_below, metric_name
 from busadv.results import GroupSummary, recipe_labels
 
 
@@ -39,13 +39,13 @@ def robustness_frontier(groups: Sequence[GroupSummary], attack: str, epsilon: fl
         for axis in ("x", "y"):
             line = dict(color=REFERENCE_COLOR, dash="dash", width=1.5)
             if axis == "x":
-                fig.add_vline(x=1 / 3, line=line, annotation_text="chance", annotation_position="bottom right")
+                fig.add_vline(x=1 / 3, line=line, annotation_text="chance", annotation_position="top right")
             else:
                 fig.add_hline(y=1 / 3, line=line, annotation_text="chance", annotation_position="top left")
     layout(fig, title or f"Clean versus robust {metric_name(metric).lower()}, one point per training recipe",
            subtitle=f"robust = under {attack_label(attack)} at ε={format_epsilon(epsilon)}; mean ± std over runs; "
-                    "✕ = some runs collapsed; up and to the right is better", legend="bottom", height=460)
-    fig.update_xaxes(range=[0, 1.02], tickformat=".0%", title=f"{metric_name(metric)}, clean test images")
-    fig.update_yaxes(range=[0, 1.02], tickformat=".0%",
+                    "✕ = some runs collapsed; up and to the right is better", height=460)
+    fig.update_xaxes(range=[-0.03, 1.03], tickformat=".0%", title=f"{metric_name(metric)}, clean test images")
+    fig.update_yaxes(range=[-0.03, 1.03], tickformat=".0%",  # a point at 0 stays whole
                      title=f"Robust {metric_name(metric).lower()}")  # short: a long one ran into the title
-    return fig
+    return legend_below(fig)  # recipe names are long: one per line, clear of the x-axis title
