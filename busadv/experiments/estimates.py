@@ -65,12 +65,12 @@ def estimate_seconds(config: ExperimentConfig, rates: dict[str, float], n_train:
     return sum(run_seconds(run, rates, n_train, n_test) for run in config.runs())
 
 
-# Test-time cost per test image and condition, in training images. Measured on BUSI in one process (SimpleCNN,
-# 128 px, one core): training 111 images/s; PGD-10 0.035-0.062 s per image;
-# AutoAttack 0.6 s per image on a model whose images flip early and 6.5 s on one that resists every member (each
-# then runs its full budget: collapsed models do). AutoAttack is counted at that worst case.
-PGD_STEP = 0.7
-AUTOATTACK = 720.0
+# Test-time cost per test image and condition, in training images, measured on BUSI with one core (SimpleCNN,
+# 128 px): training 365 images/s (a 10-epoch checkpoint's own timing); PGD-10 0.035-0.062 s per image; AutoAttack
+# 4.3 s per image when every image resists every member (each runs its whole budget: a collapsed model's do) and
+# 0.6 s on a model whose images flip early. AutoAttack is counted at that worst case.
+PGD_STEP = 2.0
+AUTOATTACK = 1500.0
 
 
 def evaluation_seconds(arch: str, image_size: int, conditions: Sequence[tuple[str, float]],
