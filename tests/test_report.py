@@ -20,7 +20,7 @@ from busadv.report.findings import (
 )
 from busadv.report.plan import gather
 from busadv.report.study import study_plan
-from busadv.report.workflow import announce, report_job, stored_reports
+from busadv.report.workflow import report_job, stored_reports
 from busadv.results import rows_for
 from busadv.training import TrainConfig
 
@@ -101,8 +101,10 @@ def test_a_random_split_that_inflates_accuracy_is_flagged():
 
 def test_a_report_reuses_every_stored_run_and_writes_a_self_contained_file(tmp_path, capsys):
     plan = study_plan(archs=["simplecnn"], seeds=[0], epochs=1, image_sizes={"simplecnn": 32}, autoattack=[])
-    first, counts, missing = gather(plan)
+    said = []
+    first, counts, missing = gather(plan, said.append)
     assert counts.trained == len(plan.runs()) and not missing
+    assert said[0].message.startswith(f"{len(plan.runs())} of {len(plan.runs())} runs to train or evaluate: roughly")
     again, counts, _ = gather(plan)
     assert (counts.reused, counts.trained) == (len(plan.runs()), 0) and len(again) == len(first)
     out = tmp_path / "study.html"
@@ -121,7 +123,7 @@ def test_a_missing_condition_is_evaluated_from_the_checkpoint_not_retrained():
     gather(plan)
     plan.conditions["study"].append(("noise", 3 / 255))  # never measured: no test had 3/255
     _, counts, _ = gather(plan, run=False)
-    assert [(conditions, train) for _, conditions, train in counts.pending] == [([("noise", 3 / 255)], False)] * 6
+    assert [(run.conditions, run.train) for run in counts.pending] == [([("noise", 3 / 255)], False)] * 6
     rows, counts, _ = gather(plan)
     assert counts.trained == 0 and counts.evaluated == 6  # the study grid's six FGSM runs, from their checkpoints
     assert sum(r.attack == "noise" and abs(r.test_epsilon - 3 / 255) < 1e-9 for r in rows) == 6
@@ -134,20 +136,16 @@ def test_the_time_left_counts_training_and_autoattack_at_its_worst_case():
                          autoattack=[8 / 255])
     without = study_plan(archs=["simplecnn"], seeds=[0, 1], epochs=2, image_sizes={"simplecnn": 32}, autoattack=[])
     _, counts, missing = gather(with_aa, run=False)
-    assert len(counts.pending) == len(with_aa.runs()) == len(missing) and all(t for _, _, t in counts.pending)
+    assert len(counts.pending) == len(with_aa.runs()) == len(missing) and all(r.train for r in counts.pending)
     rates = {"simplecnn": 50.0}
-    total, autoattack = counts.seconds_left(rates, n_train=600, n_test=150)
-    aa_runs = sum(any(a == "autoattack" for a, _ in c) for _, c, _ in counts.pending)
-    assert aa_runs == len(with_aa.runs()) - 2  # every recipe but the random split's two seeds
-    assert autoattack == pytest.approx(aa_runs * 150 * AUTOATTACK / rate_at(rates, "simplecnn", 32))
-    plain_total, plain_aa = gather(without, run=False)[1].seconds_left(rates, n_train=600, n_test=150)
-    assert plain_aa == 0 and total == pytest.approx(plain_total + autoattack)
-    faster, _ = counts.seconds_left({"simplecnn": 100.0}, n_train=600, n_test=150)
-    assert faster == pytest.approx(total / 2)
-    said = []
-    announce(with_aa, said.append)  # what a report job (CLI or Study page) says before it starts
-    assert said[0].message.startswith(f"{len(with_aa.runs())} of {len(with_aa.runs())} runs to train or evaluate: "
-                                      "roughly ") and "AutoAttack up to" in said[0].message
+    total, text = counts.time_left(rates, measured=False)
+    plain_total, plain_text = gather(without, run=False)[1].time_left(rates, measured=False)
+    attacked = [r for r in counts.pending if any(a == "autoattack" for a, _ in r.conditions)]
+    assert len(attacked) == len(with_aa.runs()) - 2  # every recipe but the random split's two seeds
+    worst = sum(r.n_test for r in attacked) * AUTOATTACK / rate_at(rates, "simplecnn", 32)
+    assert total == pytest.approx(plain_total + worst)
+    assert text.startswith("roughly ") and "AutoAttack up to" in text and "AutoAttack" not in plain_text
+    assert counts.time_left({"simplecnn": 100.0}, measured=True)[0] == pytest.approx(total / 2)
 
 
 @pytest.mark.parametrize("config, message", [({"preset": "paper"}, "unknown report preset"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import streamlit.components.v1 as components
 
 from busadv.app import jobs
 from busadv.app.checkpoints import training_rates
-from busadv.app.dataset import data_setting, dataset_facts
+from busadv.app.dataset import data_setting
 from busadv.app.layout import flow, plain
 from busadv.attacks import parse_epsilon_list
 from busadv.models import MODELS
@@ -60,12 +59,8 @@ def _status(archs: tuple[str, ...], seeds: tuple[int, ...], epochs: int, sizes: 
             autoattack: tuple[float, ...], data: str | None) -> tuple[int, int, list[str], str, float]:
     plan = study_plan(data, archs, seeds, epochs, dict(sizes), autoattack)
     _, counts, missing = gather(plan, run=False)
-    images = dataset_facts().images
-    n_test = math.ceil(plan.grids[0].test_fraction * images) if plan.grids else 0
-    rates, measured = training_rates()
-    return (counts.reused, len(plan.runs()), missing,
-            counts.time_left_text(rates, measured, images - n_test, n_test, plan.eval_pgd_steps),
-            counts.seconds_left(rates, images - n_test, n_test, plan.eval_pgd_steps)[0])
+    seconds, text = counts.time_left(*training_rates(), plan.eval_pgd_steps)
+    return counts.reused, len(plan.runs()), missing, text, seconds
 
 
 def status(config: dict[str, Any]) -> None:

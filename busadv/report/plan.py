@@ -17,7 +17,7 @@ from typing import Any
 
 from busadv.data import ImageSet, load_dataset
 from busadv.evaluation import evaluate
-from busadv.experiments import ExperimentConfig, run_one, scaled, test_split_for, train_config_of
+from busadv.experiments import ExperimentConfig, measured_rates, run_one, scaled, test_split_for, train_config_of
 from busadv.experiments.estimates import evaluation_seconds, run_seconds
 from busadv.models.checkpoints import CheckpointError, load_checkpoint
 from busadv.progress import ProgressEvent, ProgressFn, format_seconds, ignore_progress
@@ -53,52 +53,58 @@ def _key(recipe: dict[str, Any], seed: int) -> tuple[Any, ...]:
     return tuple(recipe.get(f) for f in RECIPE_FIELDS) + (seed,)
 
 
+@dataclass(frozen=True)
+class PendingRun:
+    """A run the store cannot serve yet: the conditions to measure, and whether it must be trained first."""
+
+    config: TrainConfig
+    conditions: list[Condition]
+    train: bool
+    n_train: int
+    n_test: int
+
+
 @dataclass
 class Progress:
     reused: int = 0
     evaluated: int = 0
     trained: int = 0
-    # what a run=False pass found still to do: (config, conditions to measure, whether it must be trained)
-    pending: list[tuple[TrainConfig, list[Condition], bool]] = field(default_factory=list)
+    pending: list[PendingRun] = field(default_factory=list)  # what the store could not serve
 
-    def seconds_left(self, rates: dict[str, float], n_train: int, n_test: int,
-                     pgd_steps: int = 10) -> tuple[float, float]:
-        """(rough time for what is pending, the AutoAttack part of it), at the given training rates."""
+    def time_left(self, rates: dict[str, float], measured: bool, pgd_steps: int = 10) -> tuple[float, str]:
+        """(rough seconds for what is pending, the same in words with AutoAttack's worst case apart; '' if none)."""
         total = strongest = 0.0
-        for config, conditions, train in self.pending:
-            evaluation, autoattack = evaluation_seconds(config.arch, int(config.image_size or 0), conditions, rates,
-                                                        n_test, pgd_steps)
-            total += evaluation + (run_seconds(config, rates, n_train, n_test) if train else 0.0)
+        for run in self.pending:
+            evaluation, autoattack = evaluation_seconds(run.config.arch, int(run.config.image_size or 0),
+                                                        run.conditions, rates, run.n_test, pgd_steps)
+            total += evaluation + (run_seconds(run.config, rates, run.n_train, run.n_test) if run.train else 0.0)
             strongest += autoattack
-        return total, strongest
-
-    def time_left_text(self, rates: dict[str, float], measured: bool, n_train: int, n_test: int,
-                       pgd_steps: int = 10) -> str:
-        """'roughly 3.1 h at ..., of which AutoAttack up to 2.5 h (...)'; '' when nothing is pending."""
-        seconds, autoattack = self.seconds_left(rates, n_train, n_test, pgd_steps)
-        if not self.pending or not math.isfinite(seconds):
-            return ""
+        if not self.pending or not math.isfinite(total):
+            return total, ""
         speed = "this machine's measured training speed" if measured else "the usual speed of two CPU cores"
-        text = f"roughly {format_seconds(seconds)} at {speed}"
-        if autoattack > 0.2 * seconds:
-            text += (f", of which AutoAttack up to {format_seconds(autoattack)} (it runs its whole budget on every "
+        text = f"roughly {format_seconds(total)} at {speed}"
+        if strongest > 0.2 * total:
+            text += (f", of which AutoAttack up to {format_seconds(strongest)} (it runs its whole budget on every "
                      f"image a model resists; leave its ε empty to skip it)")
-        return text
+        return total, text
 
 
 def gather(plan: ReportPlan, progress: ProgressFn = ignore_progress, run: bool = True
            ) -> tuple[list[ResultRow], Progress, list[str]]:
-    """(rows for every run of the plan, what was reused/evaluated/trained, what is missing and was not run)."""
+    """(rows for every run of the plan, what was reused/evaluated/trained, what is missing and was not run).
+
+    Two passes: first what the store already holds, then (said before the hours begin, with a rough time)
+    what is evaluated from checkpoints or trained.
+    """
     stored, _ = load_store()
     by_key: dict[tuple[Any, ...], list[ResultRow]] = defaultdict(list)
     for row in stored:  # newest first
         by_key[row.recipe() + (row.seed,)].append(row)
     datasets: dict[tuple[str | None, int], ImageSet] = {}
-    counts, missing, out = Progress(), [], []
+    counts, unserved, out = Progress(), [], []
     todo = plan.runs()
+    work: list[tuple[int, list[Condition], list[ResultRow], list[Condition], ImageSet]] = []
     for i, (config, wanted) in enumerate(todo):
-        step = scaled(progress, i / len(todo), 1 / len(todo), f"run {i + 1}/{len(todo)} ({config.describe()}, "
-                                                               f"seed {config.seed}): ")
         size = int(config.image_size or 0)
         if (config.data, size) not in datasets:
             datasets[(config.data, size)] = load_dataset(config.data, size)
@@ -112,12 +118,21 @@ def gather(plan: ReportPlan, progress: ProgressFn = ignore_progress, run: bool =
             out += [r for r in have if any(r.attack == c[0] and _close(r.test_epsilon, c[1]) for c in wanted)]
             progress(ProgressEvent((i + 1) / len(todo), f"reused run {have[0].run}"))
             continue
-        if not run:
-            counts.pending.append((config, lacking if have else wanted, not have))
-            missing.append(f"{config.describe()}, seed {config.seed}: " + (
-                f"{len(lacking)} test condition(s) not measured" if have else "never trained"))
-            out += have
-            continue
+        n_test = math.ceil(config.test_fraction * len(dataset))
+        counts.pending.append(PendingRun(config, lacking if have else wanted, not have, len(dataset) - n_test, n_test))
+        unserved.append(f"{config.describe()}, seed {config.seed}: " + (
+            f"{len(lacking)} test condition(s) not measured" if have else "never trained"))
+        work.append((i, wanted, have, lacking, dataset))
+    if not run:  # a report from the store alone: what it lacks is missing
+        return out + [r for _, _, have, _, _ in work for r in have], counts, unserved
+    if work:
+        rates, measured = measured_rates()
+        progress(ProgressEvent(0.0, f"{len(work)} of {len(todo)} runs to train or evaluate: "
+                                    + (counts.time_left(rates, measured, plan.eval_pgd_steps)[1] or "time unknown")))
+    for i, wanted, have, lacking, dataset in work:
+        config = todo[i][0]
+        step = scaled(progress, i / len(todo), 1 / len(todo), f"run {i + 1}/{len(todo)} ({config.describe()}, "
+                                                               f"seed {config.seed}): ")
         new = _evaluate_stored(have, lacking, plan.eval_pgd_steps, step) if have else None
         if new is not None:
             counts.evaluated += 1
@@ -130,7 +145,7 @@ def gather(plan: ReportPlan, progress: ProgressFn = ignore_progress, run: bool =
         save_rows(outcome.rows, f"report-{config.arch}-{config.mode}")
         counts.trained += 1
         out += keep
-    return out, counts, missing
+    return out, counts, []
 
 
 def _newest_run(rows: Sequence[ResultRow]) -> list[ResultRow]:

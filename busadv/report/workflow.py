@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,14 +16,13 @@ from busadv import plots
 from busadv.attacks import attack_label, format_epsilon, parse_epsilon_list
 from busadv.data import load_dataset
 from busadv.data.cache import atomic_write_text
-from busadv.experiments import measured_rates
 from busadv.models.registry import MODELS
 from busadv.plots.style import legend_below
 from busadv.progress import ProgressEvent, ProgressFn, ignore_progress
 from busadv.registry import parse_name_list
 from busadv.report.findings import Finding
 from busadv.report.html import Section, render, verdict_badge
-from busadv.report.plan import Progress, ReportPlan, gather
+from busadv.report.plan import Progress, gather
 from busadv.report.study import BEST_RECIPE, judge, study_plan
 from busadv.results import GroupSummary, ResultRow, diagnose, summarize
 from busadv.settings import home
@@ -142,8 +140,6 @@ def report_job(config: dict[str, Any], progress: ProgressFn = ignore_progress) -
     if out.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"--out: a report is an .html file, not {out.name}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    if config.get("run", True):
-        announce(plan, progress)
     rows, counts, missing = gather(plan, progress, run=bool(config.get("run", True)))
     findings = judge(rows, archs)
     groups = summarize(rows)
@@ -163,20 +159,6 @@ def report_job(config: dict[str, Any], progress: ProgressFn = ignore_progress) -
         atomic_write_text(sidecar, reports_dir() / f"{out.stem}-{where}.json")
     progress(ProgressEvent(1.0, f"report written: {out}"))
     return result
-
-
-def announce(plan: ReportPlan, progress: ProgressFn) -> None:
-    """Before hours of work begin, say roughly how many (AutoAttack on a CPU is the usual surprise)."""
-    _, todo, _ = gather(plan, run=False)
-    if not todo.pending:
-        return
-    config = todo.pending[0][0]
-    images = len(load_dataset(config.data, int(config.image_size or 0)))
-    n_test = math.ceil(config.test_fraction * images)
-    rates, measured = measured_rates()
-    progress(ProgressEvent(0.0, f"{len(todo.pending)} of {len(plan.runs())} runs to train or evaluate: "
-                                + (todo.time_left_text(rates, measured, images - n_test, n_test, plan.eval_pgd_steps)
-                                   or "time unknown")))
 
 
 def reports_dir() -> Path:
