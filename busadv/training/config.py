@@ -13,6 +13,7 @@ from busadv.training.modes import MODES
 MAX_EPOCHS = 1000
 MAX_BATCH_SIZE = 4096
 MAX_SEED = 2**32 - 1
+MAX_SEED_RANGE = 10_000  # one range's width (first-last)
 LABEL_SOURCES = ("true", "predicted")
 CLASS_BALANCE: dict[str, str] = {
     "none": "plain cross-entropy over the images as they come",
@@ -149,9 +150,14 @@ class TrainConfig(ModeSettings):
 
 
 def parse_seed_list(text: str | list | tuple, option: str = "seeds") -> list[int]:
-    """'0, 1, 2' or '0-4' -> [0, 1, 2, 3, 4]; the message names the option and the bad entry."""
+    """'0, 1, 2' or '0-4' -> [0, 1, 2, 3, 4]; the message names the option and the bad entry.
+
+    Linear in the number of seeds (a set remembers the ones seen); one range holds at most
+    MAX_SEED_RANGE + 1 seeds, so a typo like 0-1000000 is refused before any list is built.
+    """
     parts = list(text) if isinstance(text, (list, tuple)) else str(text).replace(";", ",").split(",")
     out: list[int] = []
+    seen: set[int] = set()
     for part in parts:
         item = str(part).strip()
         if not item:
@@ -159,16 +165,20 @@ def parse_seed_list(text: str | list | tuple, option: str = "seeds") -> list[int
         try:
             if "-" in item[1:]:
                 first, last = (int(v) for v in item.split("-", 1))
-                if last < first or last - first > 10_000:
-                    raise ValueError
-                values = list(range(first, last + 1))
             else:
-                values = [int(item)]
+                first = last = int(item)
         except ValueError:
             raise ValueError(f"{option}: {item[:20]!r} is not a whole number or a range like 0-4") from None
-        for value in values:
+        for value in (first, last):
             if not 0 <= value <= MAX_SEED:
                 raise ValueError(f"{option}: {value} is outside 0 to {MAX_SEED}")
-            if value not in out:
+        if last < first:
+            raise ValueError(f"{option}: {item[:20]!r} runs backwards; write the smaller seed first: {last}-{first}")
+        if last - first > MAX_SEED_RANGE:
+            raise ValueError(f"{option}: {item[:30]!r} spans {last - first + 1:,} seeds; one range holds at most "
+                             f"{MAX_SEED_RANGE + 1:,}")
+        for value in range(first, last + 1):
+            if value not in seen:
+                seen.add(value)
                 out.append(value)
     return out
