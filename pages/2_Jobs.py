@@ -171,11 +171,11 @@ def show_jobs() -> None:
 jobs.live(store, show_jobs, key="jobs")
 
 with st.expander("Training curves of a finished training job"):
-    trained = {j.id: j for j in store.list(limit=100) if j.status == "done" and (j.result or {}).get("history")}
+    trained = {j.id: j for j in store.list(limit=100) if j.status == "done" and jobs.training_history(j)}
     if trained:
         shown = trained[st.selectbox("Job", list(trained), key="curve_job",
                                      format_func=lambda i: f"job {i}: {jobs.describe_job(trained[i])}")]
-        history = (shown.result or {})["history"]
+        history = jobs.training_history(shown)
         st.plotly_chart(layout.legend_below(plots.training_curves(history, title=f"Job {shown.id}: training curves")),
                         key="curves")
     else:

@@ -171,28 +171,45 @@ def _plural(n: Any, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
+def _names(values: Any) -> str:
+    return ", ".join(str(v) for v in values) if isinstance(values, list) else str(values)
+
+
 def describe_job(job: Job) -> str:
-    """One line on what a job does, from its config: 'train simplecnn · fgsm at ε=0.031 (8/255) · 10 epochs · …'."""
-    c = job.config
+    """One line on what a job does, from its config: 'train simplecnn · fgsm at ε=0.031 (8/255) · 10 epochs · …'.
+
+    The config is read as it was stored (a job from an older busadv, or another tool, may hold odd values);
+    the line is plain text: pages pass it through `plain`.
+    """
+    c = job.config if isinstance(job.config, dict) else {}
     if job.kind == "train":
         mode = str(c.get("mode", "standard"))
         how = mode
         if mode in MODES and MODES.get(mode).adversarial:
-            how += f" at ε={format_epsilon(float(c.get('epsilon', 0)))}"
+            how += f" at ε={format_epsilon(_number(c.get('epsilon', 0)))}"
         return (f"train {c.get('arch', 'simplecnn')} · {how} · {_plural(c.get('epochs', 10), 'epoch')} · "
                 f"batch {c.get('batch_size', 32)} · seed {c.get('seed', 0)}")
     if job.kind == "evaluate":
-        attacks = ", ".join(attack_label(a) for a in c.get("attacks", ["fgsm", "pgd"]))
+        attacks = c.get("attacks", ["fgsm", "pgd"])
+        attacks = ", ".join(attack_label(str(a)) for a in (attacks if isinstance(attacks, list) else [attacks]))
         return f"evaluate {Path(str(c.get('checkpoint', '?'))).name} under {attacks} at {_epsilons(c.get('epsilons'))}"
     if job.kind == "experiment":
         try:
             from busadv.experiments import ExperimentConfig
 
             runs: int | str = len(ExperimentConfig.from_dict(dict(c)).runs())
-        except (ValueError, TypeError):  # an old or odd config still gets a line
+        except (ValueError, TypeError, KeyError, AttributeError):  # an old or odd config still gets a line
             runs = "?"
-        return (f"experiment '{c.get('name', 'experiment')}' · {runs} runs · {', '.join(c.get('archs', []))} · "
-                f"{', '.join(c.get('modes', []))} · seeds {', '.join(str(s) for s in c.get('seeds', []))}")
+        return (f"experiment '{c.get('name', 'experiment')}' · {runs} runs · {_names(c.get('archs', []))} · "
+                f"{_names(c.get('modes', []))} · seeds {_names(c.get('seeds', []))}")
+    if job.kind == "report":
+        archs = c.get("archs")
+        return ("study report" + (f" · {_names(archs)}" if archs else "")
+                + (f" · seeds {_names(c.get('seeds'))}" if c.get("seeds") is not None else "")
+                + (f" · {_plural(c.get('epochs'), 'epoch')}" if c.get("epochs") is not None else "")
+                + (" · reuse stored runs only" if c.get("run") is False else ""))
+    if job.kind in ("flips", "corruptions") and c.get("checkpoint"):
+        return f"{_label(JOB_KINDS, job.kind)} · {Path(str(c.get('checkpoint'))).name}"
     return _label(JOB_KINDS, job.kind)
 
 
@@ -225,31 +242,84 @@ def _percent(value: Any) -> str:
     return f"{value:.0%}" if isinstance(value, (int, float)) and not math.isnan(value) else "n/a"
 
 
+def _count(value: Any) -> int | None:
+    """A count a result states: a list's length or a whole number (a report stores how many rows it read)."""
+    if isinstance(value, list):
+        return len(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def _file_name(value: Any) -> str:
+    return plain(Path(str(value)).name)
+
+
 def result_summary(job: Job) -> list[str]:
-    """Short lines on what a finished job found (the full rows are on the Results page)."""
-    result = job.result or {}
-    rows = [r for r in result.get("rows") or [] if isinstance(r, dict)]
+    """Short lines on what a finished job found (the full rows are on the Results page).
+
+    Why so guarded: each kind of job returns its own shape (a report counts its rows, a flips job lists
+    images, a transfer job holds a matrix), and old or foreign jobs in the database may hold anything.
+    """
+    result = job.result if isinstance(job.result, dict) else {}
+    raw_rows = result.get("rows")
+    rows = [r for r in raw_rows if isinstance(r, dict)] if isinstance(raw_rows, list) else []
     lines = []
     if result.get("checkpoint"):
-        lines.append(f"Saved model: `{plain(Path(result['checkpoint']).name)}`")
-    runs = {r.get("run") for r in rows}
+        lines.append(f"Saved model: {_file_name(result['checkpoint'])}")
+    if job.kind == "report" or result.get("html"):
+        if result.get("html"):
+            lines.append(f"Report written: {_file_name(result['html'])} (shown on the Study page)")
+        count = _count(raw_rows)
+        if count is not None:
+            lines.append(f"{_plural(count, 'result row')} behind it.")
+        findings = [f for f in result.get("findings") or [] if isinstance(f, dict)]
+        if findings:
+            lines.append(f"{_plural(len(findings), 'finding')} judged: see the Study page.")
+        return lines
+    flips = _count(result.get("flips"))
+    if flips is not None:
+        lines.append(f"{_plural(flips, 'test image')} searched for the smallest flipping ε: see the Results page.")
+    if isinstance(result.get("matrix"), dict):
+        models = _count(result.get("checkpoints"))
+        lines.append(f"Transfer matrix over {_plural(models if models is not None else '?', 'model')}: see the "
+                     "Results page.")
+    runs = {str(r.get("run")) for r in rows}
     if len(runs) == 1:
-        clean = next((r for r in rows if r.get("attack") == "none"), None)
+        clean = next((r for r in rows if r.get("attack") == "none" and r.get("severity") is None), None)
         if clean is not None:
             lines.append(f"Clean test images: balanced accuracy **{_percent(clean.get('balanced_accuracy'))}**, "
                          f"accuracy {_percent(clean.get('accuracy'))}, malignant sensitivity "
                          f"{_percent(clean.get('malignant_sensitivity'))}.")
         attacked: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
-            if row.get("attack") != "none":
+            if row.get("attack") != "none" and row.get("severity") is None:
                 attacked.setdefault(str(row.get("attack")), []).append(row)
         for attack, series in attacked.items():
-            lines.append(f"Under {attack_label(attack)}, balanced accuracy " + " · ".join(
-                f"{_percent(r.get('balanced_accuracy'))} at ε={format_epsilon(float(r.get('test_epsilon', 0)))}"
-                for r in series))
+            lines.append(f"Under {plain(attack_label(attack))}, balanced accuracy " + " · ".join(
+                f"{_percent(r.get('balanced_accuracy'))} at ε={format_epsilon(_number(r.get('test_epsilon')))}"
+                for r in sorted(series, key=lambda r: _number(r.get("test_epsilon")))))
+        graded = sum(1 for r in rows if r.get("severity") is not None)
+        if graded:
+            lines.append(f"{_plural(graded, 'scanner-corruption row')}: see the Results page.")
     elif rows:
         lines.append(f"{len(runs)} runs, {len(rows)} result rows: see the Results page.")
     return lines
+
+
+def training_history(job: Job) -> list[dict[str, Any]]:
+    """A finished training job's per-epoch history (a list of dicts), or [] when its result holds none."""
+    history = job.result.get("history") if isinstance(job.result, dict) else None
+    return [h for h in history if isinstance(h, dict)] if isinstance(history, list) else []
+
+
+def _number(value: Any) -> float:
+    """A float from a stored field, 0 when it is none (rows from elsewhere may hold text)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if math.isfinite(number) else 0.0
 
 
 # --------------------------------------------------------------------------- cards
@@ -278,7 +348,8 @@ def job_card(job: Job, store: PageJobStore, key: str = "job", curves: bool = Fal
             st.progress(1.0, text=progress_text(job))
             for line in result_summary(job):
                 st.caption(line)
-            for diagnosis in (job.result or {}).get("diagnoses") or []:
+            diagnoses = job.result.get("diagnoses") if isinstance(job.result, dict) else None
+            for diagnosis in diagnoses if isinstance(diagnoses, list) else []:
                 st.warning(plain(diagnosis), icon=":material/warning:")
         elif job.status is JobStatus.FAILED:
             st.error(f"Failed: {plain(job.error or 'no error message recorded')}")
