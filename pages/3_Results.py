@@ -10,7 +10,6 @@ import streamlit as st
 
 from busadv import plots
 from busadv.app import dataset, image_robustness, layout, results, robustness_views
-from busadv.attacks import attack_label
 from busadv.results import HEADLINE, rows_to_csv, summarize, unique_rows
 
 layout.page_setup("Results")
@@ -20,8 +19,6 @@ st.markdown("How well models tell the classes apart on clean and on perturbed te
             "training, evaluation and experiment lands here.")
 
 stored, problems = results.stored_rows()
-for problem in problems:
-    st.warning(f"A results file was skipped: {layout.plain(problem)}", icon=":material/warning:")
 with st.expander("Add rows from a results file (CSV or JSON written by busadv, e.g. exported here)"):
     uploaded = st.file_uploader("Results file", type=["csv", "json"], key="rows_csv")
 extra = results.uploaded_rows(uploaded.name, uploaded.getvalue()) if uploaded is not None else []
@@ -38,7 +35,8 @@ if not rows:
 
 # Never pool simulated and real images in one chart.
 names = results.sources(rows)
-source = names[0] if len(names) == 1 else st.radio("Data", names, horizontal=True, key="source")
+source = (names[0] if len(names) == 1
+          else st.radio("Data", names, horizontal=True, key="source", format_func=layout.plain))
 every_row = results.from_source(rows, source)
 rows = [r for r in every_row if r.severity is None]  # corruptions by severity level have their own section below
 if any(r.simulated for r in rows):
@@ -52,9 +50,11 @@ if not attacks:
     st.info("These runs hold only clean results; evaluate under an attack to compare.")
     st.stop()
 pick = layout.flow(gap="medium")
-attack = pick.selectbox("Attack", attacks, key="attack", format_func=attack_label, width=300)
+attack = pick.selectbox("Attack", attacks, index=results.default_attack(attacks), key="attack",
+                        format_func=results.attack_choice_label, width=340)
 archs = results.archs_in(rows)
-arch = pick.selectbox("Model", archs, key="arch", width=300) if len(archs) > 1 else archs[0]
+arch = (pick.selectbox("Model", archs, key="arch", width=300, format_func=layout.plain) if len(archs) > 1
+        else archs[0])
 metric = pick.selectbox("Measure", HEADLINE, key="metric", format_func=plots.metric_name, width=300,
                         help="Balanced accuracy: the mean of the per-class recalls, 33% by chance whatever the "
                              "class sizes. Accuracy: the share answered correctly. Malignant sensitivity: the share "
@@ -69,14 +69,17 @@ exclude = toggles.toggle("Leave out runs that collapsed on clean images", value=
 shown = [r for r in rows if r.arch == arch]
 groups = summarize(shown, exclude_collapsed=exclude)
 
+results.show_checks(shown, problems)
 st.plotly_chart(layout.legend_below(plots.accuracy_bars(groups, attack=attack, metric=metric,
                                                        show_collapsed=show_collapsed)), key="bars")
 runs = max((g.n_runs for g in groups), default=0)
-st.caption("Bars: mean over runs; error bars: ± one sample standard deviation; dots: single runs (hover for the "
-           "seed); red crosses: runs that collapsed. Dashed line: what a model scores by always giving the same "
-           "answer. An adversarially trained model appears in the group of the ε it was trained at."
+st.caption("Each trained model once on clean test images (light bars, left), then under the attack at each ε "
+           "(hatched). Bars: mean over runs; error bars: ± one sample standard deviation (how much the seeds "
+           "disagree); dots: single runs (hover for the seed and the full recipe); red crosses: runs that "
+           "collapsed. Dashed line: what a model scores by always giving the same answer. An adversarially "
+           "trained model appears in the group of the ε it was trained at."
            + (" With one run per model there is no spread to show: repeat with more seeds." if runs < 2 else ""))
-results.show_diagnoses(shown)
+results.pgd_caption(groups, metric)
 st.plotly_chart(layout.legend_below(plots.accuracy_curve(groups, attack=attack, metric=metric,
                                                         show_collapsed=show_collapsed)), key="curve")
 
@@ -90,6 +93,8 @@ st.subheader("Which images flip first")
 image_robustness.flips_section(source)
 
 with st.expander("Summary table (mean ± std per model and test)"):
+    st.caption("One line per trained model and test: the mean over runs ± the sample standard deviation (how much "
+               "the seeds disagree); collapsed: runs that answer one class for at least 90% of the images.")
     st.dataframe(results.summary_table(groups), hide_index=True)
 st.download_button("Download these rows as CSV", data=rows_to_csv(every_row), file_name="busadv-results.csv",
                    mime="text/csv", key="download", icon=":material/download:")

@@ -572,16 +572,16 @@ def test_results_page_draws_error_bars_diagnoses_confusion_and_export():
     page = texts(at)
     assert SIMULATED in page
     assert at.selectbox(key="metric").value == "balanced_accuracy"
-    leaking = [unescape(w.value) for w in at.warning if "Label leaking" in w.value]
+    assert len(at.warning) == 1 and "label leaking (1 model)" in unescape(at.warning[0].value)  # one summary
+    leaking = [unescape(m.value) for m in at.markdown if "Label leaking" in m.value]  # details, folded below
     assert len(leaking) == 1 and "3 of 3 run(s)" in leaking[0]
 
     bars = [t for t in chart(at, "bars")["data"] if t["type"] == "bar"]
-    assert len(bars) == 4
+    assert [b["name"] for b in bars] == ["standard", "FGSM ε=0.5"]  # one legend entry per trained model
     expected = {(g.train_mode, g.attack): g.stat("balanced_accuracy").std for g in summarize(rows)}
-    standard_fgsm = next(b for b in bars if b["name"].startswith("simplecnn, standard") and "FGSM test" in b["name"])
-    assert standard_fgsm["error_y"]["array"] == pytest.approx([expected[("standard", "fgsm")]])
-    adv_clean = next(b for b in bars if "FGSM-trained" in b["name"] and "clean" in b["name"])
-    assert adv_clean["error_y"]["array"] == pytest.approx([expected[("fgsm", "none")]])
+    assert bars[0]["error_y"]["array"] == pytest.approx([expected[("standard", "none")],
+                                                         expected[("standard", "fgsm")]])
+    assert bars[1]["error_y"]["array"] == pytest.approx([expected[("fgsm", "none")], expected[("fgsm", "fgsm")]])
     dots = [t for t in chart(at, "bars")["data"] if t["type"] == "scatter" and t.get("y") and None not in t["y"]]
     assert sum(len(d["y"]) for d in dots) == 12 and all("seed" in h for d in dots for h in d["hovertext"])
 
@@ -594,7 +594,8 @@ def test_results_page_draws_error_bars_diagnoses_confusion_and_export():
     assert "Counts pooled over 3 run(s)" in texts(at)
 
     table = at.dataframe[0].value
-    assert set(table["runs"]) == {3} and "Balanced accuracy" in table.columns
+    assert set(table["runs (seeds)"]) == {"3 (0, 1, 2)"} and "Balanced accuracy" in table.columns
+    assert set(table["collapsed"]) == {"-"}  # an empty cell says "-", never "None" or nothing
     download = at.get("download_button")
     assert download and download[0].proto.label == "Download these rows as CSV"
 
@@ -609,24 +610,24 @@ def test_results_page_measures_collapsed_runs_and_uploads():
     at.file_uploader(key="rows_csv").set_value(("study.csv", rows_to_csv(rows).encode(), "text/csv")).run()
     assert not at.exception
 
-    def clean_standard(a: AppTest) -> dict:
-        return next(t for t in chart(a, "bars")["data"] if t["type"] == "bar"
-                    and t["name"].startswith("simplecnn, standard") and "clean" in t["name"])
+    def clean_standard(a: AppTest) -> list[float]:
+        bar = next(t for t in chart(a, "bars")["data"] if t["type"] == "bar" and t["name"] == "standard")
+        return bar["y"][:1]  # the clean test set comes first
 
     crosses = [t for t in chart(at, "bars")["data"] if t.get("name") == "collapsed runs"]
     assert crosses and len(crosses[0]["y"]) == 1  # the collapsed run is a red cross, not hidden in the mean
-    assert clean_standard(at)["y"] == pytest.approx([(0.4 + 0.8 + 0.84) / 3])
-    assert any("Answers one class" in w.value for w in at.warning)
+    assert clean_standard(at) == pytest.approx([(0.4 + 0.8 + 0.84) / 3])
+    assert "answers one class" in unescape(at.warning[0].value).lower()
 
     at.toggle(key="show_collapsed").set_value(False).run()
     assert not [t for t in chart(at, "bars")["data"] if t.get("name") == "collapsed runs"]
     at.toggle(key="exclude_collapsed").set_value(True).run()
-    assert clean_standard(at)["y"] == pytest.approx([(0.8 + 0.84) / 2])  # seed 0 left out of every condition
+    assert clean_standard(at) == pytest.approx([(0.8 + 0.84) / 2])  # seed 0 left out of every condition
 
     at.selectbox(key="metric").set_value("accuracy").run()
     bars = chart(at, "bars")
     assert bars["layout"]["yaxis"]["title"]["text"] == "Accuracy"
-    assert any("most common class" in a["text"] for a in bars["layout"]["annotations"])  # the majority rate
+    assert any("commonest class" in t.get("name", "") for t in bars["data"])  # the majority rate, in the legend
 
     at.file_uploader(key="rows_csv").set_value(("bad.csv", b"a,b\n1,2\n", "text/csv")).run()
     assert any("bad.csv: not a busadv results file" in unescape(e.value) for e in at.error)
@@ -648,7 +649,7 @@ def test_results_page_never_pools_simulated_and_real_data_and_escapes_uploaded_t
     assert SIMULATED in texts(at)
     radio.set_value(busi).run()
     bars = [t for t in chart(at, "bars")["data"] if t["type"] == "bar"]
-    assert [b["y"] for b in bars] == [pytest.approx([0.7]), pytest.approx([0.3])]  # the BUSI rows only
+    assert [b["y"] for b in bars] == [pytest.approx([0.7, 0.3])]  # the BUSI rows only: clean, then FGSM
     assert all(busi not in c.value for c in at.caption)  # shown as text, never as a link or coloured
     assert any(unescape(c.value) == f"Data: {busi}" for c in at.caption)
 
@@ -664,8 +665,8 @@ def test_results_page_counts_a_checkpoint_once():
     stored(rows(0.8), "evaluate")  # newer
     os.utime(older, (time.time() - 60, time.time() - 60))
     at = open_app(RESULTS)
-    clean = next(t for t in chart(at, "bars")["data"] if t["type"] == "bar" and "clean" in t["name"])
-    assert clean["y"] == pytest.approx([0.8]) and clean["error_y"]["array"] == pytest.approx([0.0])
+    (bar,) = [t for t in chart(at, "bars")["data"] if t["type"] == "bar"]
+    assert bar["y"][:1] == pytest.approx([0.8]) and bar["error_y"]["array"][:1] == pytest.approx([0.0])  # clean
     assert "With one run per model there is no spread to show" in texts(at)
 
 

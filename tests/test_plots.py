@@ -7,7 +7,7 @@ import math
 import pytest
 
 from busadv import plots
-from busadv.attacks import format_epsilon
+from busadv.plots.results import short_labels
 from busadv.results import ResultRow, recipe_labels, summarize
 
 CLASSES = ("benign", "malignant", "normal")
@@ -50,52 +50,81 @@ def _entry(summary, mode, train_eps, attack, test_eps):
                 and g.attack == attack and math.isclose(g.test_epsilon, test_eps))
 
 
-def _bar(fig, starts: str, condition: str):
-    return next(b for b in _bars(fig) if b.name.startswith(starts) and b.name.endswith(f"{condition} test"))
+CLEAN_X = "clean<br>(no attack)"
+
+
+def _bar(fig, name: str):
+    return next(b for b in _bars(fig) if b.name == name)
+
+
+def _at(bar, x: str) -> tuple[float, float]:
+    """(mean, std) of a bar trace at one x group."""
+    i = list(bar.x).index(x)
+    return bar.y[i], bar.error_y.array[i]
 
 
 def test_accuracy_bars_error_bars_are_the_summary_std_of_balanced_accuracy_by_default():
     summary = summarize(study_rows())
     fig = plots.accuracy_bars(summary, attack="fgsm")
     bars = _bars(fig)
-    # standard clean and FGSM in both groups; each FGSM-trained model clean and FGSM in the group of its epsilon
-    assert len(bars) == 6
+    # one trace per trained model: standard (clean once, then both ε groups); each FGSM-trained model clean once
+    # and in the group of its own ε
+    assert [b.name for b in bars] == ["standard", "FGSM ε=0.05", "FGSM ε=0.2"]
     groups = (plots.short_epsilon(0.05), plots.short_epsilon(0.2))
-    assert [b.x for b in bars if "standard" in b.name] == [groups] * 2
+    assert list(_bar(fig, "standard").x) == [CLEAN_X, *groups]
     assert "Balanced accuracy" in fig.layout.yaxis.title.text
-    std_fgsm = _bar(fig, "simplecnn, standard", "FGSM")
-    expected = [_entry(summary, "standard", 0.0, "fgsm", e).stat("balanced_accuracy") for e in (0.05, 0.2)]
-    assert list(std_fgsm.y) == pytest.approx([e.mean for e in expected])
-    assert list(std_fgsm.error_y.array) == pytest.approx([e.std for e in expected])
-    assert std_fgsm.error_y.visible is True
-    for eps, group in zip((0.05, 0.2), groups, strict=True):  # the adversarial model of a group: trained at its ε
-        adv_fgsm = _bar(fig, f"simplecnn, FGSM-trained at ε={format_epsilon(eps)}", "FGSM")
-        adv_clean = _bar(fig, f"simplecnn, FGSM-trained at ε={format_epsilon(eps)}", "clean")
+    standard = _bar(fig, "standard")
+    for eps, group in zip((0.05, 0.2), groups, strict=True):
+        expected = _entry(summary, "standard", 0.0, "fgsm", eps).stat("balanced_accuracy")
+        assert _at(standard, group) == pytest.approx((expected.mean, expected.std))
+        adversarial = _bar(fig, f"FGSM ε={eps:g}")
+        assert list(adversarial.x) == [CLEAN_X, group]  # the adversarial model of a group: trained at its ε
         matched = _entry(summary, "fgsm", eps, "fgsm", eps).stat("balanced_accuracy")
-        assert list(adv_fgsm.x) == list(adv_clean.x) == [group]
-        assert list(adv_fgsm.y) == pytest.approx([matched.mean])
-        assert list(adv_fgsm.error_y.array) == pytest.approx([matched.std])
-        assert list(adv_clean.y) == pytest.approx([_entry(summary, "fgsm", eps, "none", 0.0)
-                                                   .stat("balanced_accuracy").mean])
+        assert _at(adversarial, group) == pytest.approx((matched.mean, matched.std))
+        assert _at(adversarial, CLEAN_X)[0] == pytest.approx(_entry(summary, "fgsm", eps, "none", 0.0)
+                                                             .stat("balanced_accuracy").mean)
+    assert standard.error_y.visible is True
 
 
-def test_accuracy_bars_show_every_run_on_hover():
+def test_accuracy_bars_draw_each_clean_reference_once_and_name_each_model_once_shortly():
     summary = summarize(study_rows())
     fig = plots.accuracy_bars(summary, attack="fgsm")
-    dots = _dots(fig)
-    assert sum(len(d.y) for d in dots) == sum(3 * len(b.x) for b in _bars(fig))  # 3 seeds under every bar
-    assert all("seed" in text for d in dots for text in d.hovertext)
-    assert all(d.offsetgroup for d in dots)  # aligned with their bar
-    assert "over 3 run(s)" in _bars(fig)[1].hovertext[0]
-    assert fig.layout.barmode == "group"
+    clean_bars = [b for b in _bars(fig) for x in b.x if x == CLEAN_X]
+    assert len(clean_bars) == 3  # one clean bar per model, not one per ε group
+    assert [b.marker.pattern.shape[list(b.x).index(CLEAN_X)] for b in clean_bars] == ["", "", ""]
+    entries = [t.name for t in fig.data if t.showlegend is not False and t.name]
+    assert len(entries) == len(set(entries)) and all(len(e) <= 30 for e in entries), entries
+    full = recipe_labels(summary)
+    assert all(any(label in h for label in full.values()) for b in _bars(fig) for h in b.hovertext)
+    xs = [x for b in _bars(fig) for x in b.x]
+    assert fig.layout.xaxis.categoryarray == (CLEAN_X, *dict.fromkeys(x for x in xs if x != CLEAN_X))
+
+
+def test_one_condition_read_back_at_two_float_values_is_one_group():
+    rows = study_rows()
+    rows += [_row("simplecnn", "standard", 0.0, "fgsm", 0.05 + 1e-9, seed, 0.3) for seed in (3, 4)]  # CSV rounding
+    fig = plots.accuracy_bars(summarize(rows), attack="fgsm")
+    standard = _bar(fig, "standard")
+    assert len(standard.x) == len(set(standard.x)) == 3
+    curve = plots.accuracy_curve(summarize(rows), attack="fgsm")
+    assert len(curve.layout.xaxis.categoryarray) == 3
+
+
+def test_long_recipes_get_short_unique_legend_names_with_the_recipe_in_the_hover():
+    rows = [ResultRow(**{**r.__dict__, "train_mode": "fgsm-study", "run": r.run + m, "adv_labels": m,
+                         "train_epsilon": 8 / 255})
+            for r in study_rows() if r.train_mode == "standard"
+            for m in ("predicted labels from a model trained elsewhere", "predicted labels from another model")]
+    fig = plots.accuracy_bars(summarize(rows), attack="fgsm")
+    names = [b.name for b in _bars(fig)]
+    assert len(names) == 2 and len(set(names)) == 2 and all(len(n) <= 30 for n in names), names
 
 
 def test_accuracy_bars_single_adversarial_epsilon_is_used_in_every_group():
     rows = [r for r in study_rows() if not (r.train_mode == "fgsm" and r.train_epsilon == 0.2)]
     fig = plots.accuracy_bars(summarize(rows), attack="fgsm")
-    adv = [b for b in _bars(fig) if "FGSM-trained" in b.name]
-    assert all(len(b.x) == 2 for b in adv)
-    assert all(format_epsilon(0.05) in b.name for b in adv)
+    (adversarial,) = [b for b in _bars(fig) if "FGSM" in b.name]
+    assert len(adversarial.x) == 3 and adversarial.name == "FGSM ε=0.05"
 
 
 def test_accuracy_bars_other_metric_and_arch_filter():
@@ -103,19 +132,22 @@ def test_accuracy_bars_other_metric_and_arch_filter():
                                 r.accuracy) for r in study_rows()]
     summary = summarize(rows)
     fig = plots.accuracy_bars(summary, attack="fgsm", arch="resnet50", metric="malignant_sensitivity")
-    assert len(_bars(fig)) == 6 and all(b.name.startswith("resnet50") for b in _bars(fig))
+    assert len(_bars(fig)) == 3 and all("resnet50" in h for b in _bars(fig) for h in b.hovertext)
     assert "Malignant" in fig.layout.yaxis.title.text
     both = plots.accuracy_bars(summary, attack="fgsm")
-    assert len(_bars(both)) == 12 and {b.name.split(",")[0] for b in _bars(both)} == {"simplecnn", "resnet50"}
+    assert len(_bars(both)) == 6 and {b.name.split(":")[0] for b in _bars(both)} == {"simplecnn", "resnet50"}
 
 
 def test_reference_line_is_the_majority_rate_for_accuracy_and_chance_for_balanced_accuracy():
     summary = summarize(study_rows())
     accuracy = plots.accuracy_bars(summary, attack="fgsm", metric="accuracy")
     (line,) = accuracy.layout.shapes
-    assert line.y0 == pytest.approx(0.45) and "most common class: 45%" in accuracy.layout.annotations[0].text
+    assert line.y0 == pytest.approx(0.45)
+    assert any("commonest class always: 45%" in (t.name or "") for t in accuracy.data)
+    assert not accuracy.layout.annotations  # named in the legend, never written over the bars
     balanced = plots.accuracy_curve(summary, attack="fgsm")
-    assert balanced.layout.shapes[0].y0 == pytest.approx(1 / 3) and "chance" in balanced.layout.annotations[0].text
+    assert balanced.layout.shapes[0].y0 == pytest.approx(1 / 3) and any("chance" in (t.name or "")
+                                                                         for t in balanced.data)
     assert not plots.accuracy_bars(summary, attack="fgsm", metric="malignant_sensitivity").layout.shapes
 
 
@@ -124,10 +156,10 @@ def test_collapsed_runs_are_red_crosses_and_can_be_hidden_or_left_out():
     rows[0] = _row("simplecnn", "standard", 0.0, "none", 0.0, 0, 0.45, collapsed=True)  # seed 0 collapsed on clean
     fig = plots.accuracy_bars(summarize(rows), attack="fgsm")
     crosses = [t for t in fig.data if t.name == "collapsed runs"]
-    assert len(crosses) == 1 and len(crosses[0].y) == 2  # one per group the standard clean bar appears in
+    assert len(crosses) == 1 and len(crosses[0].y) == 1  # the clean reference is drawn once, so is its cross
     assert crosses[0].marker.symbol == "x-thin" and "collapsed" in crosses[0].hovertext[0]
     assert any("collapsed" in (t.name or "") and t.showlegend is not False for t in fig.data)  # legend entry
-    assert "1 of 3 runs collapsed" in _bar(fig, "simplecnn, standard", "clean").hovertext[0]
+    assert "1 of 3 runs collapsed" in _bar(fig, "standard").hovertext[0]
     hidden = plots.accuracy_bars(summarize(rows), attack="fgsm", show_collapsed=False)
     assert not [t for t in hidden.data if t.name == "collapsed runs"]
     left_out = summarize(rows, exclude_collapsed=True)
@@ -138,7 +170,7 @@ def test_collapsed_runs_are_red_crosses_and_can_be_hidden_or_left_out():
 def test_accuracy_curve_band_is_mean_plus_minus_std():
     summary = summarize(study_rows())
     fig = plots.accuracy_curve(summary, attack="fgsm")
-    name = recipe_labels(summary)[_entry(summary, "standard", 0.0, "none", 0.0).recipe]
+    name = short_labels(summary)[_entry(summary, "standard", 0.0, "none", 0.0).recipe]
     mean = next(t for t in fig.data if t.name == name)
     band = next(t for t in fig.data if t.name == f"{name} (mean ± std)")
     assert list(mean.x) == ["clean", plots.short_epsilon(0.05), plots.short_epsilon(0.2)]
@@ -150,14 +182,14 @@ def test_accuracy_curve_band_is_mean_plus_minus_std():
     assert list(band.y) == pytest.approx(upper + lower[::-1])
     assert band.fill == "toself"
     assert len([t for t in fig.data if t.mode == "lines+markers"]) == 3  # one line per trained model
-    assert sum(len(d.y) for d in _dots(fig) if d.legendgroup == name) == 9
+    assert sum(len(d.y) for d in _dots(fig) if d.legendgroup == mean.legendgroup) == 9
 
 
 def test_accuracy_curve_leaves_untested_epsilons_as_gaps():
     rows = study_rows() + [_row("simplecnn", "fgsm", 0.05, "fgsm", 0.5, s, 0.4) for s in (0, 1, 2)]
     summary = summarize(rows)
     fig = plots.accuracy_curve(summary, attack="fgsm")
-    name = recipe_labels(summary)[_entry(summary, "standard", 0.0, "none", 0.0).recipe]
+    name = short_labels(summary)[_entry(summary, "standard", 0.0, "none", 0.0).recipe]
     standard = next(t for t in fig.data if t.name == name)
     assert list(standard.x)[-1] == plots.short_epsilon(0.5) and standard.y[-1] is None
     assert not standard.connectgaps
@@ -169,7 +201,7 @@ def test_accuracy_curve_leaves_out_recipes_never_tested_with_its_attack():
     rows = study_rows() + [_row("simplecnn", "pgd", 8 / 255, a, e, s, 0.5) for s in (0, 1)
                            for a, e in (("none", 0.0), ("pgd", 0.05))]
     summary = summarize(rows)
-    names = recipe_labels(summary)
+    names = short_labels(summary)
     pgd_trained = names[_entry(summary, "pgd", 8 / 255, "none", 0.0).recipe]
     fgsm_curve = {t.name for t in plots.accuracy_curve(summary, attack="fgsm").data if t.mode == "lines+markers"}
     pgd_curve = {t.name for t in plots.accuracy_curve(summary, attack="pgd").data if t.mode == "lines+markers"}

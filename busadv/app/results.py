@@ -7,6 +7,7 @@ elsewhere: they are validated by the engine and never rendered as Markdown.
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,8 +18,9 @@ import streamlit as st
 from busadv import plots
 from busadv.app.checkpoints import condition_text, mtime_ns
 from busadv.app.layout import plain
-from busadv.attacks import ATTACKS, format_epsilon
+from busadv.attacks import ATTACKS, attack_label, format_epsilon
 from busadv.data import BUSI
+from busadv.plots.style import text
 from busadv.results import (
     HEADLINE,
     GroupSummary,
@@ -78,17 +80,83 @@ def archs_in(rows: Sequence[ResultRow]) -> list[str]:
 
 # --------------------------------------------------------------------------- diagnoses
 
-def show_diagnoses(rows: Sequence[ResultRow]) -> None:
-    """Each trap found in these rows, run by run, told in plain language with how many runs show it."""
+def show_checks(rows: Sequence[ResultRow], skipped: Sequence[str] = ()) -> None:
+    """One summary of what went wrong (traps found in these runs, result files skipped), details folded below.
+
+    Why one box: seven warnings above a chart bury it; a reader needs to know that something is off and
+    where to read more, then the chart. Every text from a file is shown as plain text.
+    """
     found = diagnose(rows)
-    if not found:
+    if not found and not skipped:
         st.caption(":material/check_circle: Checks: no collapse, label leaking, gradient masking or catastrophic "
                    "overfitting found in these runs.")
         return
-    st.markdown(f"**{'A check' if len(found) == 1 else f'{len(found)} checks'} failed on these runs: read the "
-                "charts with them in mind**")
+    kinds: dict[str, int] = {}
     for diagnosis in found:
-        st.warning(f"**{plain(diagnosis.title)}** — {plain(diagnosis.message)}", icon=":material/warning:")
+        kinds[diagnosis.title] = kinds.get(diagnosis.title, 0) + 1
+    parts = [f"{title.lower()} ({n} model{'s' if n > 1 else ''})" for title, n in kinds.items()]
+    if skipped:
+        parts.append(f"{len(skipped)} results file{'s' if len(skipped) > 1 else ''} skipped")
+    st.warning(f"**Read the charts with care:** {plain('; '.join(parts))}. Details below.", icon=":material/warning:")
+    with st.expander(f"Details ({len(found) + len(skipped)})"):
+        for diagnosis in found:
+            st.markdown(f"**{plain(diagnosis.title)}** — {plain(diagnosis.model)}: {plain(diagnosis.message)}")
+        for problem in skipped:
+            st.markdown(f"**A results file was skipped:** {plain(problem)}")
+
+
+# --------------------------------------------------------------------------- the headline attack
+
+HEADLINE_ATTACK = "autoattack"
+
+
+def default_attack(attacks: Sequence[str]) -> int:
+    """The index of the attack a chart headlines: AutoAttack where it was run (PGD is an optimistic estimate)."""
+    for name in (HEADLINE_ATTACK, "pgd"):
+        if name in attacks:
+            return list(attacks).index(name)
+    return 0
+
+
+def attack_choice_label(name: str) -> str:
+    """The attack picker's words: which attack is the headline, and what PGD is beside it."""
+    if name == HEADLINE_ATTACK:
+        return f"{attack_label(name)} (the headline: strongest)"
+    if name == "pgd":
+        return f"{attack_label(name)} (faster, optimistic estimate)"
+    return plain(attack_label(name))
+
+
+def pgd_gap(groups: Sequence[GroupSummary], metric: str) -> tuple[int, float, float] | None:
+    """(model-and-ε pairs run under both, mean and largest PGD score minus AutoAttack score), or None.
+
+    Why: PGD finds fewer adversarial images than AutoAttack, so its numbers flatter a model; the measured gap
+    says by how much on these very runs.
+    """
+    gaps = []
+    for g in groups:
+        if g.attack != "pgd":
+            continue
+        match = _find(groups, g.recipe, HEADLINE_ATTACK, float(g.test_epsilon))
+        if match is None:
+            continue
+        difference = g.stat(metric).mean - match.stat(metric).mean
+        if not math.isnan(difference):
+            gaps.append(difference)
+    if not gaps:
+        return None
+    return len(gaps), sum(gaps) / len(gaps), max(gaps)
+
+
+def pgd_caption(groups: Sequence[GroupSummary], metric: str) -> None:
+    gap = pgd_gap(groups, metric)
+    if gap is None:
+        return
+    pairs, mean, most = gap
+    st.caption(f"AutoAttack is the robustness number to quote. PGD is the faster, optimistic estimate: where both "
+               f"were run ({pairs} model and ε pair{'s' if pairs > 1 else ''}), PGD's "
+               f"{plots.metric_name(metric).lower()} was {100 * mean:+.1f} points on average (at most "
+               f"{100 * most:+.1f}) against AutoAttack's.")
 
 
 # --------------------------------------------------------------------------- confusion matrices
@@ -111,7 +179,7 @@ def confusion_section(groups: Sequence[GroupSummary], attack: str) -> None:
     labels = recipe_labels(groups)
     pick = st.columns(2)
     index = pick[0].selectbox("Trained model", range(len(standard_first)), key="cm_model",
-                              format_func=lambda i: labels[standard_first[i]])
+                              format_func=lambda i: plain(labels[standard_first[i]]))
     recipe = standard_first[index]
     epsilons = sorted({float(g.test_epsilon) for g in groups if g.recipe == recipe and g.attack == attack})
     if not epsilons:
@@ -128,24 +196,32 @@ def confusion_section(groups: Sequence[GroupSummary], attack: str) -> None:
         pooled = _pooled(group)
         if pooled:
             missed, total = plots.critical_missed(pooled, classes, critical)
-            column.plotly_chart(plots.confusion_heatmap(pooled, classes, critical,
-                                                        title=f"{name}: {missed} of {total} {critical} missed"),
+            column.plotly_chart(plots.confusion_heatmap(
+                pooled, classes, critical, title=f"{text(name)}: {missed} of {total} {text(critical)} missed"),
                                 key=key)
     runs = len({r.run for g in (clean_group, attacked_group) if g for r in g.rows})
-    st.caption(f"Counts pooled over {runs} run(s); each row's percentages add to 100%. Red boxes: {critical} images "
-               f"called something else, the error that delays treatment.")
+    st.caption(f"Counts pooled over {runs} run(s); each row's percentages add to 100%. Red boxes: {plain(critical)} "
+               "images called something else, the error that delays treatment.")
 
 
 # --------------------------------------------------------------------------- the table
 
 def summary_table(groups: Sequence[GroupSummary]) -> list[dict[str, Any]]:
-    """One line per trained model and test condition: mean ± std over runs, and how many runs collapsed."""
-    labels = recipe_labels(groups)
+    """One line per trained model and test condition: mean ± std over runs, and how many runs collapsed.
+
+    Kept narrow enough for a 1280 px screen (the short model name; the seeds beside the run count) and
+    with "-" in every empty cell.
+    """
+    labels = plots.short_labels(groups)
     return [{
-        "model": labels[g.recipe],
+        "model": html.unescape(labels[g.recipe]),
         "tested on": condition_text(g.attack, g.test_epsilon),
-        "runs": g.n_runs,
-        "seeds": ", ".join(str(s) for s in g.seeds),
-        "collapsed runs": f"{g.collapsed_runs} of {g.n_runs}" if g.collapsed_runs else "",
-        **{plots.metric_name(m): g.stat(m).text() for m in HEADLINE},
-    } for g in groups]
+        "runs (seeds)": f"{g.n_runs} ({', '.join(str(s) for s in g.seeds)})",
+        "collapsed": f"{g.collapsed_runs} of {g.n_runs}" if g.collapsed_runs else "-",
+        **{plots.metric_name(m).split(" (")[0]: _cell(g.stat(m)) for m in HEADLINE},
+    } for g in sorted(groups, key=lambda g: (labels[g.recipe], g.attack != "none", g.attack,
+                                             float(g.test_epsilon)))]
+
+
+def _cell(stat: Any) -> str:
+    return "-" if math.isnan(stat.mean) else stat.text()

@@ -11,7 +11,9 @@ from busadv.plots.results import (
     accuracy_curve,
     confusion_heatmap,
     critical_missed,
+    distinct_epsilons,
     reference_line,
+    short_labels,
     sum_confusions,
 )
 from busadv.plots.robustness import corruption_curves, equal_size_bars, transfer_heatmap
@@ -22,5 +24,5 @@ __all__ = [
     "METRIC_NAMES", "accuracy_bars", "accuracy_curve", "confusion_heatmap", "critical_missed", "flip_distribution",
     "history_from_progress", "metric_name", "probability_bars", "probability_sweep", "reference_line",
     "robustness_frontier", "short_epsilon", "sum_confusions", "training_curves",
-    "corruption_curves", "equal_size_bars", "transfer_heatmap",
+    "corruption_curves", "equal_size_bars", "transfer_heatmap", "distinct_epsilons", "short_labels",
 ]

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from busadv.attacks import attack_label, format_epsilon
 from busadv.data.spec import BUSI
 from busadv.evaluation import ImageFlip
-from busadv.plots.style import FLIP_COLOR, PALETTE, layout
+from busadv.plots.style import FLIP_COLOR, PALETTE, layout, text
 
 
 def flip_distribution(flips: Sequence[ImageFlip], classes: Sequence[str] = BUSI.classes,
@@ -33,13 +33,14 @@ def flip_distribution(flips: Sequence[ImageFlip], classes: Sequence[str] = BUSI.
                 continue
             fig.add_box(
                 x=[(f.flip_epsilon if f.flip_epsilon is not None else f.max_epsilon) * 255 for f in points],
-                y=[f.label for f in points], orientation="h", name=attack_label(attack) if flipped else
-                f"{attack_label(attack)}: no flip up to {format_epsilon(points[0].max_epsilon)}",
+                y=[text(f.label) for f in points], orientation="h", name=text(attack_label(attack)) if flipped else
+                f"{text(attack_label(attack))}: no flip up to {format_epsilon(points[0].max_epsilon)}",
                 boxpoints="all", jitter=0.5, pointpos=0, fillcolor="rgba(0,0,0,0)",
                 line=dict(color=color if flipped else "rgba(0,0,0,0)"), offsetgroup=attack, legendgroup=attack,
                 marker=dict(color=color, size=7, symbol="circle" if flipped else "circle-open"),
-                hovertext=[f"{f.name}<br>{f.label} → {f.flipped_to} at ε={format_epsilon(f.flip_epsilon)}"
-                           if f.flip_epsilon is not None else f"{f.name}<br>{f.label}: no flip" for f in points],
+                hovertext=[f"{text(f.name)}<br>{text(f.label)} → {text(f.flipped_to)} at ε="
+                           f"{format_epsilon(f.flip_epsilon)}" if f.flip_epsilon is not None
+                           else f"{text(f.name)}<br>{text(f.label)}: no flip" for f in points],
                 hoverinfo="text")
     layout(fig, title or "How little noise flips each correctly diagnosed test image",
            subtitle="one dot per image; box: median and quartiles; further right = more robust", legend="bottom",
@@ -47,7 +48,7 @@ def flip_distribution(flips: Sequence[ImageFlip], classes: Sequence[str] = BUSI.
     ticks = [k for k in (1, 2, 4, 8, 16, 32, 64, 128) if k <= limit]
     fig.update_xaxes(type="log", title="smallest flipping ε (in k/255, log scale)", tickvals=ticks,
                      ticktext=[f"{k}/255" for k in ticks], range=[math.log10(0.8), math.log10(limit * 1.15)])
-    fig.update_yaxes(title=None, categoryorder="array", categoryarray=list(classes)[::-1])
+    fig.update_yaxes(title=None, categoryorder="array", categoryarray=[text(c) for c in classes][::-1])
     if not correct:
         fig.add_annotation(text="no correctly diagnosed image in these results", showarrow=False,
                            font=dict(color=FLIP_COLOR))

@@ -16,8 +16,9 @@ import plotly.graph_objects as go
 
 from busadv.attacks import attack_label, format_epsilon
 from busadv.data.spec import BUSI
-from busadv.plots.style import FLIP_COLOR, PALETTE, REFERENCE_COLOR, layout, metric_name, rgba, short_epsilon
+from busadv.plots.style import FLIP_COLOR, PALETTE, REFERENCE_COLOR, layout, metric_name, rgba, short_epsilon, text
 from busadv.results import RECIPE_FIELDS, GroupSummary, recipe_labels
+from busadv.results.diagnosis import model_name
 
 TRAIN_EPS = RECIPE_FIELDS.index("train_epsilon")
 
@@ -27,7 +28,10 @@ def _close(a: float, b: float) -> bool:
 
 
 def reference_line(fig: go.Figure, groups: Sequence[GroupSummary], metric: str) -> None:
-    """Majority rate on accuracy charts, chance on balanced-accuracy charts: the floors a model must beat."""
+    """Majority rate on accuracy charts, chance on balanced-accuracy charts: the floors a model must beat.
+
+    The line is named in the legend, never by a label on the plot, where it would sit over bars or points.
+    """
     if not groups:
         return
     if metric == "accuracy":
@@ -35,16 +39,27 @@ def reference_line(fig: go.Figure, groups: Sequence[GroupSummary], metric: str) 
         if not rates:
             return
         rate = sum(rates) / len(rates)
-        text = f"always answering the most common class: {rate:.0%}"
+        name = f"commonest class always: {rate:.0%}"
     elif metric == "balanced_accuracy":
         rate = 1 / max(len(groups[0].first.recall) or len(BUSI.classes), 1)
-        text = f"chance (any constant answer): {rate:.0%}"
+        name = f"chance (one answer): {rate:.0%}"
     else:
         return
-    fig.add_hline(y=rate, line=dict(color=REFERENCE_COLOR, dash="dash", width=2),
-                  annotation=dict(text=text, font=dict(size=12, color=REFERENCE_COLOR),
-                                  bgcolor="rgba(255,255,255,0.8)"),
-                  annotation_position="top right")
+    line = dict(color=REFERENCE_COLOR, dash="dash", width=2)
+    fig.add_hline(y=rate, line=line)
+    fig.add_scatter(x=[None], y=[None], mode="lines", line=line, name=name, hoverinfo="skip")
+
+
+def distinct_epsilons(values: Any) -> list[float]:
+    """Sorted epsilons with near-equal ones merged (8/255 read back from a CSV is 0.0313725…, not 8/255).
+
+    Why: two keys for one size would draw one condition twice under the same axis label.
+    """
+    out: list[float] = []
+    for eps in sorted(float(v) for v in values):
+        if not out or not _close(out[-1], eps):
+            out.append(eps)
+    return out
 
 
 def _find(groups: Sequence[GroupSummary], recipe: tuple[Any, ...], attack: str, eps: float) -> GroupSummary | None:
@@ -56,7 +71,7 @@ def _find(groups: Sequence[GroupSummary], recipe: tuple[Any, ...], attack: str, 
 
 def _dots(group: GroupSummary, metric: str, x: str, name: str, show_collapsed: bool
           ) -> tuple[list[tuple[str, float, str]], list[tuple[str, float, str]]]:
-    """(healthy runs, collapsed runs) as (x, value, hover text)."""
+    """(healthy runs, collapsed runs) as (x, value, hover text); `name` is already escaped for Plotly."""
     healthy, collapsed = [], []
     for row in group.rows:
         value = row.metric(metric)
@@ -65,7 +80,7 @@ def _dots(group: GroupSummary, metric: str, x: str, name: str, show_collapsed: b
         if row.collapsed:
             if show_collapsed:
                 collapsed.append((x, value, f"{name}, seed {row.seed}: {value:.3f}<br><b>collapsed</b>: answers "
-                                            f"'{row.dominant_class}' for {row.dominant_share:.0%} of images"))
+                                            f"'{text(row.dominant_class)}' for {row.dominant_share:.0%} of images"))
         else:
             healthy.append((x, value, f"{name}, seed {row.seed}: {value:.3f}"))
     return healthy, collapsed
@@ -84,71 +99,128 @@ def _add_dots(fig: go.Figure, dots: tuple[list, list], **placement: Any) -> None
 
 def _collapse_legend(fig: go.Figure, groups: Sequence[GroupSummary]) -> None:
     if any(g.collapsed_runs for g in groups):
-        fig.add_scatter(x=[None], y=[None], mode="markers", name="✕ a run that collapsed (one class ≥ 90%)",
+        fig.add_scatter(x=[None], y=[None], mode="markers", name="✕ a run that collapsed",
                         marker=dict(color=FLIP_COLOR, size=11, symbol="x-thin", line=dict(width=3, color=FLIP_COLOR)))
+
+
+LEGEND_CHARACTERS = 30
+
+
+def _epsilon_short(eps: float) -> str:
+    """'0.05' where a short decimal is exact (as the study writes it), else '8/255' for a whole k/255."""
+    if _close(float(f"{eps:.3g}"), eps):
+        return f"{eps:.3g}"
+    k = eps * 255
+    return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:.3g}"
+
+
+def short_labels(groups: Sequence[GroupSummary]) -> dict[tuple[Any, ...], str]:
+    """A legend name of at most ~30 characters per recipe, unique among them; the full recipe goes in the hover.
+
+    'standard', 'FGSM ε=8/255', 'FGSM ε=8/255, predicted labels' ... with the model's name first only when
+    several models share the chart, and a number in front where two would read the same.
+    """
+    from busadv.training import MODES
+
+    firsts = {g.recipe: g.first for g in groups}
+    several_archs = len({r.arch for r in firsts.values()}) > 1
+    full = recipe_labels(groups)
+    labels: dict[tuple[Any, ...], str] = {}
+    for recipe, row in firsts.items():
+        mode = str(row.train_mode)
+        adversarial = mode in MODES and MODES.get(mode).adversarial
+        words = mode.upper() if adversarial and mode in ("fgsm", "pgd") else mode
+        if adversarial:
+            words += f" ε={_epsilon_short(row.train_epsilon)}"
+            if row.adv_labels and row.adv_labels != "true":
+                words += f", {row.adv_labels} labels"
+        extra = full[recipe][len(model_name(row)):].strip()  # "(random start False, ...)": what else tells it apart
+        if extra:
+            words += f" {extra}"
+        if several_archs:
+            words = f"{row.arch}: {words}"
+        labels[recipe] = words
+    def cut(words: str) -> str:
+        return words if len(words) <= LEGEND_CHARACTERS else words[:LEGEND_CHARACTERS - 1].rstrip() + "…"
+
+    cuts = {recipe: cut(words) for recipe, words in labels.items()}
+    repeated = {c for c in cuts.values() if list(cuts.values()).count(c) > 1}
+    for index, recipe in enumerate(labels, start=1):
+        shown = cut(f"{index}. {labels[recipe]}") if cuts[recipe] in repeated else cuts[recipe]
+        labels[recipe] = text(shown)
+    return labels
 
 
 def accuracy_bars(groups: Sequence[GroupSummary], attack: str = "fgsm", metric: str = "balanced_accuracy",
                   arch: str | None = None, show_collapsed: bool = True, title: str | None = None) -> go.Figure:
-    """The study's figure: one group per test epsilon; each model clean (light) and attacked (dark, hatched).
+    """The study's figure: each model once on the clean test set (light), then one group per test ε (dark, hatched).
 
-    An adversarially trained model appears in the group of the epsilon it was trained at; a model family
-    trained at a single epsilon appears in every group. Bars: means over runs; error bars: one sample
+    One bar trace per trained model, so the legend names each model once (shortly; the full recipe is in
+    the hover). An adversarially trained model appears in the group of the epsilon it was trained at; a model
+    family trained at a single epsilon appears in every group. Bars: means over runs; error bars: one sample
     standard deviation; dots: single runs.
     """
     groups = [g for g in groups if arch is None or g.arch == arch]
-    test_eps = sorted({float(g.test_epsilon) for g in groups if g.attack == attack and g.test_epsilon > 0})
-    labels = recipe_labels(groups)
+    test_eps = distinct_epsilons(g.test_epsilon for g in groups if g.attack == attack and g.test_epsilon > 0)
+    full = recipe_labels(groups)
+    short = short_labels(groups)
     recipes = list(dict.fromkeys(g.recipe for g in groups))
     families: dict[tuple[Any, ...], set[float]] = {}
     for recipe in recipes:
         family = recipe[:TRAIN_EPS] + recipe[TRAIN_EPS + 1:]
         families.setdefault(family, set()).add(float(recipe[TRAIN_EPS]))
+    attack_name = text(attack_label(attack))
+    x_clean = "clean<br>(no attack)"
     x_labels = [short_epsilon(e) for e in test_eps]
     fig = go.Figure()
-    for index, recipe in enumerate(recipes):
+    shown = 0
+    for recipe in recipes:
         family_eps = families[recipe[:TRAIN_EPS] + recipe[TRAIN_EPS + 1:]]
-        color = PALETTE[index % len(PALETTE)]
-        for condition in ("none", attack):
-            xs, ys, errs, hovers = [], [], [], []
-            healthy: list = []
-            collapsed: list = []
-            for e, label in zip(test_eps, x_labels, strict=True):
-                if len(family_eps) > 1 and not _close(recipe[TRAIN_EPS], e):
-                    continue
-                group = _find(groups, recipe, condition, 0.0 if condition == "none" else e)
-                if group is None:
-                    continue
-                stat = group.stat(metric)
-                if math.isnan(stat.mean):
-                    continue
-                xs.append(label)
-                ys.append(stat.mean)
-                errs.append(stat.std)
-                tested = ("the clean test set" if condition == "none"
-                          else f"{attack_label(attack)} at ε={format_epsilon(e)}")
-                hovers.append(f"{labels[recipe]}<br>tested on {tested}<br>{metric_name(metric)}: {stat.text()} over "
-                              f"{group.n_runs} run(s)" + (f"<br><b>{group.collapsed_runs} of {group.n_runs} runs "
-                                                          f"collapsed</b>" if group.collapsed_runs else ""))
-                h, c = _dots(group, metric, label, labels[recipe], show_collapsed)
-                healthy += h
-                collapsed += c
-            if not xs:
+        conditions = [("none", 0.0, x_clean)] + [
+            (attack, e, label) for e, label in zip(test_eps, x_labels, strict=True)
+            if len(family_eps) == 1 or _close(recipe[TRAIN_EPS], e)]
+        if not any(_find(groups, recipe, a, e) for a, e, _ in conditions[1:]):
+            continue  # never tested under this attack: a clean bar alone says nothing here
+        color = PALETTE[shown % len(PALETTE)]
+        shown += 1
+        name = text(full[recipe])
+        xs, ys, errs, hovers, colors, patterns = [], [], [], [], [], []
+        healthy: list = []
+        collapsed: list = []
+        for condition, e, label in conditions:
+            group = _find(groups, recipe, condition, e)
+            if group is None:
                 continue
-            name = f"{labels[recipe]}, {'clean' if condition == 'none' else attack_label(attack)} test"
-            offset = f"{index}|{condition}"
-            fig.add_bar(x=xs, y=ys, name=name, marker_color=rgba(color, 0.35) if condition == "none" else color,
-                        marker_line=dict(color=color, width=1.5),
-                        error_y=dict(type="data", array=errs, visible=True, thickness=1.5, width=6),
-                        offsetgroup=offset, legendgroup=offset, hovertext=hovers, hoverinfo="text",
-                        marker_pattern_shape="" if condition == "none" else "/")
-            _add_dots(fig, (healthy, collapsed), offsetgroup=offset, legendgroup=offset)
+            stat = group.stat(metric)
+            if math.isnan(stat.mean):
+                continue
+            xs.append(label)
+            ys.append(stat.mean)
+            errs.append(stat.std)
+            colors.append(rgba(color, 0.35) if condition == "none" else color)
+            patterns.append("" if condition == "none" else "/")
+            tested = "the clean test set" if condition == "none" else f"{attack_name} at ε={format_epsilon(e)}"
+            hovers.append(f"{name}<br>tested on {tested}<br>{metric_name(metric)}: {stat.text()} over "
+                          f"{group.n_runs} run(s)" + (f"<br><b>{group.collapsed_runs} of {group.n_runs} runs "
+                                                      f"collapsed</b>" if group.collapsed_runs else ""))
+            h, c = _dots(group, metric, label, name, show_collapsed)
+            healthy += h
+            collapsed += c
+        if not xs:
+            continue
+        offset = str(shown)
+        fig.add_bar(x=xs, y=ys, name=short[recipe], marker_color=colors, marker_line=dict(color=color, width=1.5),
+                    error_y=dict(type="data", array=errs, visible=True, thickness=1.5, width=6),
+                    offsetgroup=offset, legendgroup=offset, hovertext=hovers, hoverinfo="text",
+                    marker_pattern_shape=patterns)
+        _add_dots(fig, (healthy, collapsed), offsetgroup=offset, legendgroup=offset)
     _collapse_legend(fig, groups)
     reference_line(fig, groups, metric)
-    default_title = f"{metric_name(metric)} on clean and {attack_label(attack)}-perturbed test images (mean ± std)"
+    default_title = f"{metric_name(metric)} on clean and {attack_name}-perturbed test images (mean ± std)"
     layout(fig, title or default_title, legend="right", barmode="group", scattermode="group", height=480)
     fig.update_yaxes(range=[0, 1.05], tickformat=".0%", title=metric_name(metric))
-    fig.update_xaxes(title="test ε (one group per ε)", type="category")
+    fig.update_xaxes(title=f"test set: clean, then {attack_name} at each ε (light: clean, hatched: attacked)",
+                     type="category", categoryorder="array", categoryarray=[x_clean, *x_labels])
     return fig
 
 
@@ -156,15 +228,18 @@ def accuracy_curve(groups: Sequence[GroupSummary], attack: str = "fgsm", metric:
                    arch: str | None = None, show_collapsed: bool = True, title: str | None = None) -> go.Figure:
     """A measure against test epsilon, one line per trained model, a band of mean ± std, dots per run."""
     groups = [g for g in groups if (arch is None or g.arch == arch)]
-    epsilons = sorted({0.0} | {float(g.test_epsilon) for g in groups if g.attack == attack})
+    epsilons = distinct_epsilons({0.0} | {float(g.test_epsilon) for g in groups if g.attack == attack})
     labels = [short_epsilon(e) for e in epsilons]
     names = recipe_labels(groups)
+    short = short_labels(groups)
+    attack_name = text(attack_label(attack))
     attacked = [r for r in dict.fromkeys(g.recipe for g in groups) if any(
         g.recipe == r and g.attack == attack for g in groups)]  # a clean dot alone is no curve: not in the legend
     fig = go.Figure()
     for index, recipe in enumerate(attacked):
         color = PALETTE[index % len(PALETTE)]
-        name = names[recipe]
+        name = text(names[recipe])
+        group_id = str(index)
         xs: list[str] = []
         mean: list[float | None] = []
         std: list[float | None] = []
@@ -193,19 +268,19 @@ def accuracy_curve(groups: Sequence[GroupSummary], attack: str = "fgsm", metric:
                 lower = [max(0.0, float(mean[j]) - float(std[j] or 0)) for j in segment]  # type: ignore[arg-type]
                 fig.add_scatter(x=[xs[j] for j in segment] + [xs[j] for j in reversed(segment)],
                                 y=upper + lower[::-1], mode="lines", line=dict(width=0), fill="toself",
-                                fillcolor=rgba(color, 0.18), showlegend=False, legendgroup=name,
-                                hoverinfo="skip", name=f"{name} (mean ± std)")
+                                fillcolor=rgba(color, 0.18), showlegend=False, legendgroup=group_id,
+                                hoverinfo="skip", name=f"{short[recipe]} (mean ± std)")
             segment = []
-        fig.add_scatter(x=xs, y=mean, mode="lines+markers", name=name, legendgroup=name,
+        fig.add_scatter(x=xs, y=mean, mode="lines+markers", name=short[recipe], legendgroup=group_id,
                         line=dict(color=color, width=2.5), marker=dict(size=8), customdata=std,
                         hovertemplate=name + "<br>ε=%{x}: %{y:.3f} ± %{customdata:.3f}<extra></extra>")
-        _add_dots(fig, (healthy, collapsed), legendgroup=name)
+        _add_dots(fig, (healthy, collapsed), legendgroup=group_id)
     _collapse_legend(fig, groups)
     reference_line(fig, groups, metric)
-    layout(fig, title or f"{metric_name(metric)} as the {attack_label(attack)} ε grows (band: mean ± std)",
+    layout(fig, title or f"{metric_name(metric)} as the {attack_name} ε grows (band: mean ± std)",
            legend="right", height=460)
     fig.update_yaxes(range=[0, 1.05], tickformat=".0%", title=metric_name(metric))
-    fig.update_xaxes(title=f"test ε ({attack_label(attack)}); equally spaced, not to scale", type="category",
+    fig.update_xaxes(title=f"test ε ({attack_name}); equally spaced, not to scale", type="category",
                      categoryorder="array", categoryarray=labels)
     return fig
 
@@ -214,13 +289,14 @@ def confusion_heatmap(confusion: Sequence[Sequence[int]], classes: Sequence[str]
                       critical: str = BUSI.critical, title: str | None = None) -> go.Figure:
     """Counts with row percentages; critical cases (malignant) called anything else are outlined in red."""
     classes = list(classes)
+    shown = [text(c) for c in classes]  # class names come from checkpoints and results files
     k = len(classes)
     counts = [[int(v) for v in row] for row in confusion]
     totals = [max(sum(row), 1) for row in counts]
-    text = [[f"{counts[i][j]}<br>({counts[i][j] / totals[i]:.0%})" for j in range(k)] for i in range(k)]
+    cells = [[f"{counts[i][j]}<br>({counts[i][j] / totals[i]:.0%})" for j in range(k)] for i in range(k)]
     fig = go.Figure(go.Heatmap(
-        z=[[counts[i][j] / totals[i] for j in range(k)] for i in range(k)], x=classes, y=classes,
-        text=text, texttemplate="%{text}", colorscale="Blues", zmin=0, zmax=1, showscale=False,
+        z=[[counts[i][j] / totals[i] for j in range(k)] for i in range(k)], x=shown, y=shown,
+        text=cells, texttemplate="%{text}", colorscale="Blues", zmin=0, zmax=1, showscale=False,
         hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>"))
     c = classes.index(critical)
     for j in range(k):
@@ -228,7 +304,8 @@ def confusion_heatmap(confusion: Sequence[Sequence[int]], classes: Sequence[str]
             fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=c - 0.5, y1=c + 0.5,
                           line=dict(color=FLIP_COLOR, width=4), xref="x", yref="y")
     missed, total = critical_missed(counts, classes, critical)
-    layout(fig, title or f"{critical.capitalize()} called something else: {missed} of {total} (red boxes)", height=380)
+    layout(fig, title or f"{text(critical.capitalize())} called something else: {missed} of {total} (red boxes)",
+           height=380)
     fig.update_xaxes(title="predicted class", side="bottom")
     fig.update_yaxes(title="true class", autorange="reversed")
     return fig

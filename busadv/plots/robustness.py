@@ -19,7 +19,7 @@ from busadv.attacks import ATTACKS, attack_label
 from busadv.attacks.base import BASELINE, CORRUPTION
 from busadv.evaluation.transfer import TransferMatrix
 from busadv.plots.results import reference_line
-from busadv.plots.style import REFERENCE_COLOR, layout, metric_name, short_epsilon
+from busadv.plots.style import REFERENCE_COLOR, layout, metric_name, short_epsilon, text
 from busadv.results import GroupSummary, ResultRow, Stat
 
 SCANNER_COLORS = ["#1F5A96", "#00838F", "#2E7D32", "#5D4037", "#7B1FA2", "#6A8CAF", "#9E9E9E"]
@@ -42,9 +42,10 @@ def _clean_line(fig: go.Figure, clean: Sequence[ResultRow], metric: str) -> None
     stat = Stat.of(r.metric(metric) for r in clean)
     if math.isnan(stat.mean):
         return
-    fig.add_hline(y=stat.mean, line=dict(color=CLEAN_LINE, width=2),
-                  annotation=dict(text=f"unchanged images: {stat.mean:.0%}", font=dict(size=12, color=CLEAN_LINE),
-                                  bgcolor="rgba(255,255,255,0.85)"), annotation_position="top left")
+    line = dict(color=CLEAN_LINE, width=2)
+    fig.add_hline(y=stat.mean, line=line)  # named in the legend: a label on the plot would cover lines or bars
+    fig.add_scatter(x=[None], y=[None], mode="lines", line=line, name=f"unchanged images: {stat.mean:.0%}",
+                    hoverinfo="skip")
 
 
 def _references(fig: go.Figure, clean: Sequence[ResultRow], metric: str) -> None:
@@ -64,13 +65,14 @@ def corruption_curves(rows: Sequence[ResultRow], metric: str = "balanced_accurac
         means = [stats[(name, s)].mean for s in levels]
         spreads = [stats[(name, s)].std for s in levels]
         scale = ATTACKS.get(name).severity_scale if name in ATTACKS else ()
-        settings = [scale[s - 1] if s - 1 < len(scale) else "" for s in levels]
+        settings = [text(scale[s - 1]) if s - 1 < len(scale) else "" for s in levels]
         color = SCANNER_COLORS[index % len(SCANNER_COLORS)]
-        fig.add_scatter(x=levels, y=means, mode="lines+markers", name=attack_label(name),
+        label = text(attack_label(name))
+        fig.add_scatter(x=levels, y=means, mode="lines+markers", name=label,
                         line=dict(color=color, width=2.5), marker=dict(size=8),
                         error_y=dict(type="data", array=spreads, visible=any(spreads), thickness=1.2, width=4),
                         customdata=settings,
-                        hovertemplate=f"{attack_label(name)}<br>severity %{{x}} (%{{customdata}})<br>"
+                        hovertemplate=f"{label}<br>severity %{{x}} (%{{customdata}})<br>"
                                       f"{metric_name(metric)}: %{{y:.1%}}<extra></extra>")
     _references(fig, clean, metric)
     layout(fig, title or f"{metric_name(metric)} by severity", legend="right", height=440)
@@ -103,10 +105,10 @@ def equal_size_bars(rows: Sequence[ResultRow], metric: str = "balanced_accuracy"
         fig.add_bar(x=[short_epsilon(e) for e in present], y=[stats[(name, e)].mean for e in present],
                     error_y=dict(type="data", array=[stats[(name, e)].std for e in present],
                                  visible=any(stats[(name, e)].std for e in present)),
-                    name=f"{attack_label(name)} ({kind})", marker_color=color,
+                    name=f"{text(attack_label(name))} ({kind})", marker_color=color,
                     marker_pattern=dict(shape={"scanner": "", "random baseline": "."}.get(kind, "/"),
                                         fillmode="overlay", fgcolor="white", solidity=0.35),
-                    hovertemplate=f"{attack_label(name)} at ε=%{{x}}<br>{metric_name(metric)}: %{{y:.1%}}"
+                    hovertemplate=f"{text(attack_label(name))} at ε=%{{x}}<br>{metric_name(metric)}: %{{y:.1%}}"
                                   "<extra></extra>")
     _references(fig, clean, metric)
     layout(fig, title or f"{metric_name(metric)} at equal size", legend="right", barmode="group", height=460)
@@ -122,17 +124,18 @@ def transfer_heatmap(matrix: TransferMatrix, metric: str = "balanced_accuracy", 
     clean = matrix.clean_scores(metric)
     k = len(matrix.models)
     short = [f"[{i + 1}]" for i in range(k)]
-    text = [[f"{values[i][j]:.0%}" + ("<br>(itself)" if i == j else "") for j in range(k)] for i in range(k)]
-    hover = [[f"attack computed on {matrix.models[i]}<br>tested on {matrix.models[j]}<br>{metric_name(metric)}: "
+    cells = [[f"{values[i][j]:.0%}" + ("<br>(itself)" if i == j else "") for j in range(k)] for i in range(k)]
+    models = [text(m) for m in matrix.models]  # checkpoint names: from outside
+    hover = [[f"attack computed on {models[i]}<br>tested on {models[j]}<br>{metric_name(metric)}: "
               f"{values[i][j]:.1%} (clean: {clean[j]:.1%})" for j in range(k)] for i in range(k)]
     columns = [f"{s}<br>clean {c:.0%}" for s, c in zip(short, clean, strict=True)]
-    fig = go.Figure(go.Heatmap(z=values, x=columns, y=short, text=text, texttemplate="%{text}", hovertext=hover,
+    fig = go.Figure(go.Heatmap(z=values, x=columns, y=short, text=cells, texttemplate="%{text}", hovertext=hover,
                                hoverinfo="text", colorscale="RdYlBu", zmin=0, zmax=1, showscale=True,
                                colorbar=dict(tickformat=".0%", thickness=10, len=0.9)))
     for i in range(k):
         fig.add_shape(type="rect", x0=i - 0.5, x1=i + 0.5, y0=i - 0.5, y1=i + 0.5, xref="x", yref="y",
                       line=dict(color=REFERENCE_COLOR, width=3, dash="dot"))
-    layout(fig, title or f"{metric_name(metric)}, {attack_label(matrix.attack)} carried over",
+    layout(fig, title or f"{metric_name(metric)}, {text(attack_label(matrix.attack))} carried over",
            height=max(320, 100 * k + 170))
     fig.update_xaxes(title="model tested", side="bottom")
     fig.update_yaxes(title="attack computed on", autorange="reversed")

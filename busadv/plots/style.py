@@ -6,6 +6,7 @@ so that charts side by side can be compared by eye. Red is kept for flips, misse
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import plotly.graph_objects as go
@@ -33,6 +34,18 @@ METRIC_NAMES: dict[str, str] = {
     "dominant_share": "Share of the most predicted class",
 }
 FONT = dict(size=14)
+
+
+def text(value: object) -> str:
+    """Text from outside (file names, checkpoint fields, CSV/JSON cells, plugin names) made plain for Plotly.
+
+    Why: Plotly draws a subset of HTML in trace names, legends, axis titles and ticks, annotations and
+    hover labels, `<a href>` included (a clickable link in the chart) and `%{...}` in hover templates,
+    so a results file whose recipe reads `<a href=...>` would put a link in the legend. Every plot
+    module passes outside strings through here (Markdown contexts use busadv.app.layout.plain); the
+    escapes render as the original characters.
+    """
+    return html.escape(" ".join(str(value).split()), quote=True).replace("%", "&#37;")
 
 
 def metric_name(metric: str) -> str:
