@@ -19,18 +19,18 @@ from torch import nn
 from busadv.attacks import AttackContext, eval_mode, fgsm, fgsm_random_start, pgd
 from busadv.registry import Choice, Registry
 from busadv.training.offline import perturb_training_set
+from busadv.training.recipe import AdversarialRecipe
 
 if TYPE_CHECKING:
     from busadv.data.imageset import ImageSet
     from busadv.progress import ProgressFn
-    from busadv.training.config import TrainConfig
 
-Perturb = Callable[[nn.Module, torch.Tensor, torch.Tensor, "TrainConfig", float, torch.Generator], torch.Tensor]
+Perturb = Callable[[nn.Module, torch.Tensor, torch.Tensor, "AdversarialRecipe", float, torch.Generator], torch.Tensor]
 # (model, x, y, config, eps, generator, class weights) -> (loss, logits the batch's accuracy is read from)
-BatchLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor, "TrainConfig", float, torch.Generator,
+BatchLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor, "AdversarialRecipe", float, torch.Generator,
                       "torch.Tensor | None"], tuple[torch.Tensor, torch.Tensor]]
 # (config, training set, progress, the training function) -> the set to train on
-Prepare = Callable[["TrainConfig", "ImageSet", "ProgressFn", Callable[..., Any]], "ImageSet"]
+Prepare = Callable[["AdversarialRecipe", "ImageSet", "ProgressFn", Callable[..., Any]], "ImageSet"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class TrainMode(Choice):
     loss: BatchLoss | None = None
     prepare: Prepare | None = None
     defaults: Mapping[str, Any] = field(default_factory=dict)
-    cost: Callable[[TrainConfig], float] = lambda config: 1.0  # epoch time relative to standard training
+    cost: Callable[[AdversarialRecipe], float] = lambda config: 1.0  # epoch time relative to standard training
     single_step: bool = False  # learns from one-step (FGSM) perturbations: prone to catastrophic overfitting
 
     @property
@@ -63,12 +63,12 @@ def register_mode(mode: TrainMode, replace: bool = False) -> TrainMode:
     return MODES.register(mode, replace=replace)
 
 
-def attack_labels(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+def attack_labels(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: AdversarialRecipe) -> torch.Tensor:
     """The labels an adversarial batch attacks: the true ones (the study) or the model's own (eval mode)."""
     return y if config.adv_labels == "true" else AttackContext(model, x, None).clean_prediction
 
 
-def _fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, eps: float,
+def _fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: AdversarialRecipe, eps: float,
           generator: torch.Generator) -> torch.Tensor:
     labels = y if config.adv_labels == "true" else None  # None: the model's own answer, found in eval mode
     if config.random_start:
@@ -76,14 +76,14 @@ def _fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfi
     return fgsm(model, x, labels, eps)
 
 
-def _pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, eps: float,
+def _pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: AdversarialRecipe, eps: float,
          generator: torch.Generator) -> torch.Tensor:
     labels = attack_labels(model, x, y, config)
     return pgd(model, x, labels, eps, steps=config.pgd_steps, random_start=bool(config.random_start),
                generator=generator)
 
 
-def _trades(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, eps: float,
+def _trades(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: AdversarialRecipe, eps: float,
             generator: torch.Generator, weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """TRADES (Zhang et al. 2019): clean cross-entropy + beta * KL(adversarial || clean) predictions.
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
 import torch
 
@@ -16,12 +16,10 @@ from busadv.attacks import fgsm
 from busadv.data.imageset import ImageSet
 from busadv.progress import ProgressEvent, ProgressFn
 from busadv.settings import pick_device
-
-if TYPE_CHECKING:
-    from busadv.training.config import TrainConfig
+from busadv.training.recipe import AdversarialRecipe
 
 
-def perturb_training_set(config: TrainConfig, train_set: ImageSet, progress: ProgressFn,
+def perturb_training_set(config: AdversarialRecipe, train_set: ImageSet, progress: ProgressFn,
                          train_model: Callable[..., Any]) -> ImageSet:
     """Train a standard model (same seed, epochs and settings), then FGSM every training image with it."""
 
@@ -29,7 +27,7 @@ def perturb_training_set(config: TrainConfig, train_set: ImageSet, progress: Pro
         progress(ProgressEvent(event.fraction * 0.5, f"offline protocol, standard model: {event.message}",
                                event.epoch, event.epochs, event.loss, event.accuracy))
 
-    standard = dataclasses.replace(config, mode="standard", warmup_epochs=0)
+    standard = dataclasses.replace(cast(Any, config), mode="standard", warmup_epochs=0)
     source = train_model(standard, train_set, None, progress=first_half).model
     device = pick_device(config.device)
     labels = None if config.adv_labels == "predicted" else train_set.labels
