@@ -146,7 +146,8 @@ def test_a_toy_model_registered_alone_trains_and_is_offered_by_the_cli(small_pha
         assert build_parser().parse_args(["train", "--model", "tiny-linear"]).model == "tiny-linear"
         train_set, test_set = split_dataset(small_phantoms, 0.3, seed=0)
         result = train_model(TrainConfig(arch="tiny-linear", epochs=1, device="cpu"), train_set, test_set)
-        assert result.history[0].test_accuracy is not None
+        assert result.history[0].val_accuracy is not None, "chosen on the validation split"
+        assert result.history[0].test_accuracy is None, "the test split is not looked at while training"
     finally:
         MODELS.unregister("tiny-linear")
 
@@ -162,8 +163,8 @@ def test_every_training_mode_trains_and_keeps_its_recipe(name):
                          device="cpu", monitor_images=8)
     result = train_model(config, train_set, test_set)
     stats = result.history[0]
-    assert stats.train_loss > 0 and stats.test_accuracy is not None
-    assert (stats.test_pgd_accuracy is not None) == adversarial, "adversarial runs are watched under PGD"
+    assert stats.train_loss > 0 and stats.val_accuracy is not None and stats.test_accuracy is None
+    assert (stats.val_pgd_accuracy is not None) == adversarial, "adversarial runs are watched under PGD"
     assert config.recipe()["mode"] == name
 
 

@@ -14,7 +14,7 @@ from busadv.training import TrainConfig, train_model
 def test_training_reports_batches_and_epochs_and_is_reproducible(small_phantoms):
     train_set, test_set = split_dataset(small_phantoms, 0.3, seed=0)
     events: list[ProgressEvent] = []
-    config = TrainConfig(epochs=2, image_size=32, batch_size=16, device="cpu")
+    config = TrainConfig.study(epochs=2, image_size=32, batch_size=16, device="cpu")
     first = train_model(config, train_set, test_set, progress=events.append)
     epoch_ends = [e for e in events if e.accuracy is not None]
     assert [e.epoch for e in epoch_ends] == [1, 2]
@@ -29,7 +29,7 @@ def test_training_reports_batches_and_epochs_and_is_reproducible(small_phantoms)
 def test_fgsm_training_watches_fgsm_and_pgd_accuracy(small_phantoms):
     train_set, test_set = split_dataset(small_phantoms, 0.3, seed=0)
     for labels, random_start, mix in (("true", False, 0.0), ("predicted", True, 0.5)):
-        result = train_model(TrainConfig(mode="fgsm", epsilon=8 / 255, epochs=1, image_size=32, device="cpu",
+        result = train_model(TrainConfig.study(mode="fgsm", epsilon=8 / 255, epochs=1, image_size=32, device="cpu",
                                          adv_labels=labels, random_start=random_start, clean_mix=mix),
                              train_set, test_set)
         stats = result.history[-1]

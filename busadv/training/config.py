@@ -42,15 +42,88 @@ class ModeSettings:
 
 MODE_SETTINGS: tuple[str, ...] = tuple(f.name for f in fields(ModeSettings))
 
+AUGMENTATIONS: dict[str, str] = {
+    "none": "the images as they are (the study)",
+    "ultrasound": "left-right flip, small rotation, shift and zoom, gain and contrast jitter (never up-down: depth "
+                  "runs down a B-mode image)",
+}
+OPTIMIZERS: dict[str, str] = {"adam": "Adam (the study)", "adamw": "AdamW: Adam with decoupled weight decay"}
+SCHEDULES: dict[str, str] = {
+    "constant": "the learning rate stays where it starts (the study)",
+    "onecycle": "one cycle: warm up to the learning rate over the first 3 tenths of the steps, then anneal to ~0",
+    "cosine": "linear warm-up over the first epoch, then cosine decay to 0",
+}
+SELECTIONS: dict[str, str] = {
+    "last": "the model after the last epoch (the study)",
+    "best": "the epoch with the best validation score: clean balanced accuracy for standard training, balanced "
+            "accuracy under PGD-5 at the training epsilon for adversarial training",
+}
+
+
+@dataclass(kw_only=True)
+class TrainingLevers:
+    """How carefully a run is trained, beside what it learns from: recorded in every checkpoint and result row.
+
+    The defaults here are the study's recipe (nothing added), so a checkpoint or result file written before
+    these settings existed reads as what it was; `BEST_LEVERS` is what `train` and grids use unless told.
+    """
+
+    augment: str = "none"          # on-the-fly augmentation of every batch, before any attack (AUGMENTATIONS)
+    optimizer: str = "adam"        # OPTIMIZERS
+    weight_decay: float = 0.0      # decoupled (AdamW) or L2 (Adam)
+    schedule: str = "constant"     # SCHEDULES
+    ema_decay: float = 0.0         # exponential moving average of the weights, evaluated and saved; 0 = off
+    val_fraction: float = 0.0      # share of the training side held out to choose the epoch; 0 = none
+    select: str = "last"           # SELECTIONS; "best" needs a validation split
+    patience: int = 0              # stop after this many epochs without a better validation score; 0 = never
+
+
+LEVERS: tuple[str, ...] = tuple(f.name for f in fields(TrainingLevers))
+STUDY_LEVERS: dict[str, Any] = {f.name: f.default for f in fields(TrainingLevers)}
+# Measured on BUSI (README, "Models worth attacking"): the recipe `train` and grids use unless told otherwise.
+BEST_LEVERS: dict[str, Any] = {"augment": "ultrasound", "optimizer": "adamw", "weight_decay": 5e-4,
+                               "schedule": "onecycle", "ema_decay": 0.995, "val_fraction": 0.15, "select": "best",
+                               "patience": 0}
+BEST_TRAINING: dict[str, Any] = {"epochs": 40, "lr": 2e-3, "class_balance": "loss", **BEST_LEVERS}
+
+
+def check_levers(levers: TrainingLevers) -> list[str]:
+    """What is wrong with a run's levers, one message each (empty: all fine)."""
+    problems = []
+    for name, allowed in (("augment", AUGMENTATIONS), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
+                          ("select", SELECTIONS)):
+        if getattr(levers, name) not in allowed:
+            problems.append(f"{name} must be one of {', '.join(allowed)}, got {str(getattr(levers, name))[:40]!r}")
+    if not (isinstance(levers.weight_decay, (int, float)) and not isinstance(levers.weight_decay, bool)
+            and 0.0 <= levers.weight_decay <= 1.0):
+        problems.append(f"weight_decay must be in [0, 1], got {levers.weight_decay!r}")
+    if not (isinstance(levers.ema_decay, (int, float)) and not isinstance(levers.ema_decay, bool)
+            and (levers.ema_decay == 0 or 0.5 <= levers.ema_decay < 1.0)):
+        problems.append(f"ema_decay must be 0 (off) or in [0.5, 1), got {levers.ema_decay!r}")
+    if not (isinstance(levers.val_fraction, (int, float)) and not isinstance(levers.val_fraction, bool)
+            and 0.0 <= levers.val_fraction <= 0.5):
+        problems.append(f"val_fraction must be in [0, 0.5], got {levers.val_fraction!r}")
+    if not (isinstance(levers.patience, int) and not isinstance(levers.patience, bool)
+            and 0 <= levers.patience <= MAX_EPOCHS):
+        problems.append(f"patience must be a whole number >= 0, got {levers.patience!r}")
+    if levers.select == "best" and not levers.val_fraction:
+        problems.append("select=best chooses the epoch on a validation split: set val_fraction > 0 (e.g. 0.15)")
+    if levers.patience and not levers.val_fraction:
+        problems.append("patience stops on the validation score: set val_fraction > 0 (e.g. 0.15)")
+    return problems
+
 
 @dataclass
-class TrainConfig(ModeSettings):
+class TrainConfig(ModeSettings, TrainingLevers):
+    """One run. Built with no arguments it is busadv's best measured recipe; `TrainConfig.study(...)` is the
+    study's own (Adam 1e-3, 10 epochs, no augmentation, last epoch)."""
+
     arch: str = "simplecnn"
     mode: str = "standard"
     epsilon: float = 0.0           # training epsilon, [0, 1] pixel scale; ignored by standard training
-    epochs: int = 10
+    epochs: int = BEST_TRAINING["epochs"]
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = BEST_TRAINING["lr"]  # the peak of a schedule
     seed: int = 0
     image_size: int | None = None  # None: the model's default (SimpleCNN 128, ResNet50 224)
     test_fraction: float = 0.2
@@ -62,8 +135,17 @@ class TrainConfig(ModeSettings):
     monitor_images: int = 64       # test images (stratified) attacked after each epoch of adversarial training
     deterministic: bool = False    # on CUDA: deterministic cuDNN kernels instead of the fastest ones
 
+    augment: str = BEST_LEVERS["augment"]
+    optimizer: str = BEST_LEVERS["optimizer"]
+    weight_decay: float = BEST_LEVERS["weight_decay"]
+    schedule: str = BEST_LEVERS["schedule"]
+    ema_decay: float = BEST_LEVERS["ema_decay"]
+    val_fraction: float = BEST_LEVERS["val_fraction"]
+    select: str = BEST_LEVERS["select"]
+    patience: int = BEST_LEVERS["patience"]
+
     def __post_init__(self) -> None:
-        problems: list[str] = []
+        problems: list[str] = check_levers(self)
 
         def check(condition: bool, message: str) -> None:
             if not condition:
@@ -135,6 +217,16 @@ class TrainConfig(ModeSettings):
         if unknown:
             raise ValueError(f"unknown training setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return cls(**values)
+
+    @classmethod
+    def recorded(cls, values: dict[str, Any]) -> TrainConfig:
+        """A run as a checkpoint or state recorded it: levers it does not name predate them (the study's)."""
+        return cls.from_dict({**STUDY_LEVERS, **values})
+
+    @classmethod
+    def study(cls, **values: Any) -> TrainConfig:
+        """The study's recipe: Adam at 1e-3, 10 epochs, batch 32, no augmentation, the last epoch's model."""
+        return cls.from_dict({"epochs": 10, "lr": 1e-3, **STUDY_LEVERS, **values})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,9 +1,16 @@
-"""One epoch, one training run: the study's recipe (cross-entropy, Adam, 10 epochs, batch 32) and its variants.
+"""One epoch, one training run: the study's recipe (cross-entropy, Adam, 10 epochs, batch 32) and the levers
+a careful researcher adds (busadv.training.config.TrainingLevers): augmentation, AdamW, a schedule, an EMA of
+the weights, and a validation split carved from the training side that chooses the epoch.
 
-Adversarial runs are watched after every epoch on a seeded, stratified subset of the test images under
-FGSM and PGD at the training epsilon: PGD accuracy collapsing while FGSM accuracy holds is catastrophic
-overfitting (Wong et al. 2020), and the history keeps the epoch it happened. Given a state file, every
-finished epoch is saved there and a killed run goes on from it (busadv.training.state).
+The test split never chooses anything. With a validation split, training does not look at the test images
+at all: the per-epoch watch, early stopping and the choice of the saved epoch read the validation images.
+Without one (the study's recipe), the per-epoch clean and attack measures of the test images are kept in the
+history for the record and the last epoch is the model.
+
+Adversarial runs are watched after every epoch under FGSM and PGD at the training epsilon: PGD accuracy
+collapsing while FGSM accuracy holds is catastrophic overfitting (Wong et al. 2020), and the history keeps
+the epoch it happened. Given a state file, every finished epoch is saved there and a killed run goes on
+from it (busadv.training.state).
 """
 
 from __future__ import annotations
@@ -21,14 +28,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from busadv.data.imageset import ImageSet
-from busadv.data.split import stratified_subset
+from busadv.data.split import split_dataset, stratified_subset
 from busadv.evaluation import evaluate
 from busadv.models.registry import build_model, describe_init
 from busadv.progress import ProgressEvent, ProgressFn, ignore_progress
 from busadv.settings import pick_device
 from busadv.training import state
+from busadv.training.augment import augment_batch
 from busadv.training.config import TrainConfig
 from busadv.training.modes import MODES
+from busadv.training.optim import Averager, EpochChoice, make_optimizer, make_schedule
+
+VALIDATION_PGD_STEPS = 5  # the cheap robust score that chooses an adversarial run's epoch
 
 
 @dataclass
@@ -42,6 +53,13 @@ class EpochStats:
     test_fgsm_accuracy: float | None = None  # on the watch set, at the training epsilon (adversarial modes)
     test_pgd_accuracy: float | None = None   # falls while FGSM accuracy holds: catastrophic overfitting
     test_pgd_balanced_accuracy: float | None = None
+    val_accuracy: float | None = None           # the validation split (carved from the training side), if any
+    val_balanced_accuracy: float | None = None
+    val_fgsm_accuracy: float | None = None
+    val_pgd_accuracy: float | None = None
+    val_pgd_balanced_accuracy: float | None = None  # PGD-5 at the training epsilon: adversarial runs' score
+    score: float | None = None                  # what chooses the epoch (select=best), from validation only
+    lr: float | None = None                     # at the end of the epoch
     seconds: float = 0.0
 
 
@@ -52,6 +70,8 @@ class TrainResult:
     history: list[EpochStats] = field(default_factory=list)
     seconds: float = 0.0
     init_note: str = ""
+    chosen_epoch: int | None = None  # the epoch whose weights `model` holds
+    n_val: int = 0                   # validation images carved from the training side
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -128,8 +148,14 @@ def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: Train
 
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train_set: ImageSet,
                     config: TrainConfig, generator: torch.Generator, device: torch.device,
-                    on_batch: Callable[[int, int, float], None] | None = None, epoch: int = 1) -> tuple[float, float]:
-    """One pass over the training set; returns (mean loss, accuracy on the images it learned from)."""
+                    on_batch: Callable[[int, int, float], None] | None = None, epoch: int = 1,
+                    schedule: torch.optim.lr_scheduler.LRScheduler | None = None,
+                    averager: Averager | None = None) -> tuple[float, float]:
+    """One pass over the training set; returns (mean loss, accuracy on the images it learned from).
+
+    Each batch is augmented (config.augment) before it is attacked, so adversarial batches are augmented too;
+    the schedule steps and the weight average updates after every optimizer step.
+    """
     model.train()
     channels_last = device.type == "cpu"
     order = epoch_order(train_set, config, generator)
@@ -139,10 +165,15 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train_se
     for b in range(batches):
         index = order[b * config.batch_size:(b + 1) * config.batch_size]
         x, y = batch_to_device(train_set, index, device, channels_last)
+        x = augment_batch(x, config.augment, generator)
         loss, logits = batch_loss(model, x, y, config, epsilon_at(config, epoch, b / batches), generator, weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if schedule is not None:
+            schedule.step()
+        if averager is not None:
+            averager.update(model)
         total_loss += float(loss.detach()) * len(y)
         correct += int((logits.detach().argmax(1) == y).sum())
         seen += len(y)
@@ -160,7 +191,8 @@ def scaled_progress(progress: ProgressFn, start: float, span: float) -> Progress
 
 def watch_epoch(model: nn.Module, stats: EpochStats, test_set: ImageSet, watch_set: ImageSet | None,
                 config: TrainConfig, device: torch.device) -> None:
-    """Clean test metrics after an epoch, and FGSM/PGD on the watch set for adversarial runs."""
+    """Clean test metrics after an epoch, and FGSM/PGD on the watch set for adversarial runs (study recipe: no
+    validation split; kept for the record, never used to choose)."""
     clean = evaluate(model, test_set, [], [], device=device)[0]
     stats.test_accuracy, stats.test_balanced_accuracy = clean.accuracy, clean.balanced_accuracy
     if watch_set is not None and len(watch_set):
@@ -172,8 +204,45 @@ def watch_epoch(model: nn.Module, stats: EpochStats, test_set: ImageSet, watch_s
         stats.test_pgd_balanced_accuracy = by_attack["pgd"].balanced_accuracy
 
 
+def validate_epoch(model: nn.Module, stats: EpochStats, val_set: ImageSet, config: TrainConfig,
+                   device: torch.device) -> float:
+    """Validation measures after an epoch; returns the score that chooses the epoch.
+
+    Standard training is scored by clean balanced accuracy; adversarial training by balanced accuracy under
+    PGD-5 at the training epsilon (cheap, and what robust training is for), clean balanced accuracy breaking ties.
+    """
+    adversarial = MODES.get(config.mode).adversarial and config.epsilon > 0
+    results = evaluate(model, val_set, ["fgsm", "pgd"] if adversarial else [], [config.epsilon] if adversarial else [],
+                       device=device, pgd_steps=VALIDATION_PGD_STEPS, seed=config.seed)
+    clean = results[0]
+    stats.val_accuracy, stats.val_balanced_accuracy = clean.accuracy, clean.balanced_accuracy
+    if not adversarial:
+        return float(clean.balanced_accuracy)
+    by_attack = {r.attack: r for r in results[1:]}
+    stats.val_fgsm_accuracy = by_attack["fgsm"].accuracy
+    stats.val_pgd_accuracy = by_attack["pgd"].accuracy
+    stats.val_pgd_balanced_accuracy = by_attack["pgd"].balanced_accuracy
+    return float(by_attack["pgd"].balanced_accuracy) + 1e-3 * float(clean.balanced_accuracy)
+
+
+def carve_validation(train_set: ImageSet, config: TrainConfig) -> tuple[ImageSet, ImageSet | None]:
+    """(images to learn from, validation images): stratified, seeded, near-duplicate groups kept whole."""
+    if not config.val_fraction:
+        return train_set, None
+    try:
+        fit, val = split_dataset(train_set, config.val_fraction, seed=config.seed, policy=config.split_policy)
+    except ValueError as exc:
+        raise ValueError(f"cannot carve a validation split from {len(train_set)} training images: {exc} "
+                         f"(train with val_fraction=0 and select=last on so few images)") from None
+    return fit, val
+
+
 def epoch_message(stats: EpochStats) -> str:
     message = f"epoch {stats.epoch}/{stats.epochs}: loss {stats.train_loss:.3f}, train acc {stats.train_accuracy:.3f}"
+    if stats.val_balanced_accuracy is not None:
+        message += f", validation balanced acc {stats.val_balanced_accuracy:.3f}"
+    if stats.val_pgd_balanced_accuracy is not None:
+        message += f" (under PGD-5 {stats.val_pgd_balanced_accuracy:.3f})"
     if stats.test_accuracy is not None:
         message += f", test acc {stats.test_accuracy:.3f} (balanced {stats.test_balanced_accuracy:.3f})"
     if stats.test_pgd_accuracy is not None:
@@ -183,8 +252,10 @@ def epoch_message(stats: EpochStats) -> str:
 
 def train_model(config: TrainConfig, train_set: ImageSet, test_set: ImageSet | None = None,
                 progress: ProgressFn = ignore_progress, state_file: str | os.PathLike | None = None) -> TrainResult:
-    """Train one model; reports every batch (for progress bars) and every epoch (with test metrics).
+    """Train one model; reports every batch (for progress bars) and every epoch (with its measures).
 
+    With config.val_fraction > 0 a validation split is carved from `train_set` and `test_set` is not looked
+    at; without one, `test_set` is watched after every epoch for the record (never to choose).
     state_file: where the per-epoch state is kept (busadv.training.state). When it holds a state of
     this very run (same settings, same training images), training goes on after its last finished
     epoch; a state that cannot be used is reported and training starts from epoch 1.
@@ -194,6 +265,7 @@ def train_model(config: TrainConfig, train_set: ImageSet, test_set: ImageSet | N
                          f"{config.image_size}px; load the data at the model's size")
     device = pick_device(config.device)
     mode = MODES.get(config.mode)
+    train_set, val_set = carve_validation(train_set, config)
     if mode.prepare is not None:  # before seeding: the fresh model starts exactly as a standard run would
         train_set = mode.prepare(config, train_set, progress, train_model)
         progress = scaled_progress(progress, 0.5, 0.5)
@@ -202,15 +274,22 @@ def train_model(config: TrainConfig, train_set: ImageSet, test_set: ImageSet | N
     model = model.to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    result = TrainResult(model=model, config=config, init_note=describe_init(config.arch, config.pretrained))
+    optimizer = make_optimizer(model, config)
+    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    schedule = make_schedule(optimizer, config, steps_per_epoch)
+    averager = Averager(model, config.ema_decay) if config.ema_decay else None
+    choice = EpochChoice(patience=config.patience)
+    result = TrainResult(model=model, config=config, init_note=describe_init(config.arch, config.pretrained),
+                         n_val=len(val_set) if val_set is not None else 0)
     run = state.identity(config, train_set) if state_file is not None else ""
     resumed = _resume(state_file, run, model, optimizer, generator, config, progress)
+    if resumed.extras:
+        _restore_extras(resumed.extras, schedule, averager, choice)
     first = resumed.epoch + 1
     known = {f.name for f in fields(EpochStats)}
     result.history = [EpochStats(**{k: v for k, v in h.items() if k in known}) for h in resumed.history]
     watch_set = None
-    if test_set is not None and mode.adversarial and config.monitor_images > 0:
+    if val_set is None and test_set is not None and mode.adversarial and config.monitor_images > 0:
         watch_set = stratified_subset(test_set, config.monitor_images, seed=config.seed)
     started = time.perf_counter()
     done_before = resumed.epoch / config.epochs
@@ -220,9 +299,15 @@ def train_model(config: TrainConfig, train_set: ImageSet, test_set: ImageSet | N
         return elapsed / gained * (1 - done) if gained > 0 else None
 
     if not resumed.epoch:
-        progress(ProgressEvent(0.0, f"{config.describe()}: {result.init_note}", epoch=0, epochs=config.epochs))
+        note = f"{config.describe()}: {result.init_note}"
+        if val_set is not None:
+            note += f"; {len(val_set)} validation images carved from the training side choose the epoch"
+        progress(ProgressEvent(0.0, note, epoch=0, epochs=config.epochs))
+    stopped = choice.exhausted(resumed.epoch)
     with cudnn_settings(device, config.deterministic):
         for epoch in range(first, config.epochs + 1):
+            if stopped:
+                break
             epoch_start = time.perf_counter()
 
             def on_batch(batch: int, batches: int, loss: float, epoch: int = epoch) -> None:
@@ -230,23 +315,56 @@ def train_model(config: TrainConfig, train_set: ImageSet, test_set: ImageSet | N
                 progress(ProgressEvent(done, f"epoch {epoch}/{config.epochs}, batch {batch}/{batches}",
                                        epoch=epoch, epochs=config.epochs, loss=loss, eta_seconds=eta(done)))
 
-            loss, train_acc = train_one_epoch(model, optimizer, train_set, config, generator, device, on_batch, epoch)
-            stats = EpochStats(epoch=epoch, epochs=config.epochs, train_loss=loss, train_accuracy=train_acc)
-            if test_set is not None and len(test_set):
-                watch_epoch(model, stats, test_set, watch_set, config, device)
+            loss, train_acc = train_one_epoch(model, optimizer, train_set, config, generator, device, on_batch, epoch,
+                                              schedule, averager)
+            stats = EpochStats(epoch=epoch, epochs=config.epochs, train_loss=loss, train_accuracy=train_acc,
+                               lr=float(optimizer.param_groups[0]["lr"]))
+            judged = averager.model if averager is not None else model  # the weights that would be saved
+            if val_set is not None:
+                stats.score = validate_epoch(judged, stats, val_set, config, device)
+                choice.offer(epoch, stats.score, judged)
+                stopped = choice.exhausted(epoch)
+            elif test_set is not None and len(test_set):
+                watch_epoch(judged, stats, test_set, watch_set, config, device)
             stats.seconds = time.perf_counter() - epoch_start
             result.history.append(stats)
             if state_file is not None:  # after the watch: the generators are saved as the next epoch finds them
                 state.save_state(state_file, run, state.TrainState(
-                    epoch, [asdict(h) for h in result.history], resumed.seconds + time.perf_counter() - started),
+                    epoch, [asdict(h) for h in result.history], resumed.seconds + time.perf_counter() - started,
+                    extras=_extras(schedule, averager, choice)),
                     model, optimizer, generator, config.epochs)
             done = epoch / config.epochs
-            progress(ProgressEvent(done, epoch_message(stats), epoch=epoch, epochs=config.epochs, loss=loss,
-                                   accuracy=stats.test_accuracy if stats.test_accuracy is not None else train_acc,
-                                   eta_seconds=eta(done)))
+            message = epoch_message(stats) + (f"; no better for {config.patience} epochs: stopping" if stopped else "")
+            progress(ProgressEvent(1.0 if stopped else done, message, epoch=epoch, epochs=config.epochs, loss=loss,
+                                   accuracy=next((a for a in (stats.val_accuracy, stats.test_accuracy)
+                                                  if a is not None), train_acc),
+                                   eta_seconds=0.0 if stopped else eta(done)))
     result.seconds = resumed.seconds + time.perf_counter() - started
-    model.eval()
+    final = averager.model if averager is not None else model
+    result.chosen_epoch = len(result.history) or None
+    if config.select == "best" and choice.best_weights is not None:
+        final.load_state_dict(choice.best_weights)
+        result.chosen_epoch = choice.best_epoch
+    result.model = final
+    final.eval()
     return result
+
+
+def _extras(schedule: torch.optim.lr_scheduler.LRScheduler | None, averager: Averager | None,
+            choice: EpochChoice) -> dict[str, object]:
+    """What a resumed run needs beyond model and optimizer: where the schedule is, the average, the best epoch."""
+    return {"schedule": schedule.state_dict() if schedule is not None else None,
+            "ema": averager.state_dict() if averager is not None else None, "choice": choice.state_dict()}
+
+
+def _restore_extras(extras: dict[str, object], schedule: torch.optim.lr_scheduler.LRScheduler | None,
+                    averager: Averager | None, choice: EpochChoice) -> None:
+    if schedule is not None and isinstance(extras.get("schedule"), dict):
+        schedule.load_state_dict(extras["schedule"])  # type: ignore[arg-type]
+    if averager is not None and isinstance(extras.get("ema"), dict):
+        averager.load_state_dict(extras["ema"])  # type: ignore[arg-type]
+    if isinstance(extras.get("choice"), dict):
+        choice.load_state_dict(extras["choice"])  # type: ignore[arg-type]
 
 
 def _resume(state_file: str | os.PathLike | None, run: str, model: nn.Module, optimizer: torch.optim.Optimizer,

@@ -47,6 +47,7 @@ class TrainState:
     epoch: int
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    extras: dict[str, Any] = field(default_factory=dict)  # schedule, weight average, best epoch so far
 
 
 def sidecar(path: str | os.PathLike) -> Path:
@@ -72,7 +73,7 @@ def save_state(path: str | os.PathLike, run: str, state: TrainState, model: nn.M
     """Write the state after a finished epoch, atomically; then its JSON sidecar."""
     blob = {
         "format": FORMAT, "version": VERSION, "identity": run, "epoch": int(state.epoch), "epochs": int(epochs),
-        "history": state.history, "seconds": float(state.seconds), "saved": time.time(),
+        "history": state.history, "seconds": float(state.seconds), "saved": time.time(), "extras": state.extras,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "torch_rng": torch.get_rng_state(), "generator": generator.get_state(),
@@ -136,8 +137,10 @@ def load_state(path: str | os.PathLike, run: str, model: nn.Module, optimizer: t
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
     seconds = blob.get("seconds")
+    extras = blob.get("extras")
     return TrainState(epoch=blob["epoch"], history=list(blob["history"]),
-                      seconds=float(seconds) if isinstance(seconds, (int, float)) else 0.0)
+                      seconds=float(seconds) if isinstance(seconds, (int, float)) else 0.0,
+                      extras=extras if isinstance(extras, dict) else {})
 
 
 def remove_state(path: str | os.PathLike) -> None:
