@@ -9,7 +9,7 @@ model and image, so its caches are filled under a lock.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +20,8 @@ from busadv.attacks import ATTACKS, AttackContext, AttackSpec, eval_mode, explor
 from busadv.evaluation.transfer import carry_perturbation
 
 CLEAN = "none"
+# A long computation says how far it got: called with (done, total) after each step.
+StepProgress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class PerturbationProbe:
         self._iterated: dict[tuple[str, float], torch.Tensor] = {}
         self._lock = threading.RLock()
         self._clean_probs: np.ndarray | None = None
+        self._flips: dict[tuple[str, float], float | None] = {}
 
     @staticmethod
     def attacks() -> tuple[AttackSpec, ...]:
@@ -96,12 +99,21 @@ class PerturbationProbe:
         with self._lock, eval_mode(self.model), torch.inference_mode():
             return torch.softmax(self.model(x), dim=1).cpu().numpy()[0]
 
-    def smallest_flip(self, attack: str, max_eps: float = 0.5) -> float | None:
+    def smallest_flip(self, attack: str, max_eps: float = 0.5, progress: StepProgress | None = None) -> float | None:
         """The smallest k/255 (k = 1 .. up to max_eps, then max_eps itself) that changes the predicted class.
 
         Single-step attacks scan the whole grid in batched forward passes. Iterative attacks are searched
-        by bisection over the grid (each probe is one attack), assuming a flip persists at larger epsilons.
+        by bisection over the grid (each probe is one attack), assuming a flip persists at larger epsilons;
+        `progress` hears (attacks done, at most this many) after each attack.
         """
+        known = (attack, float(max_eps))
+        if known not in self._flips:
+            found = self._search_flip(attack, max_eps, progress)
+            with self._lock:
+                self._flips[known] = found
+        return self._flips[known]
+
+    def _search_flip(self, attack: str, max_eps: float, progress: StepProgress | None) -> float | None:
         clean = int(self.probabilities(CLEAN, 0.0).argmax())
         steps = np.arange(1, int(np.floor(max_eps * 255 + 1e-9)) + 1) / 255.0
         grid = steps if len(steps) and abs(steps[-1] - max_eps) < 1e-9 else np.append(steps, max_eps)
@@ -113,8 +125,15 @@ class PerturbationProbe:
                     return float(chunk[flipped[0]])
             return None
 
+        bound = 1 + int(np.ceil(np.log2(len(grid))))  # the bisection's most attacks
+        done = [0]
+
         def flips(i: int) -> bool:
-            return int(self.probabilities(attack, float(grid[i])).argmax()) != clean
+            answer = int(self.probabilities(attack, float(grid[i])).argmax()) != clean
+            done[0] += 1
+            if progress is not None:
+                progress(min(done[0], bound), bound)
+            return answer
 
         if not flips(len(grid) - 1):
             return None
@@ -127,8 +146,17 @@ class PerturbationProbe:
                 low = middle
         return float(grid[high])
 
-    def strip(self, attack: str, epsilons: Sequence[float]) -> list[StripItem]:
-        """The same image at several epsilons, each with its predicted class and confidence."""
+    def strip(self, attack: str, epsilons: Sequence[float], progress: StepProgress | None = None) -> list[StripItem]:
+        """The same image at several epsilons, each with its predicted class and confidence.
+
+        A single-step attack is one backward pass (its direction, cached) and one batched forward pass over all
+        epsilons: the explorer's slider computes every position this way when an image is chosen. An iterative
+        attack runs once per epsilon; `progress` hears (epsilons done, all of them) after each.
+        """
+        if progress is not None and not (attack == CLEAN or ATTACKS.get(attack).single_step):
+            for done, eps in enumerate(epsilons, start=1):
+                self.perturbed(attack, eps)  # kept in the probe's cache for the batch below
+                progress(done, len(epsilons))
         probs = self.probabilities_many(attack, epsilons)
         return [StripItem(epsilon=float(eps), image=to_uint8(self.perturbed(attack, eps)), predicted=int(p.argmax()),
                           confidence=float(p.max()), probabilities=p) for eps, p in zip(epsilons, probs, strict=True)]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_app import EXPLORER, chart, chart_specs, open_app, texts
+from tests.test_app import EXPLORER, chart, chart_specs, open_app, open_tab, texts
 from tests.test_explain import kaggle_busi
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,26 +58,26 @@ def test_a_normal_image_says_why_there_is_no_lesion_score(app_checkpoints):
 
 
 def test_the_strip_shows_where_the_model_looks_with_the_pointing_game(app_checkpoints):
-    at = open_app(EXPLORER)
+    at = open_tab(open_app(EXPLORER), "ε strip")
     at.segmented_control(key="strip_shows").set_value("attention").run()
     assert not at.exception
     assert sum("peak on lesion:" in m.value for m in at.markdown) == 8
 
 
 def test_grouped_attacks_mark_the_strongest_and_offer_scanner_variation(app_checkpoints):
-    from busadv.app.explorer_views import families
+    from busadv.app.explorer.choices import families
     from busadv.attacks import explorer_attacks, strongest_attack
 
     at = open_app(EXPLORER)
     grouped = families(explorer_attacks())
-    assert list(grouped)[0] == "adversarial" and at.segmented_control(key="attack_family").value == "adversarial"
+    assert list(grouped)[0] == "adversarial" and at.selectbox(key="attack_family").value == "adversarial"
     options = at.radio(key="attack").options
     strongest = strongest_attack(grouped["adversarial"])
     assert [o for o in options if o.endswith("· strongest offered")] == [
         next(a.label for a in explorer_attacks() if a.name == strongest) + " · strongest offered"]
     assert "is the strongest attack offered here" in texts(at)
     last = list(grouped)[-1]
-    at.segmented_control(key="attack_family").set_value(last).run()
+    at.selectbox(key="attack_family").set_value(last).run()
     assert not at.exception and at.radio(key="attack").value == grouped[last][0]
 
 
@@ -99,31 +99,35 @@ def test_busi_masks_give_the_lesion_score(app_checkpoints, tmp_path, monkeypatch
     assert "the lesion is 25% of the image" in texts(at)  # the masks outline the top-left quarter
 
 
-def test_presenter_mode_walks_four_steps(app_checkpoints):
+def test_presenter_mode_walks_four_steps_on_the_first_screen_alone(app_checkpoints):
     at = open_app(EXPLORER)
     at.toggle(key="presenter").set_value(True).run()
     assert not at.exception
     page = texts(at)
-    assert "Step 1 of 4" in page and "The image, as the model sees it" in page
-    assert not at.select_slider, "presenter mode has no slider: the steps set ε"
+    assert "Step 1 of 4: The image, as the model sees it" in page
+    assert not at.select_slider, "presenter mode has no server slider: the steps (and the figure's own slider) set ε"
+    assert list(chart_specs(at)) and all(cid.endswith("-stage") for cid in chart_specs(at)), \
+        "presenter mode shows the first screen's figure and nothing else"
+    assert not at.tabs and not at.get("download_button")
     assert at.button(key="presenter-prev").disabled
+    stage = chart(at, "stage")
+    assert stage["layout"]["sliders"][0]["active"] == 0, "step 1 is the clean image"
     titles = []
     for _ in range(3):
         at.button(key="presenter-next").click().run()
         assert not at.exception
-        titles.append(next(m.value for m in at.markdown if m.value.startswith("## ")))
+        titles.append(next(m.value for m in at.markdown if m.value.startswith("### Step")))
     assert "Step 4 of 4" in texts(at) and at.button(key="presenter-next").disabled
-    assert titles[0].startswith("## A change too small to see") or titles[0].startswith("## The smallest change")
+    assert "A change too small to see" in titles[0] or "The smallest change" in titles[0]
     assert "The same size of" in titles[-1]
     at.button(key="presenter-prev").click().run()
     assert "Step 3 of 4" in texts(at)
-    assert len(at.get("download_button")) == 2
     at.toggle(key="presenter").set_value(False).run()
     assert not at.exception and at.select_slider(key="eps").value == pytest.approx(4 / 255), "ε kept"
 
 
 def test_presenter_plan():
-    from busadv.app.presenter import plan
+    from busadv.app.explorer.presenter import plan
 
     steps = plan("fgsm", 14 / 255, "speckle")
     assert [s.key for s in steps] == ["clean", "small", "flip", "compare"]
@@ -136,7 +140,7 @@ def test_presenter_plan():
 
 
 def test_equal_size_comparison_prefers_scanner_variation():
-    from busadv.app.explorer_views import equal_size_comparison
+    from busadv.app.explorer.choices import equal_size_comparison
     from busadv.attacks import ATTACKS
 
     offered = [ATTACKS.get("fgsm"), ATTACKS.get("noise")]
@@ -202,6 +206,7 @@ def _open_link(**params: str):
 def test_second_model_on_the_first_models_perturbed_image(app_checkpoints):
     at = open_app(EXPLORER)
     at.select_slider(key="eps").set_value(0.2).run()
+    open_tab(at, "Compare")
     at.radio(key="compare_mode").set_value("transfer").run()
     assert not at.exception
     assert "Judged on the first model's FGSM image" in texts(at)

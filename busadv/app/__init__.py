@@ -7,11 +7,9 @@ widgets that every page shares and the job cards live here; anything that is not
 - layout: page setup, the menu, the data label in the sidebar, wrapping rows and readout tiles
 - dataset: facts about the active images, the banner that names them, cached image loading, uploads
 - checkpoints: the saved models (cached list, labels, the home table) and cached model loading
-- probes: the explorer's per-model-and-image caches (probe, smallest flip, strip, sweep)
-- explorer_views: the explorer's attack picker (by family), deep links, the wait for a first model
-- attention_views: the explorer's main view (verdict, zoomable pictures, Grad-CAM, attention numbers, export)
-- explorer_sections: the explorer's strip, original image, two-model comparison, test-set pointing game
-- presenter: the explorer's presenter mode (four steps, large controls, keyboard shortcuts)
+- explorer: the perturbation explorer, shaped like its screen (the first screen as one component, stage; one
+  module per section below it; presenter mode; its caches and links)
+- first_start: the demonstration model a fresh install trains by itself
 - widgets: epsilon slider and lists, seed lists, choices read from the registries
 - jobs: the job store, job cards, the live polling fragment, the quick-train panel
 - forms: the Jobs page's settings turned into checked job configs and time estimates

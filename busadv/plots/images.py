@@ -9,6 +9,7 @@ sharp, and a double click resets. Images travel as PNG data URIs, a few kilobyte
 from __future__ import annotations
 
 import base64
+import html
 import io
 import math
 from collections.abc import Sequence
@@ -49,14 +50,15 @@ def image_grid(panels: Sequence[Panel], columns: int = 3, row_height: int = 360,
     columns, rows, title_px, top = _frame(panels, columns, title_size, title)
     height0, width0 = panels[0].image.shape[:2]
     note_size = max(12, title_size - 3)
-    titles = [f"<b>{p.title}</b>" + (f"<br><span style='font-size:{note_size}px'>{p.note}</span>" if p.note else "")
-              for p in panels]
+    # Titles and notes can carry a checkpoint's class names: plain text, never Plotly's HTML.
+    titles = [f"<b>{_plain(p.title)}</b>" +
+              (f"<br><span style='font-size:{note_size}px'>{_plain(p.note)}</span>" if p.note else "") for p in panels]
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=titles, shared_xaxes="all", shared_yaxes="all",
                         horizontal_spacing=SPACING, vertical_spacing=0.0)
     for i, panel in enumerate(panels):
         h, w = panel.image.shape[:2]
-        fig.add_trace(go.Image(source=data_uri(panel.image), dx=width0 / w, dy=height0 / h, name=panel.title,
-                               hovertemplate="x %{x:.0f}, y %{y:.0f}<extra>" + panel.title + "</extra>"),
+        fig.add_trace(go.Image(source=data_uri(panel.image), dx=width0 / w, dy=height0 / h, name=_plain(panel.title),
+                               hovertemplate="x %{x:.0f}, y %{y:.0f}<extra>" + _plain(panel.title) + "</extra>"),
                       row=i // columns + 1, col=i % columns + 1)
     fig.update_xaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, range=[-0.5, width0 - 0.5],
                      constrain="domain")
@@ -67,6 +69,10 @@ def image_grid(panels: Sequence[Panel], columns: int = 3, row_height: int = 360,
     fig.update_layout(height=rows * (row_height + title_px) + top + 4, margin=dict(l=4, r=4, t=top, b=4),
                       font=FONT, dragmode="zoom", title=dict(text=title, x=0.0, xanchor="left") if title else None)
     return fig
+
+
+def _plain(value: object) -> str:
+    return html.escape(str(value), quote=True).replace("%", "&#37;")
 
 
 def grid_css_height(panels: Sequence[Panel], columns: int = 3, title_size: int = 16, title: str | None = None) -> str:

@@ -1,8 +1,8 @@
-"""The explorer's main view of one condition: the verdict, big zoomable pictures, Grad-CAM, the numbers, exports.
+"""The explorer's closer look at one epsilon (first tab below the first screen): the verdict, big zoomable pictures
+with the amplified change and Grad-CAM, the attention numbers, and the exports.
 
-Normal and presenter mode draw the same view (`condition`), so a slide exported in either is the same
-picture. Each Grad-CAM map explains the model's own answer on that image unless a class is chosen:
-"the model said benign, here is where it looked; now it says malignant, here is where it looked".
+Each Grad-CAM map explains the model's own answer on that image unless a class is chosen: "the model
+said benign, here is where it looked; now it says malignant, here is where it looked".
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import streamlit as st
 from busadv import plots
 from busadv.app import layout
 from busadv.app.checkpoints import checkpoint_heading
-from busadv.app.probes import ProbeView
+from busadv.app.explorer import choices
+from busadv.app.explorer.probes import ProbeView
+from busadv.app.layout import plain
 from busadv.attacks import attack_label, format_epsilon
 from busadv.explain import (
     AttentionShift,
@@ -33,8 +35,14 @@ from busadv.explorer import amplified_perturbation, to_uint8
 from busadv.plots.images import ZOOM_CONFIG, grid_css_height, image_grid
 
 CAM_LEGEND = ("Grad-CAM (the grad-cam package): red where the evidence for the explained class is strongest, blue "
-              "where there is none; the cross marks the map's peak. **White outline: the lesion.** Drag a box on "
-              "any picture to zoom all of them to the same region; double-click to zoom out.")
+              "where there is none; the cross marks the map's peak.")
+ZOOM_HINT = "Drag a box on any picture to zoom all of them to the same region; double-click to zoom out."
+
+
+def cam_legend(lesion: Lesion) -> str:
+    """The pictures' legend: the lesion's white outline is named only where one is drawn."""
+    outline = " **White outline: the lesion.**" if lesion.mask is not None else ""
+    return f"{CAM_LEGEND}{outline} {ZOOM_HINT}"
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,7 @@ class Lesion:
 
 def verdict(view: ProbeView, attack: str, eps: float, clean: np.ndarray, perturbed: np.ndarray) -> str:
     """Draw the one-line verdict (flipped in red, wrong-already in orange, unchanged in green) and return it."""
-    classes, true_label = view.classes, view.choice.true_label
+    classes, true_label = [plain(c) for c in view.classes], view.choice.true_label
     before, after = int(clean.argmax()), int(perturbed.argmax())
     truth = f" (true diagnosis: **{classes[true_label]}**)" if true_label is not None else ""
     where = "on the clean image" if eps == 0 else f"at ε = {format_epsilon(eps)}"
@@ -109,12 +117,14 @@ def shift_readouts(shift: AttentionShift, lesion: Lesion, eps: float) -> list[st
     """Tiles with how far attention moved; returns the same facts as sentences for the export."""
     r = shift.correlation
     kept = "—" if r is None else f"r = {r:.2f}"
-    facts = [f"Attention kept (correlation of the clean and perturbed maps): {kept}"] if eps > 0 else []
+    words = correlation_words(r)
+    facts = [f"Attention kept (correlation of the clean and perturbed maps): {kept}, {words}"] if eps > 0 else []
     with layout.flow():
         if eps > 0:
-            layout.readout("Attention kept", kept, width=190,
-                           note="1: same places; 0: unrelated" if r is not None else "a map has no evidence",
-                           help="Pearson correlation of the clean and the perturbed Grad-CAM maps.")
+            layout.readout("Attention kept", kept, width=250, note=words,
+                           help="Pearson correlation r of the clean and the perturbed Grad-CAM maps: 1 means the "
+                                "model looks at exactly the same places, 0 that the two maps are unrelated, and a "
+                                "negative r that it now looks where it did not before.")
         if lesion.mask is None or shift.clean is None or shift.perturbed is None:
             layout.readout("Attention on the lesion", "unavailable", note=f"Why: {lesion.reason}.", width=396)
             return [*facts, f"Attention on the lesion: unavailable ({lesion.reason})"]
@@ -129,6 +139,21 @@ def shift_readouts(shift: AttentionShift, lesion: Lesion, eps: float) -> list[st
                        help="Is the map's hottest pixel (the cross) inside the lesion outline?")
     return [*facts, f"Attention on the lesion: {share} (the lesion covers {before.area:.0%} of the image)",
             f"Map peak on the lesion (pointing game): {peak}"]
+
+
+def correlation_words(r: float | None) -> str:
+    """A correlation of two attention maps said in words: 'r = -0.36' means little to most of an audience."""
+    if r is None:
+        return "a map has no evidence to compare"
+    if r >= 0.8:
+        return "it looks at the same places"
+    if r >= 0.5:
+        return "mostly the same places"
+    if r >= 0.2:
+        return "partly the same places"
+    if r > -0.2:
+        return "unrelated places: attention moved"
+    return "it now looks where it did not before"
 
 
 def _yes(value: bool | None) -> str:
@@ -146,6 +171,7 @@ def condition(view: ProbeView, attack: str, eps: float, lesion: Lesion, *, flip_
     and push the pictures below a projector's fold. `below_pictures` draws the pictures' own controls.
     """
     classes = view.classes
+    names = [plain(c) for c in classes]  # Markdown below; the charts escape for Plotly themselves
     clean, probs = view.clean(), view.probabilities(attack, eps)
     said = verdict(view, attack, eps, clean, probs)
     before, after = int(clean.argmax()), int(probs.argmax())
@@ -153,11 +179,11 @@ def condition(view: ProbeView, attack: str, eps: float, lesion: Lesion, *, flip_
     flip_text = format_epsilon(flip_eps) if flip_eps is not None else "none up to 0.5"
     if not large:
         with layout.flow():
-            layout.readout("Clean prediction", f"{classes[before]} {clean[before]:.0%}", width=230,
+            layout.readout("Clean prediction", f"{names[before]} {clean[before]:.0%}", width=230,
                            note=":orange-badge[:material/error: wrong]" if wrong else None)
             if eps > 0:
                 layout.readout(f"With {attack_label(attack)}, ε = {format_epsilon(eps)}",
-                               f"{classes[after]} {probs[after]:.0%}", width=230,
+                               f"{names[after]} {probs[after]:.0%}", width=230,
                                note=":red-badge[:material/warning: flipped]" if after != before else
                                ":gray-badge[unchanged]")
             layout.readout("Smallest ε that flips it", flip_text, note=f"with {attack_label(flip_attack or attack)}",
@@ -166,7 +192,7 @@ def condition(view: ProbeView, attack: str, eps: float, lesion: Lesion, *, flip_
     cam = view.attention(attack, eps, target)
     shown = panels(view, attack, eps, lesion, clean_cam, cam, columns)
     zoomable(shown, columns, key=f"pictures-{key}", title_size=20 if large else 16, row_height=row_height)
-    st.caption(CAM_LEGEND)
+    st.caption(cam_legend(lesion))
     if below_pictures is not None:
         below_pictures()
     shift = attention_shift(clean_cam.maps[0], cam.maps[0], lesion.mask)
@@ -190,7 +216,7 @@ def condition(view: ProbeView, attack: str, eps: float, lesion: Lesion, *, flip_
     probabilities = (("Clean", tuple(float(p) for p in clean)),) + (
         ((f"{attack_label(attack)} ε={format_epsilon(eps)}", tuple(float(p) for p in probs)),) if eps > 0 else ())
     legend = ("Grad-CAM (grad-cam package): red where the evidence for the explained class is strongest; the cross "
-              "marks the map's peak; the white outline is the lesion.")
+              "marks the map's peak" + ("; the white outline is the lesion." if lesion.mask is not None else "."))
     return Comparison(title=said, classes=tuple(classes), probabilities=probabilities, panels=tuple(shown),
                       settings=settings, notes=(*facts, legend))
 
@@ -215,3 +241,34 @@ def export_buttons(comparison: Comparison, image_name: str, key: str) -> None:
         st.download_button("Download as HTML (works offline)", data=lambda: comparison_html(comparison),
                            file_name=f"{stem}.html", mime="text/html", key=f"html-{key}",
                            icon=":material/description:")
+
+
+def closer_look(view: ProbeView, attack: str, lesion: Lesion, flip_eps: float | None) -> None:
+    """One epsilon in full (its own slider, the page's epsilon): verdict, the amplified change, Grad-CAM before and
+    after, the attention numbers, the probabilities and the exports.
+
+    Why a slider of its own: the first screen's slider moves in the browser alone, so the server never hears of
+    it; this one starts where the first screen started and sets where it starts next.
+    """
+    from busadv.app.widgets import epsilon_slider
+
+    eps = epsilon_slider("ε for this closer look: the largest change of any pixel (pixel scale 0–1, also shown as "
+                         "k/255 grey levels)", key="eps", default=float(st.session_state.get("_eps", 4 / 255)))
+    choices.remember(eps=eps)  # the first screen starts there while this tab is closed
+    classes = view.classes
+
+    def picture_controls() -> None:
+        """Under the pictures: how many per row (fewer: larger, for speckle), and what Grad-CAM explains."""
+        with layout.flow(gap="medium"):
+            st.segmented_control("Pictures per row", [3, 2, 1], key="per_row", default=3, required=True,
+                                 help="Fewer per row: larger pictures, to see speckle. Zoom also works at any size.")
+            st.selectbox("Grad-CAM explains", [None, *range(len(classes))], key="cam_target", width=360,
+                         format_func=lambda t: "the model's answer on each image" if t is None else
+                         f"the class '{plain(classes[t])}' on both images",
+                         help="By default each map explains the answer given on that image: why it said benign, "
+                              "and why it now says malignant. Pick a class to compare attention for that one class.")
+
+    per_row = int(st.session_state.get("per_row") or 3)
+    shown = condition(view, attack, eps, lesion, flip_eps=flip_eps, target=st.session_state.get("cam_target"),
+                      columns=per_row, row_height={3: 300, 2: 440, 1: 620}[per_row], below_pictures=picture_controls)
+    export_buttons(shown, view.choice.name, key="main")

@@ -14,6 +14,7 @@ from typing import Any
 import streamlit as st
 
 from busadv.app.checkpoints import checkpoint_infos
+from busadv.app.layout import plain
 from busadv.app.widgets import EPSILON_CHOICES
 from busadv.attacks import ADVERSARIAL, BASELINE, AttackSpec, format_epsilon, parse_epsilon, strongest_attack
 from busadv.data import ImageSet
@@ -48,13 +49,13 @@ def equal_size_comparison(offered: Sequence[AttackSpec]) -> str:
 def attack_choice(offered: Sequence[AttackSpec], container: Any = st) -> str:
     """The kind of change (family), then the perturbation within it; the strongest attack is marked as such."""
     grouped = families(offered)
-    labels = {spec.name: spec.label for spec in offered}
+    labels = {spec.name: plain(spec.label) for spec in offered}  # a plugin's label is text, not Markdown
     current = st.session_state.get("attack")
     if st.session_state.get("attack_family") not in grouped:
         st.session_state["attack_family"] = next((f for f, names in grouped.items() if current in names),
                                                  next(iter(grouped)))
-    family = container.segmented_control(
-        "Kind of change", list(grouped), key="attack_family", format_func=family_name, required=True,
+    family = container.selectbox(
+        "Kind of change", list(grouped), key="attack_family", format_func=lambda f: plain(family_name(f)),
         help="Adversarial attacks search for the worst change of size ε; scanner variations are what another "
              "machine or setting does anyway, scaled to the same size; random noise is the baseline an attack "
              "must beat.") or next(iter(grouped))
@@ -65,7 +66,7 @@ def attack_choice(offered: Sequence[AttackSpec], container: Any = st) -> str:
     attack = container.radio("Perturbation", names, key="attack", horizontal=True,
                              format_func=lambda n: labels[n] + (" · strongest offered" if n == strongest else ""))
     spec = next(s for s in offered if s.name == attack)
-    note = spec.explanation + "."
+    note = plain(spec.explanation) + "."
     if family == ADVERSARIAL and strongest is not None:
         note += (f" **{labels[strongest]} is the strongest attack offered here**: quote its smallest flipping ε; "
                  "a weaker attack can only need more (or the model is masking its gradients).")
@@ -100,8 +101,8 @@ def apply_model_link(link: dict[str, str] | None, names: Sequence[str]) -> None:
         if link["model"] in names:
             st.session_state["model"] = link["model"]
         else:
-            _note(f"The link names the model `{link['model']}`, which is not in the checkpoints folder; showing "
-                  "another model instead.")
+            _note(f"The link names the model “{plain(link['model'])}”, which is not in the checkpoints folder; "
+                  "showing another model instead.")
     if st.session_state.get("model") not in names:
         st.session_state.pop("model", None)  # a checkpoint deleted since: the picker starts over
 
@@ -116,8 +117,8 @@ def apply_image_link(link: dict[str, str] | None, test_set: ImageSet, classes: S
         st.session_state["true_class"] = classes[int(test_set.labels[index])]
         st.session_state["image_index"] = index
     else:
-        _note(f"The link's image `{name}` is not among this model's held-out test images (it may be one the model "
-              "was trained on, or from other data); showing another image.")
+        _note(f"The link's image “{plain(name)}” is not among this model's held-out test images (it may be one the "
+              "model was trained on, or from other data); showing another image.")
 
 
 def apply_attack_link(link: dict[str, str] | None, offered: Sequence[AttackSpec]) -> None:
@@ -127,14 +128,14 @@ def apply_attack_link(link: dict[str, str] | None, offered: Sequence[AttackSpec]
     if "attack" in link:
         match = next((s for s in offered if s.name == link["attack"].strip().lower()), None)
         if match is None:
-            _note(f"The link's perturbation `{link['attack']}` is not offered here; showing another.")
+            _note(f"The link's perturbation “{plain(link['attack'])}” is not offered here; showing another.")
         else:
             st.session_state["attack"], st.session_state["attack_family"] = match.name, match.family
     if "eps" in link:
         try:
             wanted = parse_epsilon(link["eps"])
         except ValueError as exc:
-            _note(f"The link's ε is not usable ({exc}).")
+            _note(f"The link's ε is not usable ({plain(exc)}).")
             return
         nearest = min(EPSILON_CHOICES, key=lambda e: abs(e - wanted))
         st.session_state["eps"] = nearest

@@ -1,4 +1,4 @@
-"""Presenter mode: the explorer as four steps for a lecture hall, with large controls and keyboard shortcuts.
+"""Presenter mode: the explorer's first screen in large type, walked through in four steps for a lecture hall.
 
 The story: the clean image and its answer; a change too small to see; the smallest change that flips
 the answer; and the same amount of ordinary scanner variation (or random noise), which does not. The
@@ -20,10 +20,10 @@ STEP_KEY = "presenter_step"
 # Presenter mode hides the sidebar and enlarges the step buttons and the verdict: read from the back row.
 STYLE = """<style>
 section[data-testid="stSidebar"], div[data-testid="stSidebarCollapsedControl"] { display: none; }
-div[data-testid="stMainBlockContainer"] { padding-top: 2.5rem; }
-.st-key-presenter-prev button, .st-key-presenter-next button { min-height: 3.5rem; }
-.st-key-presenter-prev button p, .st-key-presenter-next button p { font-size: 1.35rem; }
-div[data-testid="stAlert"] h4 { font-size: 1.6rem; }
+div[data-testid="stMainBlockContainer"] { padding-top: 1.2rem !important; }
+.st-key-explorer-head h1 { font-size: 1.5rem !important; }
+.st-key-presenter-prev button, .st-key-presenter-next button { min-height: 3rem; }
+.st-key-presenter-prev button p, .st-key-presenter-next button p { font-size: 1.3rem; }
 </style>"""
 
 
@@ -76,18 +76,18 @@ def _go(delta: int, count: int) -> None:
 
 
 def controls(steps: list[Step]) -> Step:
-    """Previous / next buttons (← and → on the keyboard) and the step counter; returns the step to show."""
+    """One compact row: previous, the step and its title, next (← and → on the keyboard); the step's sentence
+    under it. Returns the step to show."""
     count = len(steps)
     step = max(0, min(count - 1, int(st.session_state.get(STEP_KEY, 0))))
     st.session_state[STEP_KEY] = step
+    chosen = steps[step]
     with st.container(horizontal=True, vertical_alignment="center", gap="medium"):
         st.button("Previous", key="presenter-prev", on_click=_go, args=(-1, count), disabled=step == 0,
-                  shortcut="Left", width=220)
-        st.markdown(f"### Step {step + 1} of {count}", width="content")
+                  shortcut="Left", width=170)
+        st.markdown(f"### Step {step + 1} of {count}: {chosen.title}", width="stretch")
         st.button("Next", key="presenter-next", on_click=_go, args=(1, count), disabled=step == count - 1,
-                  type="primary", shortcut="Right", width=220)
-    chosen = steps[step]
-    st.markdown(f"## {chosen.title}")
+                  type="primary", shortcut="Right", width=170)
     st.markdown(f"##### {chosen.lead}")
     return chosen
 

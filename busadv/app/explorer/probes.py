@@ -3,8 +3,10 @@
 Why two kinds of cache: the probe is a live object holding the model's gradient for the image, safe to
 share between sessions (it fills its own caches under a lock), so it lives in st.cache_resource, as
 does each model's Grad-CAM mapper (a private copy of the model, see busadv.explain). What the page gets
-back from them (the smallest flipping epsilon, the strip, the sweep, attention maps) is data: it lives
-in st.cache_data, so each session receives its own copy and nobody can change another's.
+back from them (the sweep, attention maps, transfers) is data: it lives in st.cache_data, so each
+session receives its own copy and nobody can change another's. The smallest flipping epsilon and the
+strip of images (the slider's every position) are kept by the probe itself, because their search shows
+its progress where it runs, which a cached function cannot draw into.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ import streamlit as st
 
 from busadv.app.checkpoints import load_model, mtime_ns
 from busadv.app.dataset import UPLOAD_ERRORS, decode_upload, load_images
-from busadv.attacks import STRIP_EPSILONS
+from busadv.attacks import ATTACKS, STRIP_EPSILONS
 from busadv.data import ImageSet, data_setting, find_busi_root
 from busadv.data.decode import decode_full
 from busadv.data.phantoms import _native_size  # the size phantoms are drawn at before resizing
 from busadv.explain import AttentionMapper, CamResult
-from busadv.explorer import PerturbationProbe, StripItem
+from busadv.explorer import PerturbationProbe, StepProgress, StripItem
 from busadv.models.checkpoints import CheckpointInfo
 
 
@@ -99,16 +101,6 @@ def _probe(path: str, version: int, image_key: str, true_label: int | None, _ima
     return PerturbationProbe(load_model(path, version).require_model(), _image, true_label)
 
 
-@st.cache_data(max_entries=512, show_spinner="Searching for the smallest ε that flips the prediction…")
-def _smallest_flip(key: ProbeKey, attack: str, _probe: PerturbationProbe) -> float | None:
-    return _probe.smallest_flip(attack)
-
-
-@st.cache_data(max_entries=128, show_spinner="Perturbing the image at several ε…")
-def _strip(key: ProbeKey, attack: str, epsilons: tuple[float, ...], _probe: PerturbationProbe) -> list[StripItem]:
-    return _probe.strip(attack, list(epsilons))
-
-
 @st.cache_data(max_entries=128, show_spinner="Computing the probabilities as ε grows…")
 def _sweep(key: ProbeKey, attack: str, _probe: PerturbationProbe) -> tuple[list[float], np.ndarray]:
     return _probe.sweep(attack)
@@ -155,13 +147,19 @@ class ProbeView:
     def clean(self) -> np.ndarray:
         return self.probe.probabilities("none", 0.0)
 
-    def smallest_flip(self, attack: str) -> float | None:
-        """Cached per probe and attack: the slider never waits for the search again."""
-        return _smallest_flip(self.key, attack, _probe=self.probe)
+    def smallest_flip(self, attack: str, progress: StepProgress | None = None) -> float | None:
+        """Kept by the shared probe per attack: the page never waits for the search again."""
+        return self.probe.smallest_flip(attack, progress=progress)
 
-    def strip(self, attack: str, epsilons: tuple[float, ...] = STRIP_EPSILONS) -> list[StripItem]:
-        """The image at several epsilons; it does not depend on the slider, so it is computed once."""
-        return _strip(self.key, attack, tuple(epsilons), _probe=self.probe)
+    def strip(self, attack: str, epsilons: tuple[float, ...] = STRIP_EPSILONS,
+              progress: StepProgress | None = None) -> list[StripItem]:
+        """The image at several epsilons (sorted), each with its answer; an iterative attack's images are kept by the
+        probe, so only the first call runs them."""
+        return self.probe.strip(attack, sorted(epsilons), progress=progress)
+
+    def slow(self, attack: str) -> bool:
+        """Whether each epsilon of `attack` is an attack of its own (PGD): then the page shows progress."""
+        return attack != "none" and not ATTACKS.get(attack).single_step
 
     def sweep(self, attack: str) -> tuple[list[float], np.ndarray]:
         """Class probabilities on a fine epsilon grid up to 0.2."""
@@ -183,3 +181,22 @@ def open_probe(info: CheckpointInfo, choice: ImageChoice, image: np.ndarray) -> 
     """The shared probe of this checkpoint version and image, wrapped with its cached answers."""
     probe = _probe(str(info.path), mtime_ns(info.path), choice.key, choice.true_label, image)
     return ProbeView(info, choice, probe)
+
+
+def progress_bar(what: str) -> StepProgress:
+    """A progress callback that draws its bar right here, where the result will appear.
+
+    Why here and not as a spinner at the top of the page: a search of several attacks (PGD's smallest
+    flipping epsilon, a strip of PGD images) takes seconds to minutes, and the wait belongs beside the
+    number it produces. Nothing is drawn for an answer already kept (the callback is then never called);
+    the bar disappears when the work is done.
+    """
+    slot = st.empty()
+
+    def report(done: int, total: int) -> None:
+        if done >= total:
+            slot.empty()
+        else:
+            slot.progress(done / max(total, 1), text=f"{what}: {done} of {total}…")
+
+    return report
