@@ -134,6 +134,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "accuracy": FRACTION, "balanced_accuracy": FRACTION, "malignant_sensitivity": FRACTION,
     "majority_rate": FRACTION, "dominant_share": FRACTION,
     "random_start": _bool, "pretrained": _bool, "collapsed": _bool, "simulated": _bool,
+    "weight_decay": _between(0.0, 1.0), "ema_decay": _between(0.0, 1.0), "val_fraction": _between(0.0, 1.0),
+    "patience": _non_negative_int, "chosen_epoch": _non_negative_int,
 }
 TEXT_FIELDS = {f.name for f in fields(ResultRow) if f.type in ("str", "str | None")}
 
@@ -172,7 +174,8 @@ def row_from_dict(values: dict[str, Any]) -> ResultRow:
             kwargs["confusion"] = _confusion(values["confusion"], len(recall) or 3)
         except (ValueError, TypeError, json.JSONDecodeError) as exc:
             raise ValueError(f"confusion {str(values['confusion'])[:40]!r} {exc}") from None
-    for name in ("arch", "train_mode", "attack", "split_policy", "adv_labels", "class_balance"):
+    for name in ("arch", "train_mode", "attack", "split_policy", "adv_labels", "class_balance", "augment",
+                 "optimizer", "schedule", "select"):
         if name in kwargs:
             kwargs[name] = kwargs[name].strip().lower()
     if "split_policy" in kwargs:

@@ -17,7 +17,7 @@ from busadv.attacks.base import CORRUPTION
 from busadv.evaluation import ConditionResult
 from busadv.models.registry import MODELS
 from busadv.training import NOT_RECIPE, TrainConfig
-from busadv.training.config import MODE_SETTINGS, ModeSettings
+from busadv.training.config import LEVERS, MODE_SETTINGS, ModeSettings, TrainingLevers
 from busadv.training.modes import MODES
 
 # TrainConfig field -> row column, where the row's name says more (a row also has a *test* epsilon).
@@ -25,7 +25,7 @@ RENAMED = {"mode": "train_mode", "epsilon": "train_epsilon", "pgd_steps": "train
 
 
 @dataclass
-class ResultRow(ModeSettings):
+class ResultRow(ModeSettings, TrainingLevers):
     # ---- which run
     run: str
     seed: int
@@ -62,6 +62,7 @@ class ResultRow(ModeSettings):
     recall: dict[str, float] = field(default_factory=dict)
     confusion: list[list[int]] = field(default_factory=list)
     overfit_epoch: int | None = None  # first epoch whose watch PGD accuracy collapsed (catastrophic overfitting)
+    chosen_epoch: int | None = None   # the epoch whose weights were tested (select=best: chosen on validation)
     # ---- where it came from
     data_source: str = ""
     simulated: bool = False
@@ -99,10 +100,12 @@ class ResultRow(ModeSettings):
 
 
 def _column_order() -> tuple[str, ...]:
-    """The row's fields with the mode settings (inherited, so declared first) back among the recipe's columns."""
-    own = [f.name for f in fields(ResultRow) if f.name not in MODE_SETTINGS]
+    """The row's fields with the mode settings and levers (inherited, so declared first) back among the recipe's
+    columns. A file written before the levers existed reads with the study's (TrainingLevers' defaults)."""
+    inherited = MODE_SETTINGS + LEVERS
+    own = [f.name for f in fields(ResultRow) if f.name not in inherited]
     at = own.index("split_policy") + 1
-    return tuple(own[:at]) + MODE_SETTINGS + tuple(own[at:])
+    return tuple(own[:at]) + inherited + tuple(own[at:])
 
 
 ROW_FIELDS: tuple[str, ...] = _column_order()
@@ -122,7 +125,9 @@ def overfit_epoch(history: Sequence[dict[str, Any]], drop: float = 0.2) -> int |
     """
     best = -1.0
     for h in history:
-        pgd, fgsm = h.get("test_pgd_accuracy"), h.get("test_fgsm_accuracy")
+        on_validation = h.get("val_pgd_accuracy") is not None
+        pgd = h.get("val_pgd_accuracy") if on_validation else h.get("test_pgd_accuracy")
+        fgsm = h.get("val_fgsm_accuracy") if on_validation else h.get("test_fgsm_accuracy")
         if pgd is None or fgsm is None:
             continue
         if best >= 0 and pgd <= best - drop and fgsm > pgd + drop / 2:
@@ -134,7 +139,8 @@ def overfit_epoch(history: Sequence[dict[str, Any]], drop: float = 0.2) -> int |
 def rows_for(conditions: Sequence[ConditionResult], *, run: str, seed: int, train_config: TrainConfig,
              data_fingerprint: str, data_source: str, simulated: bool, eval_pgd_steps: int | None,
              checkpoint: str = "", test_images: str = "", train_seconds: float | None = None,
-             history: Sequence[dict[str, Any]] = (), severities: Sequence[int | None] = ()) -> list[ResultRow]:
+             history: Sequence[dict[str, Any]] = (), severities: Sequence[int | None] = (),
+             chosen_epoch: int | None = None) -> list[ResultRow]:
     """The one place rows are built: a run's recipe and provenance beside each condition's measures.
 
     severities: one per condition for scanner corruptions measured at a severity level (None elsewhere).
@@ -154,7 +160,8 @@ def rows_for(conditions: Sequence[ConditionResult], *, run: str, seed: int, trai
             eval_pgd_steps=eval_pgd_steps if condition.attack != "none" and condition.attack in ATTACKS
             and not ATTACKS.get(condition.attack).single_step and ATTACKS.get(condition.attack).family != CORRUPTION
             else None,
-            recall=recall, overfit_epoch=co_epoch, data_source=data_source, simulated=simulated,
+            recall=recall, overfit_epoch=co_epoch, chosen_epoch=chosen_epoch, data_source=data_source,
+            simulated=simulated,
             checkpoint=checkpoint, test_images=test_images, train_seconds=train_seconds, **base, **measures))
     return rows
 
