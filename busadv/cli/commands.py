@@ -30,9 +30,12 @@ def _report(result: dict[str, Any], args: argparse.Namespace) -> list[ResultRow]
 
 def cmd_train(args: argparse.Namespace) -> int:
     from busadv.experiments import train_job
+    from busadv.training.config import BEST_TRAINING, STUDY_LEVERS
 
-    config = {"arch": args.model, "mode": args.mode, "epsilon": args.epsilon, "epochs": args.epochs,
-              "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "image_size": args.image_size,
+    base: dict[str, Any] = ({"epochs": 10, "lr": 1e-3, "class_balance": "none", **STUDY_LEVERS}
+                            if args.recipe == "study" else dict(BEST_TRAINING))
+    config: dict[str, Any] = {"arch": args.model, "mode": args.mode, "epsilon": args.epsilon,
+              "batch_size": args.batch_size, "seed": args.seed, "image_size": args.image_size,
               "adv_labels": args.adv_labels, "random_start": args.random_start, "clean_mix": args.clean_mix,
               "warmup_epochs": args.warmup_epochs, "class_balance": args.class_balance, "trades_beta": args.trades_beta,
               "pgd_steps": args.pgd_steps, "pretrained": args.pretrained,
@@ -40,11 +43,22 @@ def cmd_train(args: argparse.Namespace) -> int:
               "test_attacks": args.test_attacks}
     if args.split_policy:
         config["split_policy"] = args.split_policy
+    config = {**base, **config, **_given(args, LEVER_OPTIONS + ("epochs", "lr"))}
+    if args.recipe == "study" and args.class_balance is None:
+        config["class_balance"] = "none"
     result = train_job(config, progress=ProgressPrinter())
     print(f"data: {result['rows'][0]['data_source']}")
     _report(result, args)
     print(f"checkpoint: {result['checkpoint']}")
     return 0
+
+
+LEVER_OPTIONS = ("augment", "optimizer", "weight_decay", "schedule", "ema_decay", "val_fraction", "select", "patience")
+
+
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    """The options a user typed (argparse leaves the others None): they override a recipe's values."""
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -71,7 +85,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         "adv_labels": args.adv_labels,
         "random_start": args.random_start, "clean_mix": args.clean_mix, "split_policy": args.split_policy,
         "warmup_epochs": args.warmup_epochs, "class_balance": args.class_balance, "trades_beta": args.trades_beta,
-        "save_checkpoints": args.save_checkpoints or None,
+        "save_checkpoints": args.save_checkpoints or None, **_given(args, LEVER_OPTIONS + ("lr",)),
         "backend": args.backend, "address": args.address, "workers": args.workers,
     }.items() if v is not None}
     config = PRESETS[args.preset](**overrides) if args.preset else ExperimentConfig(**overrides)
@@ -146,6 +160,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from busadv.experiments.backends import BACKENDS
     from busadv.models import MODELS
     from busadv.training import CLASS_BALANCE, LABEL_SOURCES, MODES
+    from busadv.training.config import AUGMENTATIONS, OPTIMIZERS, SCHEDULES, SELECTIONS
 
     attack_names = ", ".join(ATTACKS.names())
     attacks, epsilons, epsilon = arguments.attack_list, arguments.epsilon_list, arguments.epsilon
@@ -164,6 +179,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--trades-beta", type=float, help="weight of TRADES' robustness term (trades mode)")
         p.add_argument("--split-policy", choices=list(SPLIT_POLICIES),
                        help="grouped: copies of an image stay on one side (default); random: the study's split")
+        p.add_argument("--augment", choices=list(AUGMENTATIONS),
+                       help="; ".join(f"{k}: {v}" for k, v in AUGMENTATIONS.items()))
+        p.add_argument("--optimizer", choices=list(OPTIMIZERS))
+        p.add_argument("--weight-decay", type=float, help="AdamW's decoupled weight decay (Adam: L2)")
+        p.add_argument("--schedule", choices=list(SCHEDULES),
+                       help="; ".join(f"{k}: {v}" for k, v in SCHEDULES.items()))
+        p.add_argument("--ema-decay", type=float, help="average of the weights, evaluated and saved (0: off)")
+        p.add_argument("--val-fraction", type=float,
+                       help="share of the training side held out to choose the epoch (0: none, as in the study)")
+        p.add_argument("--select", choices=list(SELECTIONS),
+                       help="; ".join(f"{k}: {v}" for k, v in SELECTIONS.items()))
+        p.add_argument("--patience", type=int, help="stop after this many epochs without a better validation score")
+        p.add_argument("--lr", type=float, help="learning rate (the peak of a schedule)")
 
     t = sub.add_parser("train", help="train one model, evaluate it and save a checkpoint")
     arguments.data_arg(t)
@@ -171,9 +199,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--mode", default="standard", choices=MODES.names(),
                    help="; ".join(f"{m.name}: {m.description}" for m in MODES))
     t.add_argument("--epsilon", type=epsilon, default=0.0, help="training epsilon (adversarial modes), e.g. 8/255")
-    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--recipe", choices=["best", "study"], default="best",
+                   help="best: busadv's measured recipe (augmentation, AdamW one-cycle, weight average, the epoch "
+                        "chosen on a validation split, 40 epochs); study: the study's (Adam 1e-3, 10 epochs, "
+                        "nothing added). Options given beside it override it")
+    t.add_argument("--epochs", type=int, help="default: 40 (best recipe) or 10 (study recipe)")
     t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--image-size", type=int, default=None,
                    help="default: " + ", ".join(f"{m.name} {m.default_image_size}" for m in MODELS))
@@ -194,8 +225,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     x = sub.add_parser("experiment", help="a grid of runs over models, modes, epsilons and seeds")
     arguments.data_arg(x)
-    x.add_argument("--preset", choices=["study"], help="the seed study: simplecnn+resnet50, standard+fgsm at "
-                                                       "0.5/0.2/0.05, 5 seeds, 10 epochs")
+    x.add_argument("--preset", choices=["study", "frontier"],
+                   help="study: the seed study (simplecnn+resnet50, standard+fgsm at 0.5/0.2/0.05, 5 seeds, the "
+                        "study's 10-epoch recipe); frontier: busadv's robust recipe at training epsilons 0, 1, 2, 4 "
+                        "and 8/255 over 5 seeds, tested clean and under AutoAttack and PGD at 2, 4 and 8/255. "
+                        "Options given beside a preset narrow or override it")
     x.add_argument("--models", type=models, help=f"comma list of {', '.join(MODELS.names())}")
     x.add_argument("--modes", type=modes, help=f"comma list of {', '.join(MODES.names())} (see train --help)")
     x.add_argument("--train-epsilons", type=epsilons)

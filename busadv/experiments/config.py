@@ -12,14 +12,15 @@ from busadv.experiments.backends import BACKENDS, DEFAULT_BACKEND
 from busadv.models.registry import MODELS
 from busadv.registry import parse_name_list
 from busadv.training import MODES, TrainConfig
-from busadv.training.config import ModeSettings
+from busadv.training.config import BEST_LEVERS, BEST_TRAINING, LEVERS, STUDY_LEVERS, ModeSettings, TrainingLevers
 
 MAX_RUNS = 10_000
 
 
 @dataclass
-class ExperimentConfig(ModeSettings):
-    """A grid; its ModeSettings apply to every run (None: each training mode's own default)."""
+class ExperimentConfig(ModeSettings, TrainingLevers):
+    """A grid; its ModeSettings apply to every run (None: each training mode's own default), and so do its
+    TrainingLevers (busadv's best measured recipe unless told; the study preset sets the study's)."""
 
     archs: list[str] = field(default_factory=lambda: ["simplecnn"])
     modes: list[str] = field(default_factory=lambda: ["standard", "fgsm"])
@@ -27,9 +28,17 @@ class ExperimentConfig(ModeSettings):
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     test_attacks: list[str] = field(default_factory=lambda: ["fgsm"])
     test_epsilons: list[float] = field(default_factory=lambda: list(STUDY_EPSILONS))
-    epochs: int = 10
+    epochs: int = BEST_TRAINING["epochs"]
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = BEST_TRAINING["lr"]
+    augment: str = BEST_LEVERS["augment"]
+    optimizer: str = BEST_LEVERS["optimizer"]
+    weight_decay: float = BEST_LEVERS["weight_decay"]
+    schedule: str = BEST_LEVERS["schedule"]
+    ema_decay: float = BEST_LEVERS["ema_decay"]
+    val_fraction: float = BEST_LEVERS["val_fraction"]
+    select: str = BEST_LEVERS["select"]
+    patience: int = BEST_LEVERS["patience"]
     image_sizes: dict[str, int] = field(default_factory=dict)
     data: str | None = None
     test_fraction: float = 0.2
@@ -114,6 +123,7 @@ class ExperimentConfig(ModeSettings):
                             random_start=self.random_start, clean_mix=self.clean_mix,
                             warmup_epochs=self.warmup_epochs, class_balance=self.class_balance,
                             trades_beta=self.trades_beta,
+                            **{name: getattr(self, name) for name in LEVERS},
                             pgd_steps=self.train_pgd_steps,
                             pretrained=self.pretrained and MODELS.get(arch).pretrained_available is not None,
                             device=self.device, data=self.data, monitor_images=self.monitor_images))
@@ -127,9 +137,32 @@ def study_preset(seeds: Sequence[int] = (0, 1, 2, 3, 4), archs: Sequence[str] = 
     values: dict[str, Any] = dict(archs=list(archs), modes=["standard", "fgsm-study", "fgsm-offline"],
                                   train_epsilons=list(STUDY_EPSILONS),
                                   seeds=list(seeds), test_attacks=["fgsm"], test_epsilons=list(STUDY_EPSILONS),
-                                  epochs=10, batch_size=32, name="study")
+                                  name="study", **STUDY_TRAINING)
     values.update(overrides)
     return ExperimentConfig(**values)
 
 
-PRESETS = {"study": study_preset}
+# The study's own training: Adam at 1e-3, 10 epochs, batch 32, plain cross-entropy, nothing added.
+STUDY_TRAINING: dict[str, Any] = {"epochs": 10, "batch_size": 32, "lr": 1e-3, "class_balance": "none",
+                                  **STUDY_LEVERS}
+FRONTIER_TRAIN_EPSILONS: tuple[float, ...] = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
+FRONTIER_TEST_EPSILONS: tuple[float, ...] = (2 / 255, 4 / 255, 8 / 255)
+
+
+def frontier_preset(seeds: Sequence[int] = (0, 1, 2, 3, 4), archs: Sequence[str] = ("simplecnn",),
+                    **overrides: Any) -> ExperimentConfig:
+    """The study's question: how much training epsilon buys how much robustness at what clean cost.
+
+    busadv's robust recipe (FGSM from a random start with clean mix, class-balanced loss, and the levers of
+    BEST_LEVERS) at training epsilons 0 (standard training with the same levers), 1, 2, 4 and 8 /255, tested
+    clean and under AutoAttack and PGD at 2, 4 and 8 /255.
+    """
+    values: dict[str, Any] = dict(archs=list(archs), modes=["standard", "fgsm"],
+                                  train_epsilons=list(FRONTIER_TRAIN_EPSILONS), seeds=list(seeds),
+                                  test_attacks=["autoattack", "pgd"], test_epsilons=list(FRONTIER_TEST_EPSILONS),
+                                  name="frontier", **BEST_TRAINING)
+    values.update(overrides)
+    return ExperimentConfig(**values)
+
+
+PRESETS = {"study": study_preset, "frontier": frontier_preset}
