@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from busadv import plots
-from busadv.app import dataset, image_robustness, layout, results, robustness_views
+from busadv.app import dataset, image_robustness, layout, results, robustness_views, tradeoff
 from busadv.results import HEADLINE, rows_to_csv, summarize, unique_rows
 
 layout.page_setup("Results")
@@ -88,6 +88,9 @@ results.confusion_section(groups, attack)
 
 st.subheader("Clean versus robust, one point per recipe")
 image_robustness.frontier_section(groups)
+
+st.subheader("Which training ε buys how much robustness")
+tradeoff.tradeoff_section(shown)
 
 st.subheader("Which images flip first")
 image_robustness.flips_section(source)

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 
 from busadv.attacks import attack_label, format_epsilon
-from busadv.plots.style import FLIP_COLOR, PALETTE, REFERENCE_COLOR, layout, legend_below, metric_name
+from busadv.plots.style import FLIP_COLOR, PALETTE, REFERENCE_COLOR, layout, legend_below, metric_name, text
 from busadv.results import GroupSummary, recipe_labels
+from busadv.results.tradeoff import TradeoffAnswer
 
 
 def robustness_frontier(groups: Sequence[GroupSummary], attack: str, epsilon: float,
@@ -49,3 +50,41 @@ def robustness_frontier(groups: Sequence[GroupSummary], attack: str, epsilon: fl
     fig.update_yaxes(range=[-0.03, 1.03], tickformat=".0%",  # a point at 0 stays whole
                      title=f"Robust {metric_name(metric).lower()}")  # short: a long one ran into the title
     return legend_below(fig)  # recipe names are long: one per line, clear of the x-axis title
+
+
+def epsilon_tradeoff(answer: TradeoffAnswer, title: str | None = None) -> go.Figure:
+    """The study's question as one picture: clean (x) against robust (y) balanced accuracy, one point per training
+    epsilon (mean, with each seed as a faint dot), joined in order of epsilon; the chosen epsilon ringed."""
+    fig = go.Figure()
+    xs, ys = [], []
+    for i, point in enumerate(answer.points):
+        (cx, csd), (rx, rsd) = point.stat("clean"), point.stat("robust")
+        xs.append(cx)
+        ys.append(rx)
+        color = PALETTE[i % len(PALETTE)]
+        seeds = point.seeds
+        fig.add_scatter(x=[point.clean[s] for s in seeds], y=[point.robust[s] for s in seeds], mode="markers",
+                        marker=dict(size=7, color=color, opacity=0.35), showlegend=False, hoverinfo="text",
+                        hovertext=[f"training ε {point.label}, seed {s}" for s in seeds])
+        chosen = answer.best is point
+        fig.add_scatter(
+            x=[cx], y=[rx], mode="markers+text", name=f"training ε {point.label}", text=[point.label],
+            textposition="top center",
+            error_x=dict(type="data", array=[csd], visible=True, color=color),
+            error_y=dict(type="data", array=[rsd], visible=True, color=color),
+            marker=dict(size=18 if chosen else 13, color=color, symbol="x" if point.collapsed_seeds else "circle",
+                        line=dict(width=4 if chosen else 1.5, color="black" if chosen else "white")),
+            hoverinfo="text",
+            hovertext=f"training ε {point.label}<br>clean BA {cx:.3f} ± {csd:.3f}<br>robust BA {rx:.3f} ± {rsd:.3f}"
+                      f"<br>{len(seeds)} seed(s)" + (" <b>chosen by the rule</b>" if chosen else ""))
+    fig.add_scatter(x=xs, y=ys, mode="lines", line=dict(color=REFERENCE_COLOR, width=1.5, dash="dot"),
+                    showlegend=False, hoverinfo="skip")
+    line = dict(color=REFERENCE_COLOR, dash="dash", width=1.5)
+    fig.add_vline(x=1 / 3, line=line, annotation_text="chance", annotation_position="bottom right")
+    fig.add_hline(y=1 / 3, line=line, annotation_text="chance", annotation_position="top left")
+    layout(fig, title or f"What each training ε buys: {text(answer.arch)}, {text(answer.mode)}",
+           subtitle=f"robust = balanced accuracy under {answer.condition}; mean ± std over seeds, faint dots = seeds; "
+                    "black ring = the rule's choice; up and to the right is better", height=480)
+    fig.update_xaxes(range=[-0.03, 1.03], tickformat=".0%", title="Balanced accuracy, clean test images")
+    fig.update_yaxes(range=[-0.03, 1.03], tickformat=".0%", title="Robust balanced accuracy")
+    return legend_below(fig)

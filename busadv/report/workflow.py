@@ -24,7 +24,8 @@ from busadv.report.findings import Finding
 from busadv.report.html import Section, render, verdict_badge
 from busadv.report.plan import Progress, gather
 from busadv.report.study import BEST_RECIPE, judge, study_plan
-from busadv.results import GroupSummary, ResultRow, diagnose, summarize
+from busadv.results import GroupSummary, ResultRow, diagnose, load_store, summarize
+from busadv.results.tradeoff import epsilon_tradeoffs
 from busadv.settings import home
 from busadv.training import parse_seed_list
 
@@ -81,6 +82,25 @@ def _figures(groups: Sequence[GroupSummary], arch: str) -> Section:
                             "One point per training recipe. Up and to the right is better; a recipe near the dashed "
                             "lines answers one class for everything."))
     return section
+
+
+def tradeoff_sections(rows: Sequence[ResultRow], archs: Sequence[str]) -> list[Section]:
+    """The study's question (which training epsilon buys how much robustness, at what clean cost) for every
+    frontier the results store holds (`experiment --preset frontier`), judged by AutoAttack at 4/255."""
+    sections = []
+    for answer in epsilon_tradeoffs([r for r in rows if r.arch in archs and r.split_policy != "random"]):
+        header = list(answer.table()[0])
+        section = Section(
+            f"{answer.arch}: which training ε buys how much robustness ({answer.mode})",
+            paragraphs=[answer.best_text, answer.clean_text, f"The rule: {answer.rule}.",
+                        "Each training ε is compared with standard training seed by seed (same seed: same split and "
+                        "initialisation); intervals are 95% t-intervals of the paired differences."],
+            table=(header, [list(line.values()) for line in answer.table()]))
+        section.figures.append((plots.epsilon_tradeoff(answer),
+                                "One point per training ε (0 = standard training with the same recipe): mean ± std "
+                                "over seeds, faint dots are single seeds. The black ring is the rule's choice."))
+        sections.append(section)
+    return sections
 
 
 def _split_section(groups: Sequence[GroupSummary]) -> Section:
@@ -145,7 +165,11 @@ def report_job(config: dict[str, Any], progress: ProgressFn = ignore_progress) -
     groups = summarize(rows)
     source = load_dataset(config.get("data"), 32).source if config.get("data") or not rows else rows[0].data_source
     summary = {"archs": archs, "seeds": seeds, "epochs": epochs, "image_sizes": image_sizes, "autoattack": autoattack}
-    sections = [_findings_section(findings), *[_figures(groups, a) for a in archs], _split_section(groups),
+    stored, _ = load_store()
+    same_data = {r.data_fingerprint for r in rows}
+    stored = [r for r in stored if r.data_fingerprint in same_data]
+    sections = [_findings_section(findings), *[_figures(groups, a) for a in archs],
+                *tradeoff_sections(stored, archs), _split_section(groups),
                 _diagnoses(rows), _methods(summary, counts, missing, source)]
     text = render("The BUSI adversarial study, answered", f"{source} · {len(rows)} result rows", sections)
     atomic_write_text(text, out)
