@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from busadv.data import ImageSet, load_dataset
 from busadv.experiments.backends.base import (
@@ -21,18 +20,17 @@ from busadv.experiments.backends.base import (
     DataMismatch,
     GridOutcome,
     GridPlan,
+    GridSettings,
     RunFailure,
     RunFn,
     RunOptions,
+    RunOutcome,
     RunTask,
 )
 from busadv.models.registry import MODELS
 from busadv.progress import ProgressFn
 from busadv.registry import Choice, Registry
 from busadv.settings import checkpoints_dir
-
-if TYPE_CHECKING:
-    from busadv.experiments.config import ExperimentConfig
 
 DEFAULT_BACKEND = "local"
 
@@ -69,7 +67,7 @@ register_backend(BackendSpec(
     "busadv.experiments.backends.ray:run"))
 
 
-def plan_grid(config: ExperimentConfig, run_fn: RunFn, prefix: str,
+def plan_grid(config: GridSettings, run_fn: RunFn, prefix: str,
               datasets: dict[int, ImageSet] | None = None) -> GridPlan:
     """The grid's runs as tasks (ids `prefix-001`, ...) with their resources, and the images decoded once per size."""
     runs = config.runs()
@@ -89,7 +87,7 @@ def plan_grid(config: ExperimentConfig, run_fn: RunFn, prefix: str,
                     device=config.device)
 
 
-def run_grid(config: ExperimentConfig, run_fn: RunFn, prefix: str,
+def run_grid(config: GridSettings, run_fn: RunFn, prefix: str,
              progress: ProgressFn) -> GridOutcome:
     """Every run of the grid on the configured backend; outcomes by grid position, failed runs reported."""
     spec = BACKENDS.get(config.backend)
@@ -98,5 +96,5 @@ def run_grid(config: ExperimentConfig, run_fn: RunFn, prefix: str,
 
 
 __all__ = ["BACKENDS", "DEFAULT_BACKEND", "MAX_ATTEMPTS", "BackendError", "BackendSpec", "DataMismatch",
-           "GridOutcome", "GridPlan", "RunFailure", "RunOptions", "RunTask", "plan_grid", "register_backend",
-           "run_grid"]
+           "GridOutcome", "GridPlan", "GridSettings", "RunFailure", "RunOptions", "RunOutcome", "RunTask", "plan_grid",
+           "register_backend", "run_grid"]

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -24,14 +24,54 @@ from busadv.progress import Cancelled, ProgressEvent, ProgressFn
 from busadv.training import TrainConfig
 
 if TYPE_CHECKING:
-    from busadv.experiments.runner import RunOutcome
     from busadv.results import ResultRow
 
 log = logging.getLogger("busadv.experiments")
 
 MAX_ATTEMPTS = 2          # a run that fails is tried once more (a lost worker, a full disk), then reported
 KEEPALIVE_SECONDS = 2.0   # the longest the caller's progress callback waits for a call (a cancel is seen then)
-RunFn = Callable[..., "RunOutcome"]  # busadv.experiments.runner.run_one's signature
+
+
+@dataclass
+class RunOutcome:
+    """What one run gives back, wherever it ran: its rows, per-epoch history, checkpoint and time."""
+
+    config: TrainConfig
+    rows: list[ResultRow]
+    history: list[dict[str, Any]]
+    checkpoint: Path | None
+    seconds: float
+
+
+RunFn = Callable[..., RunOutcome]  # busadv.experiments.runner.run_one's signature
+
+
+class GridSettings(Protocol):
+    """What a backend reads of a grid (busadv.experiments.config.ExperimentConfig has it all).
+
+    Why a protocol: the grid's config checks its backend's name against this package's registry, so this
+    package must not import the config back.
+    """
+
+    @property
+    def backend(self) -> str: ...
+    @property
+    def address(self) -> str | None: ...
+    @property
+    def workers(self) -> int | None: ...
+    @property
+    def data(self) -> str | None: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def test_attacks(self) -> list[str]: ...
+    @property
+    def test_epsilons(self) -> list[float]: ...
+    @property
+    def save_checkpoints(self) -> bool: ...
+    @property
+    def eval_pgd_steps(self) -> int: ...
+    def runs(self) -> list[TrainConfig]: ...
 
 
 class BackendError(ValueError):
