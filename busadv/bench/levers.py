@@ -83,7 +83,7 @@ def lever_image_size(bench: Bench, small: int, seeds: Sequence[int], epochs: int
     accuracy = {}
     for size, d in data.items():
         measured = d if images is None else stratified_subset(d, images, seed=0)
-        accs = [run_one(TrainConfig(arch=SIMPLE, epochs=epochs, image_size=size, seed=seed, monitor_images=0,
+        accs = [run_one(TrainConfig.study(arch=SIMPLE, epochs=epochs, image_size=size, seed=seed, monitor_images=0,
                                     device=bench.device.type), measured).history[-1]["test_accuracy"]
                 for seed in seeds]
         accuracy[size] = sum(accs) / len(accs)

@@ -77,7 +77,7 @@ def engine_steps(config: TrainConfig, batches: Sequence[ImageSet], device: torch
 
 def train_config(arch: str, image_size: int, mode: str = "standard", *, eps: float = 0.05, batch_size: int = 32,
                  device: torch.device | None = None) -> TrainConfig:
-    return TrainConfig(arch=arch, mode=mode, epsilon=eps if mode != "standard" else 0.0, batch_size=batch_size,
+    return TrainConfig.study(arch=arch, mode=mode, epsilon=eps if mode != "standard" else 0.0, batch_size=batch_size,
                        image_size=image_size, device=(device or torch.device("cpu")).type)
 
 
