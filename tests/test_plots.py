@@ -314,3 +314,46 @@ def test_the_frontier_has_one_point_per_recipe_at_its_means_and_a_short_axis_tit
     assert math.isclose(standard.x[0], 0.80 + 1 / 300 - 0.05) and math.isclose(standard.y[0], 0.30 + 1 / 300 - 0.05)
     # The attack is named in the subtitle; a long vertical axis title ran into the chart's title in Chromium.
     assert len(fig.layout.yaxis.title.text) <= 30 and "FGSM" in fig.layout.title.to_plotly_json().__repr__()
+
+
+HOSTILE = '<a href="http://evil.example/x">x</a> <img src=http://evil.example/p.png> %{evil}'
+
+
+def _strings(value):
+    """Every string anywhere in a figure's JSON (names, titles, ticks, hover texts, annotations)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
+
+
+def test_outside_text_reaches_every_chart_escaped():
+    """Plotly draws <a href> as a link and fills %{...}: recipe strings, class names, file names arrive escaped."""
+    from busadv.evaluation import ImageFlip
+    from busadv.evaluation.transfer import TransferMatrix
+
+    classes = ("<b>benign</b>", '<a href="http://evil.example">m</a>', "normal")
+    rows = [ResultRow(**{**r.__dict__, "adv_labels": HOSTILE, "dominant_class": HOSTILE,
+                         "recall": dict(zip(classes, (0.5, 0.3, 0.2), strict=True)), "collapsed": True})
+            for r in study_rows()]
+    summary = summarize(rows)
+    figures = [plots.accuracy_bars(summary, attack="fgsm"), plots.accuracy_curve(summary, attack="fgsm"),
+               plots.confusion_heatmap([[1, 0, 0], [0, 1, 0], [0, 0, 1]], classes, classes[1])]
+    flip = dict.fromkeys(ImageFlip.__dataclass_fields__)
+    flip.update(name=HOSTILE, label=classes[1], true_label=1, predicted=classes[1], correct=True, attack="fgsm",
+                flip_epsilon=4 / 255, flipped_to=classes[0], max_epsilon=16 / 255)
+    figures.append(plots.flip_distribution([ImageFlip(**{k: v for k, v in flip.items()
+                                                         if k in ImageFlip.__dataclass_fields__})], classes))
+    cell = {"confusion": [[2, 0, 0], [0, 2, 0], [0, 0, 2]], "changed": 0}
+    figures.append(plots.transfer_heatmap(TransferMatrix.from_dict(
+        {"models": [HOSTILE, "b"], "attack": "fgsm", "epsilon": 8 / 255, "classes": list(classes),
+         "critical": classes[1], "clean": [cell, cell], "cells": [[cell, cell], [cell, cell]]})))
+    assert any("evil" in t for t in _strings(figures[-1].to_plotly_json()))  # the model names are in its hover
+    for fig in figures:
+        for text in _strings(fig.to_plotly_json()):
+            assert "<a " not in text and "<img" not in text and "%{evil}" not in text, text
+    assert any("&lt;a href" in t for fig in figures[:2] for t in _strings(fig.to_plotly_json()))  # shown, as text

@@ -24,7 +24,8 @@ def images() -> ImageSet:
 def facts(dataset: ImageSet) -> None:
     summary = dataset_summary(dataset)
     with flow():
-        readout("Images", f"{summary['images']}", note=", ".join(f"{n} {c}" for c, n in summary["counts"].items()))
+        readout("Images", f"{summary['images']}",
+                note=plain(", ".join(f"{n} {c}" for c, n in summary["counts"].items())))
         readout("Always answering the commonest class", f"{summary['majority_rate']:.0%} accuracy",
                 help="What a model scores by answering one class for every image: the floor every accuracy must beat.")
         readout("Near-duplicate groups", f"{summary['near_duplicate_groups']}",
@@ -50,7 +51,7 @@ def groups(dataset: ImageSet, limit: int) -> None:
     for group in ordered[:limit]:
         classes = sorted({dataset.classes[int(dataset.labels[i])] for i in group})
         with st.container(border=True):
-            heading = f"**{len(group)} images**: " + ", ".join(classes)
+            heading = f"**{len(group)} images**: " + plain(", ".join(classes))
             if len(classes) > 1:
                 heading = f":red-badge[different labels] {heading}"
             if distances is not None:
@@ -59,7 +60,7 @@ def groups(dataset: ImageSet, limit: int) -> None:
             with flow(gap="small"):
                 for i in group[:8]:
                     st.image(dataset.images[i, 0].numpy(), width=150,
-                             caption=f"{dataset.names[i]} ({dataset.classes[int(dataset.labels[i])]})")
+                             caption=plain(f"{dataset.names[i]} ({dataset.classes[int(dataset.labels[i])]})"))
 
 
 def threshold_note() -> None:
