@@ -235,3 +235,16 @@ def test_the_hostile_sources_reach_the_pages(hostile_server):
     assert any(r.data_source == HOSTILE for r in rows) and any(FILE_NAME in s for s in skipped)
     names = [p.name for p, _ in list_busi_files(find_busi_root(hostile_server[1]))]
     assert any(FILE_NAME in n for n in names)
+
+
+def test_a_data_files_name_is_escaped_in_the_dataset_pages_captions(tmp_path, monkeypatch):
+    """F3 without a browser: the near-copy thumbnails are captioned with their file names, Markdown escaped."""
+    from tests.test_app import open_app, unescape
+
+    monkeypatch.setenv("BUSADV_DATA", str(_hostile_data(tmp_path / "busi")))
+    at = open_app("pages/5_Dataset.py")
+    captions = [image.caption for element in at.get("image") for image in element.proto.imgs]
+    hostile = [c for c in captions if "evil" in c]
+    assert hostile, captions
+    assert all("\\[x\\]" in c and "\\<img" in c and unescape(c).startswith(("benign", "malignant", "normal"))
+               for c in hostile), hostile
