@@ -43,9 +43,9 @@ def cmd_train(args: argparse.Namespace) -> int:
               "test_attacks": args.test_attacks}
     if args.split_policy:
         config["split_policy"] = args.split_policy
-    config = {**base, **config, **_given(args, LEVER_OPTIONS + ("epochs", "lr"))}
-    if args.recipe == "study" and args.class_balance is None:
-        config["class_balance"] = "none"
+    # A setting left out takes the recipe's value (the mode's default where the recipe has none).
+    config = {**base, **{k: v for k, v in config.items() if not (v is None and k in base)},
+              **_given(args, LEVER_OPTIONS + ("epochs", "lr"))}
     result = train_job(config, progress=ProgressPrinter())
     print(f"data: {result['rows'][0]['data_source']}")
     _report(result, args)
