@@ -33,8 +33,14 @@ with train_tab:
                                        container=row, width=300,
                                        help="The largest pixel change of the training perturbations. "
                                             "Standard training uses none.")
+    recipe = st.radio("Recipe", list(forms.RECIPES), format_func=forms.RECIPES.get, key="t_recipe",
+                      horizontal=True, on_change=lambda: st.session_state.update(
+                          forms.recipe_widget_state(st.session_state["t_recipe"])),
+                      help="The study preset on the experiment tab always uses the study's recipe.")
+    for k, v in forms.recipe_widget_state("best").items():
+        st.session_state.setdefault(k, v)
     row = layout.flow(gap="medium")
-    epochs = row.number_input("Epochs", 1, 500, 10, key="t_epochs", width=150)
+    epochs = row.number_input("Epochs", 1, 500, key="t_epochs", width=150)
     batch_size = row.number_input("Batch size", 1, 1024, 32, key="t_batch", width=150)
     seed = row.number_input("Seed", 0, 10**6, 0, key="t_seed", width=150)
     adv_labels = widgets.labels_select(mode, key="t_labels", container=row, width=240)
@@ -47,7 +53,8 @@ with train_tab:
         image_size = row.number_input("Image size (px, square)", spec.min_image_size, spec.max_image_size,
                                       spec.default_image_size, step=spec.size_multiple, key=f"t_size_{arch}",
                                       help=f"{spec.label} needs a multiple of {spec.size_multiple}.", width=200)
-        lr = row.number_input("Learning rate (Adam)", 1e-6, 1.0, 1e-3, format="%.5f", key="t_lr", width=200)
+        lr = row.number_input("Learning rate (peak of the schedule)", 1e-6, 1.0, format="%.5f", key="t_lr",
+                              width=200)
         random_start = widgets.random_start_select(mode, key="t_rs", container=row, width=200)
         class_balance = widgets.class_balance_select(mode, key="t_balance", container=row, width=380)
         split_policy = widgets.split_policy_select("t_split", container=row, width=420)
@@ -61,7 +68,7 @@ with train_tab:
         {"arch": arch, "mode": mode, "epsilon": float(train_eps) if adversarial else 0.0, "epochs": int(epochs),
          "batch_size": int(batch_size), "seed": int(seed), "image_size": int(image_size), "lr": float(lr),
          "adv_labels": adv_labels, "random_start": random_start, "class_balance": class_balance,
-         "split_policy": split_policy, "pretrained": bool(pretrained)}, test_eps, test_attacks)
+         "split_policy": split_policy, "pretrained": bool(pretrained)}, test_eps, test_attacks, recipe)
     if config is None:
         st.error(problem)
     else:

@@ -19,13 +19,35 @@ from busadv.experiments.backends import BACKENDS
 from busadv.models import MODELS
 from busadv.progress import format_seconds
 from busadv.training import MODES, TrainConfig
+from busadv.training.config import BEST_TRAINING, STUDY_LEVERS
 
 DEFAULT_TEST_EPS = "2/255, 8/255, 0.05, 0.2, 0.5"
+RECIPES: dict[str, str] = {
+    "best": "busadv's best: augmentation, AdamW one-cycle, weight average, the epoch chosen on a validation split "
+            "(40 epochs)",
+    "study": "the study's: Adam at 1e-3, 10 epochs, nothing added, the last epoch",
+}
+
+
+def recipe_settings(recipe: str) -> dict[str, Any]:
+    """The training settings a recipe fixes (epochs, learning rate, class balance, the levers)."""
+    if recipe == "study":
+        return {"epochs": 10, "lr": 1e-3, "class_balance": "none", **STUDY_LEVERS}
+    return dict(BEST_TRAINING)
+
+
+def recipe_widget_state(recipe: str, prefix: str = "t_") -> dict[str, Any]:
+    """Session-state values that move the form's epochs and learning rate to a recipe's when it is picked."""
+    settings = recipe_settings(recipe)
+    return {f"{prefix}epochs": settings["epochs"], f"{prefix}lr": settings["lr"]}
 
 
 def train_config(settings: dict[str, Any], test_epsilons: list[float] | None,
-                 test_attacks: list[str]) -> tuple[dict[str, Any] | None, str | None]:
-    """(the train job's config, None) or (None, what is wrong), checked by TrainConfig."""
+                 test_attacks: list[str], recipe: str = "best") -> tuple[dict[str, Any] | None, str | None]:
+    """(the train job's config, None) or (None, what is wrong), checked by TrainConfig. Settings the form left
+    to the recipe (None) take the recipe's values."""
+    base = recipe_settings(recipe)
+    settings = {**base, **{k: v for k, v in settings.items() if not (v is None and k in base)}}
     if test_epsilons is None:
         return None, "Fix the test ε above."
     if not test_attacks:
