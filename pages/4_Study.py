@@ -18,9 +18,10 @@ st.markdown(
 dataset.dataset_banner(compact=True)
 config = study.settings()
 if config is not None:
-    study.status(config)
-    if st.button("Run or update the study report", type="primary", key="study_start",
-                 help="A background job: it survives closing this tab. Runs already stored are reused."):
+    st.caption(f"Planned: {layout.plain(study.settings_text(config))}; the study's recipes (standard, FGSM online and "
+               "offline at ε = 0.05, 0.2 and 0.5, busadv's recipe, the random split) for each.")
+    seconds = study.status(config)
+    if study.start_button(seconds):
         study.start(config)
 
 store = jobs.job_store()
@@ -39,6 +40,6 @@ if report is None:
     st.info("No study report yet. Start one above (or `python -m busadv report --preset study --out study.html`).")
     st.stop()
 st.subheader("The study's findings, judged from the data")
-study.findings(report)
+study.findings(report, study.collapsed_behind(report))
 st.subheader("The full report")
 study.full_report(report)

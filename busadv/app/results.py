@@ -173,7 +173,9 @@ def _pooled(group: GroupSummary | None) -> list[list[int]]:
 def confusion_section(groups: Sequence[GroupSummary], attack: str) -> None:
     """Clean and attacked confusion matrices of one trained model, pooled over its runs; misses outlined in red."""
     modes = {g.recipe: g.train_mode for g in groups}
-    standard_first = sorted(modes, key=lambda r: modes[r] != "standard")  # stable: first-seen order otherwise
+    tested = {g.recipe for g in groups if g.attack == attack}
+    # models tested under this attack first, standard training first among them; first-seen order otherwise
+    standard_first = sorted(modes, key=lambda r: (r not in tested, modes[r] != "standard"))
     if not standard_first:
         return
     labels = recipe_labels(groups)

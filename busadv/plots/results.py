@@ -18,7 +18,6 @@ from busadv.attacks import attack_label, format_epsilon
 from busadv.data.spec import BUSI
 from busadv.plots.style import FLIP_COLOR, PALETTE, REFERENCE_COLOR, layout, metric_name, rgba, short_epsilon, text
 from busadv.results import RECIPE_FIELDS, GroupSummary, recipe_labels
-from busadv.results.diagnosis import model_name
 
 TRAIN_EPS = RECIPE_FIELDS.index("train_epsilon")
 
@@ -114,29 +113,43 @@ def _epsilon_short(eps: float) -> str:
     return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:.3g}"
 
 
+SHORT_FIELDS = {"split_policy": "split", "class_balance": "balance", "random_start": "random start",
+                "train_pgd_steps": "steps", "image_size": "px", "clean_mix": "clean mix", "weight_decay": "wd",
+                "ema_decay": "EMA", "val_fraction": "val", "warmup_epochs": "warm-up", "trades_beta": "β"}
+NAMED_ELSEWHERE = {"arch", "train_mode", "train_epsilon", "adv_labels", "data_fingerprint"}
+
+
 def short_labels(groups: Sequence[GroupSummary]) -> dict[tuple[Any, ...], str]:
     """A legend name of at most ~30 characters per recipe, unique among them; the full recipe goes in the hover.
 
-    'standard', 'FGSM ε=8/255', 'FGSM ε=8/255, predicted labels' ... with the model's name first only when
-    several models share the chart, and a number in front where two would read the same.
+    'standard', 'FGSM ε=8/255', 'standard, split random' ...: a setting is named only for the recipes where it
+    differs from what most recipes shown use, the model's name only when several models share the chart, and
+    a number goes in front where two would still read the same.
     """
     from busadv.training import MODES
+    from busadv.training.config import FALLBACK
 
     firsts = {g.recipe: g.first for g in groups}
     several_archs = len({r.arch for r in firsts.values()}) > 1
-    full = recipe_labels(groups)
+    usual: dict[str, Any] = {}
+    for index, name in enumerate(RECIPE_FIELDS):
+        values = [recipe[index] for recipe in firsts]
+        if name not in NAMED_ELSEWHERE and len(set(map(str, values))) > 1:
+            usual[name] = max(set(map(str, values)), key=[str(v) for v in values].count)
     labels: dict[tuple[Any, ...], str] = {}
     for recipe, row in firsts.items():
         mode = str(row.train_mode)
         adversarial = mode in MODES and MODES.get(mode).adversarial
+        defaults = {**FALLBACK, **(MODES.get(mode).defaults if mode in MODES else {})}
         words = mode.upper() if adversarial and mode in ("fgsm", "pgd") else mode
         if adversarial:
             words += f" ε={_epsilon_short(row.train_epsilon)}"
             if row.adv_labels and row.adv_labels != "true":
                 words += f", {row.adv_labels} labels"
-        extra = full[recipe][len(model_name(row)):].strip()  # "(random start False, ...)": what else tells it apart
-        if extra:
-            words += f" {extra}"
+        for name, common in usual.items():
+            value = recipe[RECIPE_FIELDS.index(name)]
+            if str(value) != common and value != defaults.get(name, defaults.get(name.removeprefix("train_"))):
+                words += f", {SHORT_FIELDS.get(name, name.replace('_', ' '))} {value}"
         if several_archs:
             words = f"{row.arch}: {words}"
         labels[recipe] = words
