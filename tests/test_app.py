@@ -490,18 +490,6 @@ def test_jobs_page_draws_a_running_jobs_curves_live_and_cancels_it():
     assert _live_points(at, job_id) == 0  # curves are for running jobs
 
 
-def test_study_page_warns_before_days_of_work_and_counts_autoattack_apart():
-    at = open_app("pages/4_Study.py")
-    warned = " ".join(w.value for w in at.warning)
-    assert "runs are already in the results store" in warned and "days" in warned and "AutoAttack up to" in warned
-    at.multiselect(key="s_archs").set_value(["simplecnn"]).run()
-    at.text_input(key="s_seeds").input("0").run()
-    at.text_input(key="s_aa").input("").run()
-    said = texts(at)
-    assert "0 of 9 runs are already in the results store" in said and "roughly" in said
-    assert "AutoAttack up to" not in said and not [w for w in at.warning if "results store" in w.value]
-
-
 def test_jobs_page_validates_settings_and_fills_in_the_study():
     at = open_app(JOBS)
     at.selectbox(key="t_mode").set_value("fgsm").run()
