@@ -130,7 +130,10 @@ def test_measured_rates_come_from_saved_standard_runs(tmp_path):
 def test_estimates_grow_with_adversarial_cost_and_the_watch():
     rates = {"simplecnn": 100.0, "resnet50": 3.0}
     standard = estimate_seconds(_tiny_grid(modes=["standard"]), rates, 100)
-    fgsm = estimate_seconds(_tiny_grid(modes=["fgsm"]), rates, 100)
-    fgsm_watched = estimate_seconds(_tiny_grid(modes=["fgsm"], monitor_images=64), rates, 100)
-    pgd = estimate_seconds(_tiny_grid(modes=["pgd"], train_pgd_steps=7), rates, 100)
+    study = dict(val_fraction=0.0, select="last")  # no validation split: the test set is watched instead
+    fgsm = estimate_seconds(_tiny_grid(modes=["fgsm"], **study), rates, 100)
+    fgsm_watched = estimate_seconds(_tiny_grid(modes=["fgsm"], monitor_images=64, **study), rates, 100)
+    pgd = estimate_seconds(_tiny_grid(modes=["pgd"], train_pgd_steps=7, **study), rates, 100)
     assert standard < fgsm < fgsm_watched < pgd
+    validated = estimate_seconds(_tiny_grid(modes=["fgsm"], monitor_images=64), rates, 100)  # 15% validation split
+    assert fgsm < validated != fgsm_watched  # FGSM and PGD-5 on the validation images, not the watch

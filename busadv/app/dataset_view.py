@@ -29,9 +29,12 @@ def facts(dataset: ImageSet) -> None:
         readout("Always answering the commonest class", f"{summary['majority_rate']:.0%} accuracy",
                 help="What a model scores by answering one class for every image: the floor every accuracy must beat.")
         readout("Near-duplicate groups", f"{summary['near_duplicate_groups']}",
+                help="Scans saved more than once (other calipers, crops or text): a split keeps each group on "
+                     "one side.",
                 note=f"{summary['images_in_near_duplicate_groups']} images; "
                      f"{summary['duplicate_images']} byte-identical duplicate(s)")
-        readout("Filed under two classes", f"{len(summary['label_conflicts'])} groups")
+        readout("Filed under two classes", f"{len(summary['label_conflicts'])} groups",
+                note="copies of one scan that carry different labels: at least one label is wrong")
     if summary["skipped"]:
         st.warning("Unreadable files skipped: " + plain(", ".join(summary["skipped"][:20])))
 

@@ -10,6 +10,7 @@ from busadv.experiments.config import ExperimentConfig
 from busadv.models.checkpoints import list_checkpoints
 from busadv.models.registry import MODELS
 from busadv.training import MODES, TrainConfig
+from busadv.training.loop import VALIDATION_PGD_STEPS
 
 FORWARD = 1 / 3  # a forward pass costs about a third of a training step (forward + backward)
 
@@ -50,11 +51,26 @@ def watch_images(n_test: int, monitor_images: int, pgd_steps: int, adversarial: 
     return cost
 
 
+def validation_images(n_val: int, adversarial: bool) -> float:
+    """What the per-epoch validation costs, in training-image equivalents: the validation images forward, and
+    for adversarial runs FGSM and PGD-5 on them (busadv.training.loop.validate_epoch)."""
+    cost = n_val * FORWARD
+    if adversarial:
+        cost += n_val * (1 + FORWARD) + n_val * (VALIDATION_PGD_STEPS + FORWARD)
+    return cost
+
+
 def run_seconds(run: TrainConfig, rates: dict[str, float], n_train: int, n_test: int) -> float:
-    """Training one run, with its per-epoch watch."""
+    """Training one run, with its per-epoch check: a validation split carved from the `n_train` training-side
+    images when the run keeps one (then the test set is not looked at), else the watch of the test set."""
     rate = rate_at(rates, run.arch, int(run.image_size or 0))
     mode = MODES.get(run.mode)
-    per_epoch = n_train * mode.cost(run) + watch_images(n_test, run.monitor_images, run.pgd_steps, mode.adversarial)
+    n_val = round(n_train * float(getattr(run, "val_fraction", 0.0) or 0.0))
+    if n_val:
+        check = validation_images(n_val, mode.adversarial and run.epsilon > 0)
+    else:
+        check = watch_images(n_test, run.monitor_images, run.pgd_steps, mode.adversarial)
+    per_epoch = (n_train - n_val) * mode.cost(run) + check
     return run.epochs * per_epoch / rate if rate > 0 else math.nan
 
 
