@@ -54,3 +54,16 @@ def test_study_page_shows_settings_in_words_and_a_caveat_on_verdicts_over_collap
     assert "caveat" in said and "1 of the 1 simplecnn runs behind this collapsed" in said
     assert "models simplecnn · seed 0 · 10 epochs · no AutoAttack" in said
     assert not re.search(r"\[|\{|'", " ".join(c.value for c in at.caption if "study-x" in c.value))  # no reprs
+
+
+def test_a_caveat_counts_only_the_runs_a_finding_reads():
+    from busadv.app.study import caveat
+
+    collapse = {"simplecnn": {"standard": (0, 2), "fgsm-study": (0, 6), "fgsm-offline": (3, 6)},
+                "resnet50": {"standard": (2, 2)}}
+    online = "Training simplecnn on FGSM-perturbed images (online) raises accuracy on perturbed test images"
+    offline = online.replace("online", "offline")
+    assert caveat(online, collapse) is None
+    assert "3 of the 8 simplecnn runs" in caveat(offline, collapse)
+    assert caveat("FGSM lowers a standard simplecnn's accuracy", collapse) is None
+    assert "2 of the 2 resnet50 runs" in caveat("FGSM lowers a standard resnet50's accuracy", collapse)

@@ -122,8 +122,12 @@ def latest() -> dict[str, Any] | None:
     return reports[0] if reports else None
 
 
-def collapsed_behind(report: dict[str, Any]) -> dict[str, tuple[int, int]]:
-    """{model: (runs that collapsed, runs)} among the stored runs the report's settings draw on (active data).
+Collapse = dict[str, dict[str, tuple[int, int]]]  # model -> training mode -> (runs collapsed on clean images, runs)
+
+
+def collapsed_behind(report: dict[str, Any]) -> Collapse:
+    """Per model and training mode: runs that collapsed on clean test images, among the stored runs the
+    report's settings draw on (active data).
 
     Why: a verdict on 1-epoch models that all answer one class says nothing about robustness; the page
     must not show it without saying so, whatever the report itself wrote.
@@ -137,7 +141,7 @@ def collapsed_behind(report: dict[str, Any]) -> dict[str, tuple[int, int]]:
 
 
 @st.cache_data(max_entries=8, show_spinner="Checking the runs behind the verdicts…", ttl=300)
-def _collapsed(settings_json: str, data: str | None) -> dict[str, tuple[int, int]]:
+def _collapsed(settings_json: str, data: str | None) -> Collapse:
     settings = json.loads(settings_json)
     try:
         archs = tuple(str(a) for a in settings.get("archs") or [])
@@ -148,34 +152,49 @@ def _collapsed(settings_json: str, data: str | None) -> dict[str, tuple[int, int
         rows, _, _ = gather(plan, run=False)
     except (ValueError, TypeError, KeyError, AttributeError, OSError):
         return {}
-    out: dict[str, tuple[int, int]] = {}
-    for arch in archs:
-        runs = {r.run for r in rows if r.arch == arch}
-        collapsed = {r.run for r in rows if r.arch == arch and r.collapsed}
-        if runs:
-            out[arch] = (len(collapsed), len(runs))
+    out: Collapse = {}
+    for row in rows:
+        if row.attack != "none":
+            continue
+        runs = out.setdefault(row.arch, {})
+        collapsed, total = runs.get(row.train_mode, (0, 0))
+        runs[row.train_mode] = (collapsed + bool(row.collapsed), total + 1)
     return out
 
 
-def _about(claim: str, arch: str) -> bool:
-    return f" {arch}" in f" {claim}".replace("'", " ")
+# Which runs each finding of busadv.report.findings reads, told by its claim's words.
+CLAIM_MODES = (("(online)", ("standard", "fgsm-study")), ("(offline)", ("standard", "fgsm-offline")),
+               ("FGSM-trained", ("fgsm-study",)), ("split", ("standard",)), ("standard", ("standard",)))
 
 
-def findings(report: dict[str, Any], collapsed: dict[str, tuple[int, int]] | None = None) -> None:
+def caveat(claim: str, collapse: Collapse) -> str | None:
+    """The collapse caveat a verdict needs, or None when no run behind it collapsed on clean images."""
+    for arch, by_mode in collapse.items():
+        if f" {arch}" not in f" {claim}".replace("'", " "):
+            continue
+        modes = next((m for word, m in CLAIM_MODES if word in claim), tuple(by_mode))
+        collapsed = sum(by_mode.get(m, (0, 0))[0] for m in modes)
+        total = sum(by_mode.get(m, (0, 0))[1] for m in modes)
+        if collapsed:
+            return (f":orange-badge[caveat] {collapsed} of the {total} {plain(arch)} runs behind this collapsed (they "
+                    "answer one class for almost every clean test image), so this verdict may describe collapse "
+                    "rather than robustness. Train longer or check the Results page.")
+    return None
+
+
+def findings(report: dict[str, Any], collapse: Collapse | None = None) -> None:
     """The verdicts, natively (the full report with its figures is below), each with its collapse caveat."""
-    collapsed = collapsed or {}
     for finding in report.get("findings", []):
         if not isinstance(finding, dict):
             continue
         trap = f" — *{plain(finding['trap'])}*" if finding.get("trap") else ""
         verdict = str(finding.get("verdict", ""))
+        claim = str(finding.get("claim", ""))
         with st.container(border=True):
-            st.markdown(f"{VERDICT_BADGES.get(verdict, plain(verdict))} **{plain(finding.get('claim', ''))}**{trap}")
-            for arch, (n, total) in collapsed.items():
-                if n and verdict != "not seen" and _about(str(finding.get("claim", "")), arch):
-                    st.markdown(f":orange-badge[caveat] {n} of the {total} {plain(arch)} runs behind this collapsed "
-                                "(they answer one class for almost every image), so this verdict may describe "
-                                "collapse rather than robustness. Train longer or check the Results page.")
+            st.markdown(f"{VERDICT_BADGES.get(verdict, plain(verdict))} **{plain(claim)}**{trap}")
+            note = caveat(claim, collapse or {}) if verdict != "not seen" else None
+            if note:
+                st.markdown(note)
             for line in finding.get("evidence", []):
                 st.caption(plain(line))
 
