@@ -20,6 +20,7 @@ from busadv import plots
 from busadv.app.layout import legend_below, plain
 from busadv.attacks import attack_label, format_epsilon, format_epsilon_list, parse_epsilon_list
 from busadv.jobs import JOB_KINDS, Job, JobStateError, JobStatus, JobStore, JobStoreError, default_db_path
+from busadv.plots.style import text
 from busadv.progress import format_seconds
 from busadv.training import MODES
 
@@ -384,7 +385,7 @@ def _live_curves(job: Job, store: PageJobStore, key: str) -> None:
         if job.kind in ("train", "experiment"):
             st.caption("The loss and test-accuracy curves start when the first epoch ends.")
         return
-    run = f" ({job.message.split(':', 1)[0]})" if job.kind == "experiment" and ":" in (job.message or "") else ""
+    run = f" ({text(job.message.split(':', 1)[0])})" if job.kind == "experiment" and ":" in (job.message or "") else ""
     st.plotly_chart(legend_below(plots.training_curves(history, title=f"Job {job.id} so far{run}: per finished epoch",
                                                        epochs=job.epochs)),
                     key=f"{key}-live-{job.id}", config={"displayModeBar": False})

@@ -124,7 +124,7 @@ def attack_choice_label(name: str) -> str:
         return f"{attack_label(name)} (the headline: strongest)"
     if name == "pgd":
         return f"{attack_label(name)} (faster, optimistic estimate)"
-    return plain(attack_label(name))
+    return attack_label(name)  # selectbox options are plain text: no escapes
 
 
 def pgd_gap(groups: Sequence[GroupSummary], metric: str) -> tuple[int, float, float] | None:
@@ -181,7 +181,7 @@ def confusion_section(groups: Sequence[GroupSummary], attack: str) -> None:
     labels = recipe_labels(groups)
     pick = st.columns(2)
     index = pick[0].selectbox("Trained model", range(len(standard_first)), key="cm_model",
-                              format_func=lambda i: plain(labels[standard_first[i]]))
+                              format_func=lambda i: labels[standard_first[i]])  # options are plain text
     recipe = standard_first[index]
     epsilons = sorted({float(g.test_epsilon) for g in groups if g.recipe == recipe and g.attack == attack})
     if not epsilons:

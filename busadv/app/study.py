@@ -42,7 +42,7 @@ def settings() -> dict[str, Any] | None:
     with st.expander("Settings (the study's own grid: SimpleCNN, one seed, by default)", expanded=False):
         box = flow(gap="medium")
         archs = box.multiselect("Models", MODELS.names(), key="s_archs",
-                                format_func=lambda n: plain(MODELS.get(n).label), width=420)
+                                format_func=lambda n: MODELS.get(n).label, width=420)
         seeds_text = box.text_input("Seeds", key="s_seeds", width=160, help="e.g. 0-4 or 0, 1, 2")
         epochs = box.number_input("Epochs", 1, 200, key="s_epochs", width=140)
         simple_size = box.number_input("SimpleCNN image size", 32, 512, step=8, key="s_simplecnn_size", width=200,
