@@ -173,3 +173,120 @@ def test_the_cli_refuses_a_hostile_checkpoint_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: {path}: not usable") and "Traceback" not in err
     assert time.perf_counter() - started < 30
+
+
+# ------------------------------------------------------------------------------------------- issue 19: F4-F6
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_weights_holding_nan_or_inf_are_refused_on_load(tmp_path, bad):
+    blob = good_blob()
+    name = sorted(k for k, v in blob["state_dict"].items() if v.is_floating_point())[-1]
+    blob["state_dict"][name].view(-1)[0] = bad
+    path = written(blob, tmp_path / "diverged.pt")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: not usable as a busadv checkpoint: ") and "\n" not in message
+    assert "NaN or infinite" in message and name in message
+
+
+def test_the_cli_refuses_a_nan_checkpoint_in_one_line_with_a_failing_exit(tmp_path, capsys):
+    from busadv.cli import main
+
+    blob = good_blob()
+    for value in blob["state_dict"].values():
+        if value.is_floating_point():
+            value.fill_(float("nan"))
+    path = written(blob, tmp_path / "nan.pt")
+    assert main(["attack", str(path), "--image", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.startswith("error: ") and "NaN or infinite" in err
+    assert out == ""  # no "nan" probabilities printed before the refusal
+
+
+@pytest.mark.parametrize("classes", [["benign", "benign", "normal"], ["Benign ", "benign", "normal"]])
+def test_duplicated_class_names_are_refused(tmp_path, classes):
+    blob = good_blob()
+    blob["classes"] = classes
+    path = written(blob, tmp_path / "twice.pt")
+    with pytest.raises(CheckpointError, match="class names must differ") as info:
+        load_checkpoint(path)
+    assert str(info.value).startswith(f"{path}: ")
+    assert list_checkpoints(tmp_path) == []
+
+
+def test_renamed_classes_are_refused_against_the_data_naming_both(tmp_path, small_phantoms):
+    from busadv.experiments import test_split_for
+
+    blob = good_blob()
+    blob["classes"] = ["benign", "cancer", "normal"]
+    checkpoint = load_checkpoint(written(blob, tmp_path / "renamed.pt"))  # alone, it is a usable model
+    with pytest.raises(CheckpointError) as info:
+        test_split_for(checkpoint, small_phantoms)
+    message = str(info.value)
+    assert "benign, cancer, normal" in message and "benign, malignant, normal" in message
+    assert message.startswith(f"{checkpoint.path}: ")
+
+
+def test_a_checkpoint_with_the_datas_classes_in_another_order_is_refused(tmp_path, small_phantoms):
+    from busadv.experiments import test_split_for
+
+    blob = good_blob()
+    blob["classes"] = ["malignant", "benign", "normal"]
+    checkpoint = load_checkpoint(written(blob, tmp_path / "swapped.pt"))
+    with pytest.raises(CheckpointError, match="do not match the data"):
+        test_split_for(checkpoint, small_phantoms)
+
+
+def _special(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / f"{kind}.pt"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "link-to-fifo":
+        os.mkfifo(tmp_path / "pipe")
+        path.symlink_to(tmp_path / "pipe")
+    elif kind == "link-to-dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "link-to-dev-null":
+        path.symlink_to("/dev/null")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link-to-fifo", "link-to-dev-zero", "link-to-dev-null"])
+def test_fifos_and_devices_are_refused_without_blocking(tmp_path, kind):
+    """A FIFO opened for reading blocks until a writer comes; /dev/zero never ends. Neither may be opened."""
+    import threading
+
+    path = _special(tmp_path, kind)
+    outcome: dict = {}
+
+    def attempt() -> None:
+        try:
+            load_checkpoint(path)
+        except CheckpointError as exc:
+            outcome["error"] = str(exc)
+        outcome["listed"] = list_checkpoints(tmp_path)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(20)
+    if worker.is_alive():  # unblock the thread so the test run can end
+        with open(tmp_path / ("pipe" if kind == "link-to-fifo" else "fifo.pt"), "wb") if "fifo" in kind else \
+                open(os.devnull, "wb"):
+            pass
+        pytest.fail(f"loading a {kind} blocked")
+    assert outcome["error"].startswith(f"{path}: ") and "not a regular file" in outcome["error"]
+    assert "could run code" not in outcome["error"]
+    assert outcome["listed"] == []
+
+
+def test_the_cli_refuses_a_fifo_checkpoint_at_once(tmp_path):
+    import subprocess
+    import sys
+
+    path = _special(tmp_path, "fifo")
+    done = subprocess.run([sys.executable, "-m", "busadv", "evaluate", str(path)], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parent.parent,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "not a regular file" in done.stderr and "FIFO" in done.stderr

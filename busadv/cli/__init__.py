@@ -8,7 +8,10 @@ come out as one line naming the option, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -44,6 +47,35 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     print(f"warning: {message}", file=sys.stderr)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C is, so that the same clean-up runs (a grid's workers are
+    ended, its finished rows kept) instead of the process vanishing and leaving its workers behind."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def stops_cleanly() -> Any:
+    """SIGTERM handled like Ctrl-C while a command runs (only the main thread may set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def stopped_message(exc: KeyboardInterrupt) -> tuple[str, int]:
+    """One line for a command stopped by a signal, with what was kept (the exception's notes), and its exit code."""
+    what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+    notes = "; ".join(getattr(exc, "__notes__", []))
+    return (f"{what}: {notes}" if notes else what), (143 if isinstance(exc, Terminated) else 130)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["jobs"]:
@@ -59,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from busadv.models.checkpoints import CheckpointError
 
     args = build_parser().parse_args(argv)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), stops_cleanly():
         warnings.simplefilter("default")
         warnings.simplefilter("ignore", ResourceWarning)
         warnings.showwarning = _show_warning
@@ -69,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 PermissionError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as exc:
+            message, code = stopped_message(exc)
+            print(message, file=sys.stderr)
+            return code

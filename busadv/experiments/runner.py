@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
 import uuid
 from collections.abc import Sequence
@@ -16,7 +18,8 @@ from busadv.experiments.backends import RunFailure, run_grid
 from busadv.experiments.config import ExperimentConfig
 from busadv.models.checkpoints import checkpoint_filename, save_checkpoint
 from busadv.progress import ProgressEvent, ProgressFn, ignore_progress
-from busadv.results import Diagnosis, GroupSummary, ResultRow, diagnose, rows_for, summarize
+from busadv.results import Diagnosis, GroupSummary, ResultRow, diagnose, rows_for, summarize, write_rows
+from busadv.results.store import keep_unsaved, unsaved_folder
 from busadv.settings import checkpoints_dir
 from busadv.training import TrainConfig, train_model
 
@@ -96,13 +99,38 @@ class ExperimentResult:
     diagnoses: list[Diagnosis]
     seconds: float
     failures: list[RunFailure] = field(default_factory=list)  # runs that failed twice: no rows, reported
+    unsaved: Path | None = None  # the runs' own row files: discard_unsaved() once the grid's file holds the rows
+
+
+def run_and_keep(config: TrainConfig, *args: Any, keep_in: Path, **kwargs: Any) -> RunOutcome:
+    """run_one, whose rows are written to `keep_in` the moment it ends (where it ran): a grid stopped later
+    by a signal, a cancel or a crash keeps them. A failure to write them only costs that safety net."""
+    outcome = run_one(config, *args, **kwargs)
+    if outcome.rows:
+        with contextlib.suppress(OSError):
+            write_rows(outcome.rows, keep_in / f"{outcome.rows[0].run}.csv")
+    return outcome
 
 
 def run(config: ExperimentConfig, progress: ProgressFn = ignore_progress) -> ExperimentResult:
     """Every run of the grid on `config.backend` (a local process pool by default, or Ray), each one `run_one`;
-    the data is decoded once per image size. Rows come in grid order; runs that failed twice are in `failures`."""
+    the data is decoded once per image size. Rows come in grid order; runs that failed twice are in `failures`.
+
+    Stopped early (SIGTERM, Ctrl-C, a cancel, an error), the finished runs' rows become a file of the results
+    store before the exception goes on; its note says where."""
     started = time.perf_counter()
-    grid = run_grid(config, run_one, new_run_id(config.name), progress)
-    rows = grid.rows()
-    return ExperimentResult(config=config, rows=rows, summary=summarize(rows), diagnoses=diagnose(rows),
-                            seconds=time.perf_counter() - started, failures=grid.failures)
+    grid_id = new_run_id(config.name)
+    unsaved = unsaved_folder(grid_id)
+    try:
+        grid = run_grid(config, functools.partial(run_and_keep, keep_in=unsaved), grid_id, progress)
+        rows = grid.rows()
+        return ExperimentResult(config=config, rows=rows, summary=summarize(rows), diagnoses=diagnose(rows),
+                                seconds=time.perf_counter() - started, failures=grid.failures, unsaved=unsaved)
+    except BaseException as exc:
+        try:
+            kept = keep_unsaved(unsaved, f"{config.name}-stopped")
+        except OSError:  # a full disk: the runs' own files stay, and the store reads them there
+            kept = unsaved
+        if kept is not None:
+            exc.add_note(f"the rows of every finished run are kept in {kept}")
+        raise

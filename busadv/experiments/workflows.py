@@ -18,10 +18,11 @@ from busadv.data import ImageSet, load_dataset, split_dataset
 from busadv.evaluation import evaluate
 from busadv.experiments.config import ExperimentConfig
 from busadv.experiments.runner import run, run_one, scaled
-from busadv.models.checkpoints import Checkpoint, check_writable_folder, load_checkpoint
+from busadv.models.checkpoints import Checkpoint, check_classes, check_writable_folder, load_checkpoint
 from busadv.progress import ProgressFn, ignore_progress
 from busadv.registry import parse_name_list
 from busadv.results import ResultRow, diagnose, rows_for, save_rows
+from busadv.results.store import discard_unsaved
 from busadv.settings import checkpoints_dir, pick_device
 from busadv.training import TrainConfig
 
@@ -79,6 +80,7 @@ def train_config_of(checkpoint: Checkpoint) -> TrainConfig:
 
 def test_split_for(checkpoint: Checkpoint, dataset: ImageSet) -> tuple[ImageSet, str]:
     """The checkpoint's own held-out images when the data is the one it was trained on, else all images."""
+    check_classes(checkpoint, dataset.classes)  # a renamed or reordered class would be scored against the wrong label
     if dataset.fingerprint == checkpoint.data.get("fingerprint"):
         _, test_set = split_dataset(dataset, float(checkpoint.data.get("test_fraction", 0.2)),
                                     seed=int(checkpoint.data.get("split_seed", 0)),
@@ -132,8 +134,10 @@ def experiment_job(config: dict[str, Any], progress: ProgressFn = ignore_progres
     if experiment.save_checkpoints:
         check_writable_folder(checkpoints_dir())
     result = run(experiment, progress=progress)
-    return _outcome(result.rows, experiment.name, summary=[s.to_dict() for s in result.summary],
-                    seconds=round(result.seconds, 2))
+    outcome = _outcome(result.rows, experiment.name, summary=[s.to_dict() for s in result.summary],
+                       seconds=round(result.seconds, 2))
+    discard_unsaved(result.unsaved)  # the grid's file holds every row now
+    return outcome
 
 
 FLIPS_SETTINGS = ("checkpoint", "attacks", "max_epsilon", "data", "pgd_steps", "seed", "device")

@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import re
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,15 +94,54 @@ def _reason(exc: BaseException) -> str:
     return "the file is not a PyTorch checkpoint or is damaged"
 
 
-def _load_blob(path: Path, mmap: bool = False) -> dict[str, Any]:
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
-    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
-        raise CheckpointError(f"{path}: {path.stat().st_size / 1024**3:.1f} GB is larger than any busadv checkpoint")
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a plain file")
+
+
+def _open_regular(path: Path) -> int:
+    """A descriptor on path, only if it is (or links to) a regular file; never blocks.
+
+    Why: a FIFO named *.pt blocks open() until a writer comes (the Home page hung), and a device such as
+    /dev/zero never ends. stat() follows links, so a link to either is caught too; O_NONBLOCK and the
+    fstat() of what was opened close the gap when the file is swapped in between.
+    """
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint file") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(f"{path}: not a regular file ({_kind(mode)}); busadv opens only checkpoint files")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    opened = os.fstat(fd)
+    if not stat.S_ISREG(opened.st_mode):
+        os.close(fd)
+        raise CheckpointError(f"{path}: not a regular file ({_kind(opened.st_mode)}); busadv opens only checkpoint "
+                              f"files")
+    if opened.st_size > MAX_CHECKPOINT_BYTES:
+        os.close(fd)
+        raise CheckpointError(f"{path}: {opened.st_size / 1024**3:.1f} GB is larger than any busadv checkpoint")
+    return fd
+
+
+def _load_blob(path: Path, mmap: bool = False) -> dict[str, Any]:
+    fd = _open_regular(path)
+    try:
+        with os.fdopen(fd, "rb") as file:
+            # mmap needs a name: /proc/self/fd/N names the very file checked above (Linux); elsewhere the path.
+            by_fd = Path(f"/proc/self/fd/{fd}")
+            source: Any = (by_fd if by_fd.exists() else path) if mmap else file
+            blob = torch.load(source, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # noqa: BLE001 - any failure to read safely is a refusal with a reason
         raise CheckpointError(f"{path}: not usable as a busadv checkpoint: {_reason(exc)}.") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
@@ -135,6 +175,9 @@ def _validate(blob: dict[str, Any], path: Path) -> CheckpointInfo:
     _check(isinstance(classes, (list, tuple)) and 2 <= len(classes) <= 100
            and all(isinstance(c, str) and 0 < len(c) <= 40 for c in classes), path,
            "its class names are not a list of 2 to 100 short names")
+    folded = [c.strip().casefold() for c in classes]
+    _check(len(set(folded)) == len(folded), path,
+           f"its class names must differ from each other, got {', '.join(map(str, classes))[:120]}")
     _check(isinstance(blob.get("state_dict"), dict), path, "it holds no weights (state_dict)")
     for key, kind in (("train_config", dict), ("metrics", dict), ("data", dict), ("history", list)):
         _check(isinstance(blob.get(key, kind()), kind), path, f"its '{key}' field is not a {kind.__name__}")
@@ -171,6 +214,20 @@ def _check_weights(state: dict[str, Any], info: CheckpointInfo) -> None:
     if problems:
         raise CheckpointError(f"{info.path}: weights do not fit a {info.arch} at {info.image_size}px "
                               f"({'; '.join(problems[:3])}).")
+    for key in reference:
+        tensor = state[key]
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{info.path}: not usable as a busadv checkpoint: its weights hold NaN or infinite "
+                                  f"values ({key}), so every answer would be 'nan'; training diverged or the file "
+                                  f"was damaged: train the model again.")
+
+
+def check_classes(info: CheckpointInfo, data_classes: tuple[str, ...] | list[str]) -> None:
+    """The model's classes must be the data's, in the same order: else every score counts the wrong labels."""
+    if tuple(info.classes) != tuple(data_classes):
+        raise CheckpointError(f"{info.path}: its classes ({', '.join(info.classes)[:120]}) do not match the data's "
+                              f"({', '.join(data_classes)[:120]}); use data with the model's classes or another "
+                              f"model.")
 
 
 def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:

@@ -7,6 +7,7 @@ jobs cannot collide, and the Results page shows everything without a manual impo
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Sequence
@@ -31,9 +32,46 @@ def save_rows(rows: Sequence[ResultRow], label: str, folder: str | os.PathLike |
 
 
 def store_files(folder: str | os.PathLike | None = None) -> list[Path]:
-    """The store's files, newest first."""
+    """The store's files, newest first; with the rows of grids still running or cut short (UNSAVED)."""
     path = Path(folder) if folder else results_dir()
-    return sorted(path.glob("*.csv"), key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
+    found = [*path.glob("*.csv"), *path.glob(f"{UNSAVED}/*/*.csv")]
+    return sorted(found, key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
+
+
+# ------------------------------------------------------------------------------------------ a grid's rows, run by run
+# Why: a grid's rows used to reach the store only once the whole grid ended, so a SIGTERM, a Ctrl-C or a
+# crash (even after the last run finished) lost every finished run. Each run now writes its rows here the
+# moment it ends; the grid's one file replaces them when the grid ends, and an interrupted grid turns them
+# into a file of its own. The store reads this folder too, so nothing finished is ever out of sight.
+UNSAVED = ".unsaved"
+
+
+def unsaved_folder(grid_id: str, folder: str | os.PathLike | None = None) -> Path:
+    """Where the runs of one grid keep their rows until the grid's own file holds them."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in grid_id)[:80] or "grid"
+    return (Path(folder) if folder else results_dir()) / UNSAVED / safe
+
+
+def keep_unsaved(unsaved: Path, label: str, folder: str | os.PathLike | None = None) -> Path | None:
+    """The rows of a grid cut short, as one file of the store (None when no run had finished); the runs' files go."""
+    rows: list[ResultRow] = []
+    for path in sorted(unsaved.glob("*.csv")) if unsaved.is_dir() else []:
+        try:
+            rows.extend(read_rows_file(path))
+        except (OSError, ValueError):
+            continue
+    if not rows:
+        discard_unsaved(unsaved)
+        return None
+    stored = save_rows(rows, label, folder)
+    discard_unsaved(unsaved)
+    return stored
+
+
+def discard_unsaved(unsaved: Path | None) -> None:
+    """Once the grid's file holds its rows: the runs' own files are not needed any more."""
+    if unsaved is not None:
+        shutil.rmtree(unsaved, ignore_errors=True)
 
 
 def load_store(folder: str | os.PathLike | None = None) -> tuple[list[ResultRow], list[str]]:

@@ -16,6 +16,7 @@ import math
 import multiprocessing
 import os
 import queue
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -25,6 +26,7 @@ from busadv.experiments.backends import base
 from busadv.progress import ProgressFn
 
 POLL_SECONDS = 0.25
+STOP_SECONDS = 5.0  # a stopped worker that has not ended by then is killed
 
 # ------------------------------------------------------------------------------------------- sizing
 
@@ -75,8 +77,12 @@ _WORKER: dict[str, Any] = {}  # set once per worker process by _start_worker
 
 def _start_worker(datasets: dict[int, ImageSet], fingerprints: dict[int, str], events: Any, threads: int,
                   run_fn: base.RunFn) -> None:
+    import signal
+
     import torch
 
+    # Ctrl-C in a terminal reaches the whole process group: the parent alone decides, and ends the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     _WORKER.update(datasets=datasets, fingerprints=fingerprints, events=events, threads=threads, run_fn=run_fn,
                    checked=set())
@@ -127,12 +133,19 @@ class _Pool:
 
     def stop(self) -> None:
         """End every worker now (a cancel, Ctrl-C): running runs are dropped, queued ones never start."""
+        processes = list((getattr(self.executor, "_processes", None) or {}).values())
         terminate = getattr(self.executor, "terminate_workers", None)  # Python 3.14
         if terminate is not None:
             terminate()
         else:
-            for process in list(getattr(self.executor, "_processes", {}).values()):
+            for process in processes:
                 process.terminate()
+        deadline = time.monotonic() + STOP_SECONDS
+        for process in processes:  # gone for sure before the caller goes on: a worker holds ~1 GB
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
