@@ -42,8 +42,16 @@ _plugins_lock = threading.Lock()
 _plugins_loaded: set[str] = set()
 
 
+class PluginError(ImportError):
+    """A module named in $BUSADV_PLUGINS that cannot be imported or fails while registering: one line, the fix."""
+
+
 def load_plugins() -> None:
-    """Import the modules listed in $BUSADV_PLUGINS that were not imported yet."""
+    """Import the modules listed in $BUSADV_PLUGINS that were not imported yet.
+
+    A failing one is a PluginError naming the variable, the module and what to do (the CLI prints it as one
+    line instead of a traceback); it is tried again next time, so the error is never silently skipped.
+    """
     wanted = [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
     with _plugins_lock:
         pending = [m for m in wanted if m not in _plugins_loaded]
@@ -52,7 +60,16 @@ def load_plugins() -> None:
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            raise ImportError(f"{PLUGINS_ENV} names {module!r}, which cannot be imported: {exc}") from exc
+            with _plugins_lock:
+                _plugins_loaded.discard(module)
+            raise PluginError(f"{PLUGINS_ENV} names {module[:80]!r}, which cannot be imported ({exc}); install it, "
+                              f"fix its name or remove it from {PLUGINS_ENV}") from None
+        except Exception as exc:  # noqa: BLE001 - a plugin's own error, told in one line
+            with _plugins_lock:
+                _plugins_loaded.discard(module)
+            raise PluginError(f"{PLUGINS_ENV}: the plugin {module[:80]!r} failed while loading "
+                              f"({type(exc).__name__}: {str(exc)[:200]}); fix the plugin or remove it from "
+                              f"{PLUGINS_ENV}") from None
 
 
 class Registry(Generic[T]):
@@ -69,7 +86,8 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.noun} names are lower-case words without commas, got {name!r}")
         with self._lock:
             if name in self._entries and not replace:
-                raise ValueError(f"a {self.noun} named {name!r} is already registered")
+                raise ValueError(f"a {self.noun} named {name!r} is already registered (built into busadv or by "
+                                 f"another plugin); give yours another name")
             self._entries[name] = entry
         return entry
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -76,8 +77,36 @@ def stopped_message(exc: KeyboardInterrupt) -> tuple[str, int]:
     return (f"{what}: {notes}" if notes else what), (143 if isinstance(exc, Terminated) else 130)
 
 
+def environment_error() -> str | None:
+    """The environment checked before anything else (folders, job limit, plugins): its one-line problem, or None."""
+    from busadv.registry import PluginError, load_plugins
+    from busadv.settings import SettingError, check_environment
+
+    try:
+        check_environment()
+        load_plugins()
+    except (SettingError, PluginError) as exc:
+        return str(exc)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; output into a pipe closed early (`| head`) ends quietly, as other tools do."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)  # Python flushes stdout again at exit: let that go nowhere
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] not in (["-h"], ["--help"]) and (problem := environment_error()):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if argv[:1] == ["jobs"]:
         from busadv.cli import jobs
 

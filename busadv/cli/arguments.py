@@ -46,6 +46,16 @@ def _seeds(text: str) -> list[int]:
     return parse_seed_list(text)
 
 
+def _device(text: str) -> str:
+    """auto, cpu, cuda or cuda:N, checked at parse time: spelling always, CUDA's presence when CUDA is named."""
+    from busadv.settings import check_device, pick_device
+
+    name = check_device(text)
+    if name.startswith("cuda"):
+        pick_device(name)
+    return name
+
+
 def _image_sizes(text: str) -> dict[str, int]:
     out = {}
     for part in text.split(","):
@@ -64,6 +74,7 @@ mode_list = _names("busadv.training.MODES", "modes")
 epsilon_list = typed(_epsilons)
 epsilon = typed(_epsilon)
 seed_list = typed(_seeds)
+device = typed(_device)
 image_sizes = typed(_image_sizes)  # per model, e.g. resnet50=64: the CPU budget for a large model
 
 
@@ -71,7 +82,7 @@ def data_arg(p: argparse.ArgumentParser) -> None:
     """--data and --device, which every command that touches images or models takes."""
     p.add_argument("--data", help="BUSI folder (with benign/ malignant/ normal/, or one level up); "
                                   "default: $BUSADV_DATA, else simulated phantoms")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--device", type=device, default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
 
 
 def checkpoint_command(sub: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:

@@ -14,6 +14,8 @@ import sys
 import threading
 from pathlib import Path
 
+from busadv.settings import max_jobs_setting
+
 
 def visible_gpus() -> list[str]:
     """GPU ids a worker may be pinned to (values for CUDA_VISIBLE_DEVICES), found without torch."""
@@ -59,15 +61,9 @@ def max_concurrent() -> int:
     Why: two CPU trainings on a 2-core machine only slow each other down; on GPUs each worker gets
     its own card.
     """
-    raw = os.environ.get("BUSADV_MAX_JOBS", "").strip()
-    if raw:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValueError(f"BUSADV_MAX_JOBS must be a whole number >= 1, not {raw!r}") from None
-        if value < 1:
-            raise ValueError(f"BUSADV_MAX_JOBS must be a whole number >= 1, not {raw!r}")
-        return value
+    setting = max_jobs_setting()  # a bad value: SettingError naming the variable, before any job is queued
+    if setting is not None:
+        return setting
     gpus = visible_gpus()
     if gpus:
         return len(gpus)

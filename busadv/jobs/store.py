@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import datetime as _dt
+import errno
 import json
 import os
 import socket
@@ -80,6 +81,18 @@ def default_db_path() -> Path:
     return home() / "jobs.sqlite"
 
 
+def _disk_full(exc: BaseException) -> bool:
+    """SQLite's SQLITE_FULL or the system's ENOSPC/EDQUOT: no room, the database itself is fine."""
+    return ("disk is full" in str(exc) or getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL"
+            or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT))
+
+
+def _full_message(path: Path) -> str:
+    return (f"The disk that holds the job database {path} is full: free some space there (old job logs in "
+            f"{path.parent / 'job-logs'}, old checkpoints) or set BUSADV_HOME to a folder on another disk. The "
+            f"database itself is fine.")
+
+
 class JobStore:
     """The job table in one SQLite file; every page, tab, CLI and worker opens its own JobStore.
 
@@ -91,6 +104,7 @@ class JobStore:
         self.path = Path(path) if path is not None else default_db_path()
         self.path = self.path.expanduser().resolve()
         self.log_dir = self.path.parent / "job-logs"
+        existed = self.path.exists()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with closing(self.connect()) as conn:
@@ -111,6 +125,14 @@ class JobStore:
         except JobStoreError:
             raise
         except (sqlite3.DatabaseError, OSError) as exc:
+            if not existed:  # never leave a 0-byte file that the next start would call damaged
+                for leftover in (self.path, self.path.with_name(self.path.name + "-wal"),
+                                 self.path.with_name(self.path.name + "-shm")):
+                    with suppress(OSError):
+                        if leftover.stat().st_size == 0 or leftover != self.path:
+                            leftover.unlink()
+            if _disk_full(exc):
+                raise JobStoreError(_full_message(self.path)) from None
             raise JobStoreError(
                 f"Cannot use {self.path} as the busadv job database ({exc}). If it is not a job "
                 f"database, or is damaged, move it away (or delete it) and busadv creates a new one; "
@@ -132,6 +154,8 @@ class JobStore:
         return conn
 
     def _unusable(self, exc: sqlite3.Error) -> JobStoreError:
+        if _disk_full(exc):
+            return JobStoreError(_full_message(self.path))
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             return JobStoreError(f"The job database {self.path} stayed locked by another process for "
                                  f"{_BUSY_TIMEOUT_MS // 1000} s; try again.")
@@ -269,6 +293,7 @@ class JobStore:
             config_json = json.dumps(config, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"A job config must be plain JSON (numbers, strings, lists, dicts): {exc}") from exc
+        max_concurrent()  # a bad BUSADV_MAX_JOBS is refused here: a queued job would never start
         with self.db() as conn:
             cursor = conn.execute(
                 "INSERT INTO jobs (kind, status, config, message, created) VALUES (?, ?, ?, 'queued', ?)",
