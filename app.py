@@ -28,8 +28,10 @@ with layout.flow(gap="medium"):
     st.page_link(layout.JOBS_PAGE, label="Jobs: train, evaluate, run experiments", icon=":material/model_training:")
     st.page_link(layout.RESULTS_PAGE, label="Results: measures with error bars", icon=":material/bar_chart:")
 
-st.subheader("Trained models")
 infos = checkpoints.checkpoint_infos()
+if infos:
+    first_start.open_explorer_when_ready()  # a fresh install's first visit: straight to the demonstration
+st.subheader("Trained models")
 if infos:
     st.dataframe(checkpoints.checkpoint_table(infos), hide_index=True, column_config=checkpoints.CHECKPOINT_COLUMNS)
     st.caption("Measured on each model's own held-out test images. Balanced accuracy is the mean of the three "

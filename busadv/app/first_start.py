@@ -4,8 +4,9 @@ Why: a first visitor should see what busadv is about, a diagnosis flipping under
 without reading instructions or pressing a button. With no checkpoint and no BUSI folder configured, the
 first page load (Home or the explorer) starts one small training run: SimpleCNN at 48 px on the simulated
 phantoms, 8 epochs of batch 16 (`train_job`, as a job would, so its checkpoint and result rows land where
-every other run's do). The page shows its progress and opens the explorer when the checkpoint lands. The
-benchmark's first-start row measures the time from the first page load to a flipping explorer.
+every other run's do). The page shows its progress and opens the explorer when the checkpoint lands (Home
+switches to it). The benchmark's first-start row measures the time from the server's start to a flipping
+explorer, opened at /.
 
 Why in the server, on a thread, and not as a background job: a job worker first starts a Python process
 and imports torch (seconds, minutes on a loaded machine), and trains with torch's default two threads,
@@ -35,6 +36,7 @@ import streamlit as st
 
 from busadv.app import jobs
 from busadv.app.dataset import SIMULATED_LABEL
+from busadv.app.layout import EXPLORER_PAGE
 from busadv.data import data_setting
 from busadv.progress import ProgressEvent
 from busadv.settings import checkpoints_dir
@@ -43,7 +45,12 @@ SWITCH = "BUSADV_FIRST_START"
 FIRST_START_CONFIG: dict[str, Any] = {
     "arch": "simplecnn", "mode": "standard", "image_size": 48, "epochs": 8, "batch_size": 16, "lr": 2e-3,
     "seed": 3, "monitor_images": 0, "data": None, "device": "cpu", "test_attacks": ["fgsm"],
-    "test_epsilons": [2 / 255, 4 / 255, 8 / 255]}
+    "test_epsilons": [2 / 255, 4 / 255, 8 / 255],
+    # The plain recipe it was measured with, pinned: the default recipe's validation split, weight averaging and
+    # schedule need more than 8 short epochs and left this model answering ~34% for every class.
+    "augment": "none", "optimizer": "adam", "weight_decay": 0.0, "schedule": "constant", "ema_decay": 0.0,
+    "val_fraction": 0.0, "select": "last", "patience": 0}
+OPENING = "_first_start_opens_explorer"
 
 
 def enabled() -> bool:
@@ -127,10 +134,21 @@ def home_notice() -> None:
     """Home with no model: say that one is being made (and start it), or how to get one."""
     state = ensure_started()
     if state is not None and state.training:
+        st.session_state[OPENING] = True
         st.info("No trained model yet: a small demonstration model is being trained on "
-                f"{SIMULATED_LABEL.lower()}. The Perturbation explorer shows it by itself, usually within half a "
-                "minute.", icon=":material/hourglass_top:")
+                f"{SIMULATED_LABEL.lower()}. The Perturbation explorer opens here by itself when it is ready, "
+                "usually within half a minute; nothing to click.", icon=":material/hourglass_top:")
         _progress(state)
     else:
         st.info("No trained model yet. The Perturbation explorer offers to train a quick one "
                 "(about a minute on two CPU cores).")
+
+
+def open_explorer_when_ready() -> None:
+    """Home, once the first start it was waiting for has its model: open the explorer by itself.
+
+    Why: a fresh install opened at / must show the demonstration, a diagnosis flipping under a slider,
+    without a click. Only the session that watched the first start is sent on; Home stays Home otherwise.
+    """
+    if st.session_state.pop(OPENING, False):
+        st.switch_page(EXPLORER_PAGE)

@@ -1,9 +1,10 @@
 """Time to the first working explorer: a fresh install (no data, no model) and a browser, nothing clicked.
 
 `streamlit run app.py` starts on empty BUSADV_HOME, BUSADV_CHECKPOINTS and BUSADV_CACHE folders; a headless
-Chromium opens the explorer's URL as the first page load, and the clock runs until the explorer shows a
-model's answer and the smallest epsilon that flips it (busadv.app.first_start trains that model). The
-same function serves tests/test_first_start.py, which checks what the page shows.
+Chromium opens / (Home) as the first page load, and the clock runs from the server's start until the
+explorer, which Home opens by itself, shows a model's answer and the smallest epsilon that flips it
+(busadv.app.first_start trains that model). The same function serves tests/test_first_start.py, which
+checks what the page shows.
 """
 
 from __future__ import annotations
@@ -26,27 +27,31 @@ from busadv.bench.startup import free_port, headless_browser
 from busadv.settings import PROJECT_ROOT
 
 READY = "Smallest ε that flips it"          # the explorer's readout: a model answered, the flip search ran
-PROGRESS = "getting the explorer ready"      # busadv.app.first_start's panel while the model trains
-NAME = "first start: first page load to a flipping explorer (no data, no model, no click)"
+FIGURE = ".st-key-stage-box g.annotation"    # the first screen's pictures with their probabilities
+PROGRESS = "/getting the explorer ready|is being trained/"  # the first-start notices (explorer, Home)
+NAME = "first start: server start to a flipping explorer, opened at / (no data, no model, no click)"
 
 
 @dataclass
 class FirstStart:
-    progress_seconds: float   # first page load -> the first-start panel with its progress
-    ready_seconds: float      # first page load -> the explorer with a model's answer
+    progress_seconds: float   # server start -> the first-start notice with its progress
+    ready_seconds: float      # server start -> the explorer with a model's answer
+    url: str                  # where the browser is then
     text: str                 # the page's text then
     exception: bool           # the page showed an exception box
     log: str                  # the server's output
 
 
 @contextlib.contextmanager
-def fresh_server(scratch: Path, timeout: float = 120) -> Iterator[str]:
-    """`streamlit run app.py` on empty busadv folders (simulated phantoms), its base URL once healthy."""
+def fresh_server(scratch: Path, timeout: float = 120) -> Iterator[tuple[str, float]]:
+    """`streamlit run app.py` on empty busadv folders (simulated phantoms): (its base URL once healthy, the
+    time.monotonic() at which the server was started)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("BUSADV_DATA", "BUSADV_FIRST_START")}
     env.update(BUSADV_HOME=str(scratch / "home"), BUSADV_CHECKPOINTS=str(scratch / "checkpoints"),
                BUSADV_CACHE=str(scratch / "cache"), PYTHONUNBUFFERED="1")
     log = scratch / "streamlit.log"
+    started = time.monotonic()
     with open(log, "w") as out, subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
              str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
@@ -61,30 +66,34 @@ def fresh_server(scratch: Path, timeout: float = 120) -> Iterator[str]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("streamlit did not come up: " + log.read_text()[-2000:])
                 time.sleep(0.2)
-            yield base
+            yield base, started
         finally:
             stop(proc)
 
 
-def first_start(browser: Any, timeout: float = 180) -> FirstStart:
-    """Open the explorer as a fresh install's first page load and wait, clicking nothing, until it works."""
+def first_start(browser: Any, timeout: float = 180, path: str = "/") -> FirstStart:
+    """Open `path` (Home) as a fresh install's first page load and wait, clicking nothing, until the explorer works."""
     with tempfile.TemporaryDirectory(prefix="busadv-first-start-") as folder:
         scratch = Path(folder)
-        with fresh_server(scratch) as base:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        with fresh_server(scratch) as (base, started):
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
             try:
-                started = time.monotonic()
-                page.goto(f"{base}/Perturbation_explorer")
-                page.wait_for_function(f"() => document.body.innerText.includes({PROGRESS!r})",
-                                       timeout=timeout * 1000)
+                page.goto(f"{base}{path}")
+                page.wait_for_function(f"() => {PROGRESS}.test(document.body.innerText)", timeout=timeout * 1000)
                 progress = time.monotonic() - started
-                page.wait_for_function(f"() => document.body.innerText.includes({READY!r})", timeout=timeout * 1000)
+                page.wait_for_function(f"() => document.body.innerText.includes({READY!r}) && "
+                                       f"document.querySelector({FIGURE!r})", timeout=timeout * 1000)
                 ready = time.monotonic() - started
-                text = page.inner_text("body")
+                page.wait_for_function("() => !document.querySelector('[data-testid=\"stSpinner\"]')",
+                                       timeout=timeout * 1000)
+                # The page's text and the first screen's figure's (SVG text is not in innerText).
+                text = page.inner_text("body") + "\n" + page.evaluate(
+                    "() => [...document.querySelectorAll('svg text')].map(t => t.textContent).join('\\n')")
+                url = page.url
                 raised = page.query_selector('[data-testid="stException"]') is not None
             finally:
                 page.close()
-        return FirstStart(progress, ready, text, raised, (scratch / "streamlit.log").read_text()[-3000:])
+        return FirstStart(progress, ready, url, text, raised, (scratch / "streamlit.log").read_text()[-3000:])
 
 
 def smallest_flip(text: str) -> str:
