@@ -70,13 +70,38 @@ def find_busi_root(path: str | os.PathLike, spec: DatasetSpec = BUSI) -> Path:
                        f"(expected {wanted} here or one level down).")
 
 
-def list_busi_files(root: Path, spec: DatasetSpec = BUSI) -> list[tuple[Path, int]]:
-    """Image files with their class index; masks, hidden files and non-images are left out."""
+def shown_name(path: Path | str) -> str:
+    """A path as text that can always be printed and stored: bytes that are not UTF-8 become \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _valid_name(path: Path, root: Path, skipped: list[str] | None) -> bool:
+    """Whether a file's name is valid UTF-8; a name that is not (Latin-1 bytes, say) is warned about by name.
+
+    Why: such a name cannot be shown, stored in a result or sent to the browser; it used to make the whole
+    folder refused. Only that one file is left out, and the warning says how to bring it back.
+    """
+    try:
+        str(path).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        name = shown_name(path.relative_to(root))
+        warnings.warn(f"{shown_name(path)}: file name is not valid UTF-8, so the image is skipped; rename it "
+                      f"(e.g. convmv -f latin1 -t utf8) to use it", stacklevel=3)
+        if skipped is not None:
+            skipped.append(name)
+        return False
+
+
+def list_busi_files(root: Path, spec: DatasetSpec = BUSI, skipped: list[str] | None = None) -> list[tuple[Path, int]]:
+    """Image files with their class index; masks, hidden files and non-images are left out, and so are names
+    that are not valid UTF-8 (warned about, and added to `skipped` when given)."""
     files: list[tuple[Path, int]] = []
     for label, name in enumerate(spec.classes):
         folder = root / name
         found = [p for p in sorted(folder.iterdir())
-                 if p.is_file() and not _is_hidden(p) and not _is_mask(p) and p.suffix.lower() in IMAGE_SUFFIXES]
+                 if p.is_file() and not _is_hidden(p) and not _is_mask(p) and p.suffix.lower() in IMAGE_SUFFIXES
+                 and _valid_name(p, root, skipped)]
         if not found:
             raise DatasetError(f"{folder}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, "
                                f"segmentation masks excluded).")
@@ -94,7 +119,8 @@ def mask_files(files: Iterable[tuple[Path, int]]) -> dict[Path, list[Path]]:
     for folder in {path.parent for path, _ in images}:
         owners: dict[str, list[Path]] = {}
         for p in sorted(folder.iterdir()):
-            if p.is_file() and not _is_hidden(p) and _is_mask(p) and p.suffix.lower() in IMAGE_SUFFIXES:
+            if (p.is_file() and not _is_hidden(p) and _is_mask(p) and p.suffix.lower() in IMAGE_SUFFIXES
+                    and _valid_name(p, folder, None)):
                 owners.setdefault(_mask_owner(p), []).append(p)
         by_folder[folder] = owners
     found = {path: by_folder[path.parent].get(path.stem.lower(), []) for path, _ in images}
@@ -109,7 +135,8 @@ def _folder_key(files: Iterable[tuple[Path, int]], root: Path, size: int,
     for path, label in files:
         for part in [path, *(masks or {}).get(path, [])]:
             stat = part.stat()
-            digest.update(f"{part.relative_to(root)}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+            digest.update(f"{part.relative_to(root)}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n"
+                          .encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:20]
 
 
@@ -141,7 +168,8 @@ def load_busi(path: str | os.PathLike, image_size: int = 128, use_cache: bool = 
     if image_size < 8:
         raise DatasetError(f"image size {image_size} is too small (at least 8 pixels).")
     root = find_busi_root(path, spec)
-    files = list_busi_files(root, spec)
+    odd_names: list[str] = []
+    files = list_busi_files(root, spec, odd_names)
     masks_of = mask_files(files)
     cache_file = cache_dir() / f"busi-{_folder_key(files, root, image_size, masks_of)}.pt"
     blob = load_cached(cache_file) if use_cache else None
@@ -177,6 +205,6 @@ def load_busi(path: str | os.PathLike, image_size: int = 128, use_cache: bool = 
     names_t = tuple(blob["names"])
     return ImageSet(images=blob["images"], labels=blob["labels"], names=names_t,
                     source=f"BUSI at {root.resolve()}", simulated=False, fingerprint=blob["fingerprint"],
-                    groups=groups, skipped=tuple(blob["skipped"]), spec=spec,
+                    groups=groups, skipped=tuple(odd_names) + tuple(blob["skipped"]), spec=spec,
                     conflicts=label_conflicts(similar, blob["labels"], names_t), similar=similar, hashes=hashes,
                     masks=blob.get("masks"))

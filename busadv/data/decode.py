@@ -18,6 +18,7 @@ from PIL import Image
 
 # Far above any ultrasound frame (BUSI's are about 500x600): 5000 x 5000.
 MAX_DECODE_PIXELS = 25_000_000
+MAX_ASPECT = 20  # longer side / shorter side; BUSI's frames are within 2:1
 # Pillow's own bomb check stays on; its warning becomes an error so no bomb is half-decoded.
 Image.MAX_IMAGE_PIXELS = MAX_DECODE_PIXELS
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
@@ -59,12 +60,20 @@ def _check_size(image: Image.Image) -> None:
         raise _too_large(f"{width} x {height}")
     if width < 1 or height < 1:
         raise ImageRejected("image has no pixels")
+    if max(width, height) > MAX_ASPECT * min(width, height) and max(width, height) > 1000:
+        # Pillow keeps a pointer and a block per row: a 1 x 25,000,000 sliver costs ~220 MB to load, though
+        # it holds only 25 MB of pixels. No ultrasound frame is such a sliver.
+        raise ImageRejected(f"image of {width} x {height} pixels refused: its sides differ more than "
+                            f"{MAX_ASPECT}-fold, which no ultrasound frame does")
 
 
 def _to_gray(image: Image.Image) -> Image.Image:
     """Mode conversion on an already reduced image: 16-bit scaled to 8 bits, transparency onto black."""
     if image.mode in _SIXTEEN_BIT:
         arr = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(arr).all():  # a float TIFF with NaN or inf: no gray level to give them
+            raise ImageRejected("the image holds NaN or infinite pixel values (a floating-point TIFF?), which have "
+                                "no gray level")
         top = 65535.0 if float(arr.max(initial=0)) > 255 else 255.0
         return Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8))
     if image.mode in ("RGBA", "LA", "P", "PA"):
@@ -90,9 +99,14 @@ def _decoded(source: str | os.PathLike | bytes | Image.Image, draft: int, keep: 
                 image = image.convert("I")  # reduce() needs a native mode; 4 bytes/pixel under the cap above
             elif image.mode in ("1", "P"):
                 image = image.convert("RGBA" if image.mode == "P" else "L")
-            factor = (max(image.size) if longer else min(image.size)) // keep
-            if factor > 1:
-                image = image.reduce(factor)  # box average in the image's own mode
+            factor = max(1, (max(image.size) if longer else min(image.size)) // keep)
+            width, height = image.size
+            # A sliver (1 x 25,000,000) keeps its long side after that: reduced on that axis alone as well, else
+            # the resize below allocates hundreds of MB. Ordinary frames (within 8:1) are reduced exactly as before.
+            extra = [max(1, side // factor // keep) if side // factor > 8 * keep else 1 for side in (width, height)]
+            factors = (factor * extra[0], factor * extra[1])
+            if factors != (1, 1):
+                image = image.reduce(factors)  # box average in the image's own mode
             image = _to_gray(image)
             if size is not None and image.size != (size, size):
                 image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
