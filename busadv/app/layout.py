@@ -8,7 +8,9 @@ needs must come from the page itself. The menu is drawn here rather than by Stre
 
 from __future__ import annotations
 
+import functools
 import re
+from typing import Any
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
@@ -41,13 +43,26 @@ def page_setup(title: str) -> None:
     # One thread for the page's own small forward passes: with a training job on the same cores, two
     # threads wait on each other (7-10x slower slider, measured by busadv.bench's levers).
     torch.set_num_threads(1)
-    icon = next((i for _, label, i in PAGES if label == title), ":material/biotech:")
+    # The tab's icon is drawn here: a ":material/...:" page icon makes the browser fetch it from Google's servers,
+    # and busadv must work in a lecture hall or a hospital with no way out (nothing from another host).
     st.set_page_config(page_title=f"{title} · busadv" if title != "Home" else "busadv — adversarial ultrasound",
-                       page_icon=icon, layout="wide")
+                       page_icon=_favicon(), layout="wide")
     with st.sidebar:
         for path, label, page_icon in PAGES:
             st.page_link(path, label=label, icon=page_icon)
     sidebar_dataset_label()
+
+
+@functools.cache
+def _favicon() -> Any:
+    """busadv's tab icon, drawn once: a grey speckle square under a blue band (an ultrasound and its slider)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pixels = np.stack([rng.integers(60, 200, (32, 32))] * 3, axis=-1).astype(np.uint8)
+    pixels[22:28, 3:29] = (31, 90, 150)
+    return Image.fromarray(pixels)
 
 
 def flow(gap: str = "small") -> DeltaGenerator:

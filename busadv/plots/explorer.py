@@ -70,6 +70,7 @@ def probability_sweep(epsilons: Sequence[float], probabilities: Sequence[Sequenc
 
 STAGE_SIDE = 0.485  # each picture's share of the figure's width (the rest is the gap between them)
 STAGE_TOP, STAGE_BOTTOM = 64, 150  # px above the pictures (verdict) and below (probabilities, slider)
+LARGE_EXTRA = 24  # px more below them in presenter mode's larger type
 
 
 def _plain(value: object) -> str:
@@ -160,7 +161,7 @@ def epsilon_stage(clean_image: np.ndarray, clean_probs: Sequence[float], epsilon
         xaxis2=dict(domain=[1 - STAGE_SIDE, 1], range=[-0.5, w0 - 0.5], constrain="domain", matches="x", **axes),
         yaxis2=dict(range=[h0 - 0.5, -0.5], scaleanchor="x2", constrain="domain", constraintoward="bottom",
                     matches="y", **axes),
-        margin=dict(l=4, r=4, t=STAGE_TOP + (10 if large else 0), b=STAGE_BOTTOM + (40 if large else 0)),
+        margin=dict(l=4, r=4, t=STAGE_TOP, b=STAGE_BOTTOM + (LARGE_EXTRA if large else 0)),
         height=560, font=dict(size=small), dragmode="zoom", showlegend=False,
         title=title(active), annotations=annotations(active),
     )
@@ -169,7 +170,7 @@ def epsilon_stage(clean_image: np.ndarray, clean_probs: Sequence[float], epsilon
                            layout=dict(annotations=annotations(i), title=title(i)))
                   for i in range(len(epsilons))]
     fig.update_layout(sliders=[dict(
-        active=active, x=0.0, len=1.0, y=0, yanchor="top", pad=dict(t=(118 if large else 92), b=0),
+        active=active, x=0.0, len=1.0, y=0, yanchor="top", pad=dict(t=(106 if large else 92), b=0),
         currentvalue=dict(visible=True, prefix="ε = ", xanchor="left", font=dict(size=small)),
         font=dict(size=11 if not large else 13), ticklen=4, bgcolor="#E8EEF5", activebgcolor="#1F5A96",
         steps=[dict(method="animate", label=labels[i], value=str(i),

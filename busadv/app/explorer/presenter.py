@@ -21,7 +21,9 @@ STEP_KEY = "presenter_step"
 STYLE = """<style>
 section[data-testid="stSidebar"], div[data-testid="stSidebarCollapsedControl"] { display: none; }
 div[data-testid="stMainBlockContainer"] { padding-top: 1.2rem !important; }
-.st-key-explorer-head h1 { font-size: 1.5rem !important; }
+.st-key-explorer-head h1 { font-size: 1.05rem !important; padding: 0 !important; color: #808495; }
+.st-key-explorer-head { min-height: 0; }
+div[data-testid="stMainBlockContainer"] h5 { padding: 0; }
 .st-key-presenter-prev button, .st-key-presenter-next button { min-height: 3rem; }
 .st-key-presenter-prev button p, .st-key-presenter-next button p { font-size: 1.3rem; }
 </style>"""

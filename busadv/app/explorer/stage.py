@@ -72,8 +72,9 @@ class Stage:
 
 
 def style(large: bool) -> None:
-    fixed = plots.STAGE_TOP + plots.STAGE_BOTTOM + 4 + (50 if large else 0)
-    st.html(STYLE % {"side": plots.STAGE_SIDE, "fixed": fixed, "above": 230 if large else 120})
+    fixed = plots.STAGE_TOP + plots.STAGE_BOTTOM + 4 + (plots.LARGE_EXTRA if large else 0)
+    # What the window holds above the figure: the title row (presenter mode: the switch, the step bar and its sentence).
+    st.html(STYLE % {"side": plots.STAGE_SIDE, "fixed": fixed, "above": 200 if large else 120})
 
 
 def header() -> bool:
