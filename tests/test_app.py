@@ -231,6 +231,24 @@ def test_home_without_models_says_how_to_get_one():
 # ----------------------------------------------------------------------------- explorer
 
 
+def open_tab(at: AppTest, label: str) -> AppTest:
+    """Open one of the explorer's tabs below the first screen (they run only when open), by its label's start."""
+    full = next(t.label for t in at.tabs if t.label.startswith(label))
+    at.session_state["explorer_tab"] = full
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def flip_readout(at: AppTest) -> str:
+    """The first screen's 'Smallest ε that flips it' value."""
+    captions = [c.value for c in at.caption]
+    values = [m.value.removeprefix("#### ") for m in at.markdown if m.value.startswith("#### ")]
+    readouts = [c for c in captions if c in {"Clean prediction", "Smallest ε that flips it", "Attention kept",
+                                              "Attention on the lesion", "Peak on the lesion"} or c.startswith("With ")]
+    return values[readouts.index("Smallest ε that flips it")]
+
+
 def _probabilities(at: AppTest) -> tuple[list[float], list[float]]:
     spec = chart(at, "probabilities")
     return spec["data"][0]["x"], spec["data"][1]["x"]
@@ -263,15 +281,17 @@ def test_explorer_slider_changes_probabilities_and_marks_flips(app_checkpoints):
     labels = [c.value for c in at.caption]
     assert "Clean prediction" in labels and "Smallest ε that flips it" in labels
     values = [m.value for m in at.markdown if m.value.startswith("#### ")]
-    assert len(values) >= 3
-    smallest = values[2].removeprefix("#### ")
+    assert len(values) >= 4
+    smallest = flip_readout(at)
     assert re.fullmatch(r"0\.\d+ \(\d+/255\)|0\.5 \(~127\.5/255\)|none up to 0\.5", smallest), smallest
     assert (":red-badge[:material/warning: flipped]" in page) == flipped
 
     # The epsilon strip: eight images with a prediction under each.
+    open_tab(at, "ε strip")
     strip = [m.value for m in at.markdown if m.value.startswith("**clean (ε = 0)**") or m.value.startswith("**ε = ")]
     assert len(strip) == 8
     assert len(at.image) >= 8
+    open_tab(at, "Closer look")
     assert len(chart(at, "pictures-main")["data"]) == 6  # clean, perturbed, change; three Grad-CAM pictures
 
 
@@ -281,7 +301,7 @@ def test_explorer_offers_the_registry_attacks_with_their_explanations(app_checkp
     at = open_app(EXPLORER)
     offered = explorer_attacks()
     families = list(dict.fromkeys(spec.family for spec in offered))
-    assert at.segmented_control(key="attack_family").options == [
+    assert at.selectbox(key="attack_family").options == [
         {"adversarial": "Adversarial attack (worst case)", "corruption": "Scanner variation",
          "baseline": "Random noise"}.get(f, f) for f in sorted(families, key=["adversarial", "corruption",
                                                                               "baseline"].index)]
@@ -292,15 +312,16 @@ def test_explorer_offers_the_registry_attacks_with_their_explanations(app_checkp
     options = at.selectbox(key="image_index").options
     assert len(options) > 1 and all("benign" in o for o in options)
     for spec in offered:
-        at.segmented_control(key="attack_family").set_value(spec.family).run()
+        at.selectbox(key="attack_family").set_value(spec.family).run()
         at.radio(key="attack").set_value(spec.name).run()
         assert not at.exception
-        assert chart(at, "probabilities")
+        assert chart(at, "probabilities") and chart(at, "stage")
         assert spec.explanation in texts(at)
-        smallest = [m.value for m in at.markdown if m.value.startswith("#### ")][2].removeprefix("#### ")
+        smallest = flip_readout(at)
         assert re.fullmatch(r"0\.\d+ \(\d+/255\)|0\.5 \(~127\.5/255\)|none up to 0\.5", smallest), (spec.name, smallest)
-    at.segmented_control(key="attack_family").set_value("adversarial").run()
+    at.selectbox(key="attack_family").set_value("adversarial").run()
     at.radio(key="attack").set_value("pgd").run()
+    open_tab(at, "ε strip")
     at.toggle(key="show_sweep").set_value(True).run()  # PGD's sweep: one attack per point
     assert chart(at, "sweep")["data"]
 
@@ -329,7 +350,7 @@ def test_explorer_upload_image_non_image_and_huge_image(app_checkpoints):
 
 
 def test_explorer_compares_two_models(app_checkpoints):
-    at = open_app(EXPLORER)
+    at = open_tab(open_app(EXPLORER), "Compare")
     assert at.selectbox(key="model_b").value != at.selectbox(key="model").value
     compare = [cid for cid in chart_specs(at) if "compare-" in cid]
     assert len(compare) == 2
