@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -81,7 +83,10 @@ def _text(value: Any) -> str:
 def _int(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("is not a whole number")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int of hundreds of digits
+        raise ValueError("is far larger than any busadv count") from None
     if not number.is_integer() or abs(number) > 2**53:
         raise ValueError("is not a whole number")
     return int(number)
@@ -140,8 +145,38 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
 TEXT_FIELDS = {f.name for f in fields(ResultRow) if f.type in ("str", "str | None")}
 
 
+MAX_DEPTH = 32   # JSON nesting: busadv writes 3 levels at most; json's own limit ends in a RecursionError
+MAX_DIGITS = 30  # a whole number in JSON; Python's own limit (4300) ends in a message about sys settings
+
+
+def _check_depth(text: str) -> None:
+    """Refuse JSON nested deeper than MAX_DEPTH before parsing it (linear; strings are left out of the count)."""
+    brackets = re.sub(r"[^\[\]{}]", "", re.sub(r'"(?:[^"\\]|\\.)*"', "", text))
+    steps = brackets.translate(_DEPTH_STEPS)
+    if steps and max(itertools.accumulate(1 if c == "+" else -1 for c in steps)) > MAX_DEPTH:
+        raise ValueError(f"is nested more than {MAX_DEPTH} levels deep, which no busadv file is")
+
+
+_DEPTH_STEPS = str.maketrans({"[": "+", "{": "+", "]": "-", "}": "-"})
+
+
+def _json_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_DIGITS:
+        raise ValueError(f"holds a whole number of {len(digits.lstrip('-')):,} digits, which no busadv value has")
+    return int(digits)
+
+
+def parse_json(text: str) -> Any:
+    """json.loads with bounded depth and number size: a ValueError in busadv's words, never a RecursionError."""
+    _check_depth(text)
+    try:
+        return json.loads(text, parse_int=_json_int)
+    except RecursionError:
+        raise ValueError(f"is nested more than {MAX_DEPTH} levels deep, which no busadv file is") from None
+
+
 def _confusion(value: Any, size: int) -> list[list[int]]:
-    matrix = json.loads(value) if isinstance(value, str) else value
+    matrix = parse_json(value) if isinstance(value, str) else value
     if (not isinstance(matrix, list) or len(matrix) != size
             or not all(isinstance(r, list) and len(r) == size for r in matrix)):
         raise ValueError(f"is not a {size} x {size} matrix")
@@ -192,36 +227,30 @@ def read_rows(data: bytes | str, suffix: str = ".csv") -> list[ResultRow]:
     if isinstance(data, bytes):
         if b"\x00" in data[:8192]:
             raise ValueError("this is a binary file, not a results CSV or JSON")
+        if suffix.lower() != ".json":  # decoded as it is read: no second copy of a large upload as text
+            return _read_csv(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline=""))
         try:
             data = data.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise ValueError("this file is not UTF-8 text, so it is not a busadv results file") from None
     if suffix.lower() == ".json":
-        try:
-            items = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-            raise ValueError("a results JSON file holds a list of rows")
-        numbered = [(i + 1, item) for i, item in enumerate(items)]
-    else:
-        csv.field_size_limit(MAX_CELL * 4)
-        reader = csv.DictReader(io.StringIO(data))
-        try:
-            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        except csv.Error as exc:
-            raise ValueError(f"not a readable CSV file ({exc})") from None
-        if missing:
-            raise ValueError(f"not a busadv results file: missing column(s) {', '.join(missing)}")
-        try:
-            numbered = [(n, {k: v for k, v in line.items() if k is not None})
-                        for n, line in enumerate(reader, start=2)]
-        except csv.Error as exc:
-            raise ValueError(f"line {reader.reader.line_num}: {exc}") from None
-    if len(numbered) > MAX_ROWS:
-        raise ValueError(f"{len(numbered)} rows; at most {MAX_ROWS} are read")
+        return _read_json(data)
+    return _read_csv(io.StringIO(data, newline=""))
+
+
+def _read_json(text: str) -> list[ResultRow]:
+    try:
+        items = parse_json(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except ValueError as exc:
+        raise ValueError(f"this JSON file {exc}") from None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ValueError("a results JSON file holds a list of rows")
+    if len(items) > MAX_ROWS:
+        raise ValueError(f"{len(items)} rows; at most {MAX_ROWS} are read")
     rows = []
-    for line, values in numbered:
+    for line, values in enumerate(items, start=1):
         try:
             rows.append(row_from_dict(values))
         except ValueError as exc:
@@ -229,9 +258,54 @@ def read_rows(data: bytes | str, suffix: str = ".csv") -> list[ResultRow]:
     return rows
 
 
+def _read_csv(handle: io.TextIOBase) -> list[ResultRow]:
+    """Line by line: only the rows read so far are held, never the file's lines as dicts (20 MB took 1 GB).
+
+    newline="" on the handle lets the csv module see every line end (\\n, \\r\\n, and a lone \\r from old Macs).
+    """
+    csv.field_size_limit(MAX_CELL * 4)
+    reader = csv.DictReader(handle)
+    try:
+        columns = reader.fieldnames or []
+    except csv.Error as exc:
+        raise ValueError(f"not a readable CSV file ({exc})") from None
+    except UnicodeDecodeError:
+        raise ValueError("this file is not UTF-8 text, so it is not a busadv results file") from None
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        raise ValueError(f"line 1: column {twice[0][:40]!r} appears twice; a results file names each column once "
+                         f"(which one to believe?)")
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise ValueError(f"not a busadv results file: missing column(s) {', '.join(missing)}")
+    rows: list[ResultRow] = []
+    line = 1
+    try:
+        for line, values in enumerate(reader, start=2):
+            if len(rows) >= MAX_ROWS:
+                raise ValueError(f"more than {MAX_ROWS} rows; at most {MAX_ROWS} are read")
+            try:
+                rows.append(row_from_dict({k: v for k, v in values.items() if k is not None}))
+            except ValueError as exc:
+                raise ValueError(f"line {line}: {exc}") from None
+    except csv.Error as exc:
+        raise ValueError(f"line {reader.reader.line_num}: {exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"line {line + 1}: not UTF-8 text, so this is not a busadv results file") from None
+    return rows
+
+
 def read_rows_file(path: str | os.PathLike) -> list[ResultRow]:
+    """A results file from disk; a CSV is read as a stream (bounded memory, whatever its size)."""
     path = Path(path)
-    return read_rows(path.read_bytes(), path.suffix)
+    if path.suffix.lower() == ".json":
+        return read_rows(path.read_bytes(), path.suffix)
+    with open(path, "rb") as raw:
+        if b"\x00" in raw.read(8192):
+            raise ValueError("this is a binary file, not a results CSV or JSON")
+        raw.seek(0)
+        with io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as handle:
+            return _read_csv(handle)
 
 
 __all__ = ["REQUIRED_COLUMNS", "ROW_FIELDS", "read_rows", "read_rows_file", "row_from_dict", "rows_to_csv",
