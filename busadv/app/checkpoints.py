@@ -113,9 +113,20 @@ def explorer_order(infos: Sequence[CheckpointInfo], simulated: bool) -> list[Che
 
 
 def contrasting(info: CheckpointInfo, others: Sequence[CheckpointInfo]) -> CheckpointInfo:
-    """The model to compare `info` with first: the best-placed one trained another way (else the first)."""
+    """The model to compare `info` with first: the healthiest one trained another way, else the healthiest other.
+
+    `others` come in explorer_order (healthiest first); a collapsed model is never chosen while a sound one
+    exists, whatever its training.
+    """
     mode = info.train_config.get("mode", "standard")
-    return next((o for o in others if o.train_config.get("mode", "standard") != mode), others[0])
+    sound = [o for o in others if not is_collapsed(o)] or list(others)
+    return next((o for o in sound if o.train_config.get("mode", "standard") != mode), sound[0])
+
+
+def healthiest(infos: Sequence[CheckpointInfo]) -> list[CheckpointInfo]:
+    """Models healthiest first for pickers outside the explorer (the per-image search): those on the active kind of
+    data, not collapsed, best clean balanced accuracy."""
+    return explorer_order(infos, data_setting() is None)
 
 
 # --------------------------------------------------------------------------- the home table
@@ -125,38 +136,40 @@ ATTACKED_COLUMN = "under FGSM 8/255"
 CHECK_COLUMN = "check"
 
 
-def _percent(label: str, help: str) -> Any:
-    return st.column_config.NumberColumn(label, format="%.0f%%", help=help)
+def _percent(label: str, help: str, width: int = 68) -> Any:
+    return st.column_config.TextColumn(label, help=help, width=width)
 
 
-# st.dataframe column settings for checkpoint_table: whole percentages (no false precision), short
-# headers so that the measures fit beside the sidebar, and a help line per column that says the rest.
+# st.dataframe column settings for checkpoint_table: whole percentages (no false precision), short headers and
+# widths that fit beside the sidebar on a 1280 px screen with no sideways scrolling, "-" in an empty cell, and
+# a help line per column that says the rest.
 CHECKPOINT_COLUMNS: dict[str, Any] = {
-    "model": st.column_config.TextColumn("model", help="Architecture and input size (square, pixels)"),
-    "training": st.column_config.TextColumn("training", width=240),
+    "model": st.column_config.TextColumn("model", help="Architecture and input size (square, pixels)", width=122),
+    "training": st.column_config.TextColumn("training", width=165),
     "data": st.column_config.TextColumn("data", help="The images the model learned from: simulated phantoms or "
-                                                     "real BUSI ultrasound"),
+                                                     "real BUSI ultrasound", width=52),
     "balanced accuracy": _percent(
-        "balanced accuracy", "Clean held-out test images: the mean of the per-class recalls. Chance is 33% "
-        "whatever the class sizes (empty: not recorded by older busadv versions)"),
+        "balanced", "Balanced accuracy on the clean held-out test images: the mean of the per-class recalls. Chance "
+        "is 33% whatever the class sizes ('-': not recorded by older busadv versions)"),
     "accuracy": _percent(
         "accuracy", "Clean held-out test images: the share answered correctly. A model that always answers the "
-        "most common class scores that class's share"),
+        "most common class scores that class's share", width=60),
     "sensitivity": _percent(
         "sensitivity", "Malignant sensitivity on the clean held-out test images: the share of malignant images "
-        "called malignant (empty: not recorded by older busadv versions)"),
+        "called malignant ('-': not recorded by older busadv versions)", width=70),
     ATTACKED_COLUMN: _percent(
-        ATTACKED_COLUMN, "Balanced accuracy on the held-out test images under FGSM at "
-        f"ε={format_epsilon(TABLE_EPSILON)}, when measured after training (empty: not measured)"),
+        "FGSM 8/255", "Balanced accuracy on the held-out test images under FGSM at "
+        f"ε={format_epsilon(TABLE_EPSILON)}, when measured after training ('-': not measured)", width=80),
     CHECK_COLUMN: st.column_config.TextColumn(
         CHECK_COLUMN, help="⚠ collapsed: the model answers one class for at least 90% of the clean test images, "
-        "so its accuracy is that class's share, not skill"),
-    "seed": st.column_config.NumberColumn("seed", format="%d"),
-    "trained": st.column_config.TextColumn("trained"),
+        "so its accuracy is that class's share, not skill", width=80),
+    "seed": st.column_config.TextColumn("seed", width=40),
+    "trained": st.column_config.TextColumn("trained", width=76),
 }
+EMPTY = "-"
 
 
-def _attacked(info: CheckpointInfo, attack: str, eps: float) -> float | None:
+def _attacked(info: CheckpointInfo, attack: str, eps: float) -> str | None:
     for condition in info.metrics.get("conditions") or []:
         if condition.get("attack") == attack and math.isclose(float(condition.get("test_epsilon", -1)), eps,
                                                               abs_tol=1e-9):
@@ -164,17 +177,18 @@ def _attacked(info: CheckpointInfo, attack: str, eps: float) -> float | None:
     return None
 
 
-def _percentage(value: Any) -> float | None:
-    """A stored fraction as a whole percentage for the table; None (an empty cell) when not recorded."""
+def _percentage(value: Any) -> str | None:
+    """A stored fraction as a whole percentage for the table ('62%'); None when not recorded."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
         return None
-    return round(100 * float(value))
+    return f"{round(100 * float(value))}%"
 
 
 def checkpoint_table(infos: Sequence[CheckpointInfo]) -> list[dict[str, Any]]:
-    """Rows for st.dataframe, one per saved model: what it is and how well it did on its held-out images."""
-    return [{
-        "model": f"{info.arch}, {info.image_size} px",
+    """Rows for st.dataframe, one per saved model: what it is and how well it did on its held-out images, as text
+    ('62%'; '-' where nothing was recorded)."""
+    rows = [{
+        "model": f"{info.arch} {info.image_size}px",
         "training": training_text(info.train_config),
         "data": "phantoms" if info.simulated else "BUSI",
         "balanced accuracy": _percentage(info.metrics.get("clean_balanced_accuracy")),
@@ -183,8 +197,9 @@ def checkpoint_table(infos: Sequence[CheckpointInfo]) -> list[dict[str, Any]]:
         ATTACKED_COLUMN: _attacked(info, "fgsm", TABLE_EPSILON),
         CHECK_COLUMN: "⚠ collapsed" if is_collapsed(info) else "",
         "seed": info.train_config.get("seed"),
-        "trained": _when(info),
+        "trained": _when(info)[5:],  # '12-05 16:13': the year would only widen the table
     } for info in infos]
+    return [{key: EMPTY if value is None or value == "" else str(value) for key, value in row.items()} for row in rows]
 
 
 def resnet_note() -> str:

@@ -8,7 +8,7 @@ import streamlit as st
 
 from busadv import plots
 from busadv.app import jobs
-from busadv.app.checkpoints import checkpoint_infos, checkpoint_label, mtime_ns
+from busadv.app.checkpoints import checkpoint_infos, checkpoint_label, healthiest, mtime_ns
 from busadv.app.layout import EXPLORER_PAGE, plain
 from busadv.attacks import ADVERSARIAL, ATTACKS, attack_label, format_epsilon, strongest_attack
 from busadv.evaluation import ImageFlip
@@ -48,9 +48,9 @@ def _search_button() -> None:
     if not infos:
         st.caption("Train a model first (Jobs page).")
         return
-    by_name = {i.name: i for i in infos}
+    by_name = {i.name: i for i in healthiest(infos)}  # the healthiest first: a collapsed model is no default
     name = st.selectbox("Checkpoint to search", list(by_name), key="flips_checkpoint",
-                        format_func=lambda n: checkpoint_label(by_name[n]))
+                        format_func=lambda n: plain(checkpoint_label(by_name[n])))
     if st.button("Find each test image's smallest flipping ε (FGSM and PGD)", key="flips_start"):
         jobs.submit(jobs.job_store(), "flips", {"checkpoint": str(by_name[name].path), "attacks": ["fgsm", "pgd"]})
 

@@ -12,7 +12,7 @@ from busadv.app import checkpoints, layout
 from busadv.app.explorer.probes import ProbeView, image_for, open_probe, progress_bar
 from busadv.app.layout import plain
 from busadv.attacks import attack_label, format_epsilon
-from busadv.models.checkpoints import CheckpointInfo
+from busadv.models.checkpoints import CheckpointError, CheckpointInfo
 
 
 def compare(view: ProbeView, others: Sequence[CheckpointInfo], attack: str, eps: float) -> None:
@@ -57,6 +57,10 @@ def compare(view: ProbeView, others: Sequence[CheckpointInfo], attack: str, eps:
             st.plotly_chart(plots.probability_bars(side.classes, c.tolist(), p.tolist(), perturbed_name=name,
                                                    title="Class probabilities"),
                             key=f"compare-{side.info.name}", config={"displayModeBar": False})
-    if view.choice.upload is None and view.choice.name not in checkpoints.test_images_for(other)[0].names:
+    try:
+        held_out = checkpoints.test_images_for(other)[0].names if view.choice.upload is None else []
+    except CheckpointError:  # its classes are not the data's: it has no held-out split here
+        held_out = []
+    if view.choice.upload is None and view.choice.name not in held_out:
         st.caption("Note: this image was in the second model's training images (its split differs), "
                    "so its answer on it is not a held-out result.")

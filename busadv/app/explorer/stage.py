@@ -38,7 +38,7 @@ from busadv.app.widgets import EPSILON_CHOICES
 from busadv.attacks import ADVERSARIAL, AttackSpec, attack_label, explorer_attacks, format_epsilon
 from busadv.data import ImageSet
 from busadv.explorer import to_uint8
-from busadv.models.checkpoints import CheckpointInfo
+from busadv.models.checkpoints import CheckpointError, CheckpointInfo
 from busadv.plots import explorer as plots  # the stage's figure and its geometry
 
 DEFAULT_EPSILON = 4 / 255
@@ -119,7 +119,12 @@ def _image(info: CheckpointInfo, facts: DataFacts, link: dict[str, str] | None,
         if facts.error:
             container.error("Test images need a usable data folder; upload an image instead.")
             return None, None
-        test_set, which = checkpoints.test_images_for(info)
+        try:
+            test_set, which = checkpoints.test_images_for(info)
+        except CheckpointError as exc:  # its classes are not the data's: its test images cannot be scored
+            container.error(f"This model's test images cannot be shown: {plain(exc)} Upload an image instead.",
+                            icon=":material/block:")
+            return None, None
         choices.apply_image_link(link, test_set, classes)
         if st.session_state.get("true_class") not in classes:
             st.session_state["true_class"] = classes[1] if len(classes) > 1 else classes[0]
