@@ -8,13 +8,18 @@ Writing: atomically and never over another file, so two runs can never lose each
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import io
 import json
 import os
 import pickle
 import re
 import stat
+import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +30,7 @@ from torch import nn
 from busadv.data.cache import exclusive_torch_save
 from busadv.data.spec import BUSI
 from busadv.models.registry import MODELS, build_model
-from busadv.settings import checkpoints_dir
+from busadv.settings import checkpoints_dir, home
 
 FORMAT = "busadv-checkpoint"
 VERSION = 2  # 2: run id and recipe stored; version 1 files still load
@@ -34,6 +39,15 @@ MAX_CHECKPOINT_BYTES = 2 * 1024**3
 
 class CheckpointError(ValueError):
     """A file that cannot be used as a busadv model; the message names it and says why."""
+
+
+class CheckpointNotSaved(CheckpointError):
+    """No disk had room for a trained model. Training again would end the same way: a grid does not retry it."""
+
+    retry = False
+
+
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 @dataclass
@@ -295,6 +309,16 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, *, arch: str, ima
         "metrics": metrics or {}, "data": data or {}, "history": history or [], "created": time.time(),
         "run_id": run_id,
     }
+    try:
+        return _save_beside(blob, target)
+    except OSError as exc:
+        if exc.errno not in NO_ROOM:
+            raise
+        return _rescue(blob, target, exc)
+
+
+def _save_beside(blob: dict[str, Any], target: Path) -> Path:
+    """A temporary file beside the target, linked into place under a name no other file has."""
     for attempt in range(100):
         candidate = target if attempt == 0 else target.with_name(f"{target.stem}-{attempt + 1}{target.suffix}")
         try:
@@ -302,6 +326,36 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, *, arch: str, ima
         except FileExistsError:
             continue
     raise CheckpointError(f"{target}: 100 files with this name exist already; choose another folder.")
+
+
+def rescue_folders() -> list[Path]:
+    """Where a model goes when its folder's disk is full: $BUSADV_HOME, then the system's temporary folder."""
+    folders = []
+    with contextlib.suppress(ValueError):  # BUSADV_HOME unusable: the temporary folder alone
+        folders.append(home() / "rescued-checkpoints")
+    return [*folders, Path(tempfile.gettempdir()) / "busadv-rescued-checkpoints"]
+
+
+def _rescue(blob: dict[str, Any], target: Path, first: OSError) -> Path:
+    """The model saved somewhere with room, and a warning that says where and what to free; never lost quietly."""
+    buffer = io.BytesIO()
+    torch.save(blob, buffer)
+    need = f"{buffer.getbuffer().nbytes / 1024**2:.1f} MB"
+    tried = [f"{target.parent} ({first.strerror or first})"]
+    for folder in rescue_folders():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            saved = _save_beside(blob, folder / target.name)
+        except OSError as exc:
+            tried.append(f"{folder} ({exc.strerror or exc})")
+            continue
+        warnings.warn(f"{target.parent} is full, so the model ({need}) was saved to {saved} instead; free at least "
+                      f"{need} in {target.parent} and move the file there (or point BUSADV_CHECKPOINTS at a disk "
+                      f"with room)", stacklevel=3)
+        return saved
+    raise CheckpointNotSaved(f"{target}: not saved, no room for the model ({need}): free at least {need} on one of "
+                             f"these disks (old checkpoints, caches) or point BUSADV_CHECKPOINTS at a disk with room, "
+                             f"then train again. Tried: {'; '.join(tried)}")
 
 
 def check_writable_folder(folder: str | os.PathLike, what: str = "checkpoints folder") -> Path:

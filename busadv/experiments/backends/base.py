@@ -258,7 +258,8 @@ class Grid:
             raise exc
         self.attempts[index] += 1
         task, error = self.tasks[index], describe_error(exc)
-        if self.attempts[index] < MAX_ATTEMPTS:
+        # An error that says so (a full disk: CheckpointNotSaved) is not retried: training again would end alike.
+        if self.attempts[index] < MAX_ATTEMPTS and getattr(getattr(exc, "cause", None) or exc, "retry", True):
             log.warning("%s failed (%s); trying it once more", task.label, error)
             self._release(index, 0.0)
             self._send(ProgressEvent(self.overall(), f"{task.label}: failed ({error}); trying it once more"))
