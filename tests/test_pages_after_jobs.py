@@ -124,3 +124,22 @@ def test_page_renders_after_a_job_of_each_kind_ended_each_way(finished_jobs, kin
             assert f"Job {job_id} — {ending}" in said, f"job {job_id} ({kind}, {ending}) is not listed"
         if kind == "report":
             assert "result rows behind it" in said and "Report written" in said
+
+
+@pytest.mark.parametrize("result", [None, "text", 3, [], {"rows": 7}, {"rows": "many"}, {"rows": [1, None, "x"]},
+                                    {"rows": [{"run": "a", "attack": "fgsm", "test_epsilon": "oops"}]},
+                                    {"flips": 2, "matrix": [], "findings": "none", "history": {"epoch": 1}},
+                                    {"diagnoses": "one", "checkpoint": ["a"], "html": 5}])
+@pytest.mark.parametrize("kind", ["train", "evaluate", "experiment", "report", "flips", "corruptions", "transfer"])
+def test_a_job_card_survives_any_stored_result_and_config(kind, result):
+    """Jobs written by another version or tool: the summary lines and the description never raise."""
+    from busadv.app.jobs import describe_job, result_summary, training_history
+    from busadv.jobs import Job, JobStatus
+
+    for config in ({}, {"epsilon": "x", "attacks": "fgsm", "archs": "a", "seeds": 3, "epochs": None}, []):
+        job = Job(id=1, kind=kind, status=JobStatus.DONE, config=config, progress=1.0, message="", epoch=None,
+                  epochs=None, loss=None, accuracy=None, eta_seconds=None, result=result, error=None, pid=None,
+                  created=0.0, started=None, finished=None, heartbeat=None)
+        assert isinstance(describe_job(job), str)
+        assert all(isinstance(line, str) for line in result_summary(job))
+        assert isinstance(training_history(job), list)
