@@ -57,15 +57,52 @@ def _device(text: str) -> str:
 
 
 def _image_sizes(text: str) -> dict[str, int]:
+    """'resnet50=64,simplecnn=128': every name a registered model, every size one that model accepts."""
+    from busadv.models import MODELS
+
     out = {}
     for part in text.split(","):
         if not part.strip():
             continue
         name, _, size = part.partition("=")
-        if not size.strip().isdigit():
-            raise ValueError(f"{part.strip()!r} is not model=pixels, e.g. resnet50=64")
-        out[name.strip().lower()] = int(size)
+        if not size.strip().isdigit() or len(size.strip()) > 6:
+            raise ValueError(f"{part.strip()[:40]!r} is not model=pixels, e.g. resnet50=64")
+        key = name.strip().lower()
+        if key not in MODELS:
+            raise ValueError(f"{name.strip()[:40]!r} is not a model; choose one of {', '.join(MODELS.names())}")
+        MODELS.get(key).check_image_size(int(size))
+        out[key] = int(size)
     return out
+
+
+ROWS_FILE = (".csv", ".json")
+
+
+def output_file(*suffixes: str) -> Callable[[str], str]:
+    """An output path checked when the command line is read, before any work: its folder exists (it is not
+    made: a typo must not grow a tree of folders) and accepts files, and its ending is one busadv writes."""
+    def parse(text: str) -> str:
+        import os
+        from pathlib import Path
+
+        path = Path(text).expanduser()
+        shown = text[:200]
+        if path.is_dir():
+            raise ValueError(f"{shown} is a folder; name a file in it, e.g. {path / ('results' + suffixes[0])}")
+        if suffixes and path.suffix.lower() not in suffixes:
+            raise ValueError(f"{shown}: the file must end in {' or '.join(suffixes)}")
+        folder = path.parent
+        if not folder.is_dir():
+            raise ValueError(f"{shown}: the folder {folder} does not exist; create it first or write elsewhere")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ValueError(f"{shown}: the folder {folder} is not writable; write elsewhere")
+        if path.exists() and not path.is_file():
+            raise ValueError(f"{shown} exists and is not a regular file; write elsewhere")
+        return text
+    return typed(parse)
+
+
+rows_file = output_file(*ROWS_FILE)
 
 
 attack_list = _names("busadv.attacks.ATTACKS", "attacks")

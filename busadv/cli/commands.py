@@ -213,14 +213,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--pretrained", action="store_true", help="ImageNet weights from torchvision's cache (resnet50)")
     t.add_argument("--test-epsilons", type=epsilons, default="2/255,8/255,0.05,0.2,0.5")
     t.add_argument("--test-attacks", type=attacks, default="fgsm,pgd", help=f"comma list of {attack_names}")
-    t.add_argument("--csv"), t.add_argument("--json")
+    t.add_argument("--csv", type=arguments.rows_file), t.add_argument("--json", type=arguments.rows_file)
     t.set_defaults(func=cmd_train)
 
     e = arguments.checkpoint_command(sub, "evaluate", "evaluate a checkpoint under attacks at several epsilons")
     e.add_argument("--attacks", type=attacks, default="fgsm,pgd,noise", help=f"comma list of {attack_names}")
     e.add_argument("--epsilons", type=epsilons, default="1/255,2/255,4/255,8/255,16/255,0.05,0.2,0.5")
     e.add_argument("--pgd-steps", type=int, default=10)
-    e.add_argument("--csv"), e.add_argument("--json")
+    e.add_argument("--csv", type=arguments.rows_file), e.add_argument("--json", type=arguments.rows_file)
     e.set_defaults(func=cmd_evaluate)
 
     x = sub.add_parser("experiment", help="a grid of runs over models, modes, epsilons and seeds")
@@ -247,7 +247,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                      "(default: $RAY_ADDRESS, else Ray starts on this machine)")
     x.add_argument("--workers", type=int, help="runs at once (default: as many as the cores and memory hold; "
                                                "1: one after another)")
-    x.add_argument("--out", help="rows as .csv or .json (a -summary file is written beside it)")
+    x.add_argument("--out", type=arguments.rows_file,
+                   help="rows as .csv or .json (a -summary file is written beside it)")
     x.set_defaults(func=cmd_experiment)
 
     a = arguments.checkpoint_command(sub, "attack", "attack one image with a checkpoint and show the probabilities")
@@ -255,7 +256,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--index", type=int, default=0)
     a.add_argument("--attack", default="fgsm", choices=[s.name for s in explorer_attacks()])
     a.add_argument("--epsilon", type=epsilon, default="8/255")
-    a.add_argument("--out", help="write original|perturbed side by side as PNG")
+    a.add_argument("--out", type=arguments.output_file(".png"), help="write original|perturbed side by side as PNG")
     a.set_defaults(func=cmd_attack)
 
     d = sub.add_parser("data", help="check a dataset folder: counts, duplicates, label conflicts, skipped files")

@@ -48,5 +48,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="pixels the lesion is grown by for the pointing game (Zhang et al. use 15 at 224 px)")
     p.add_argument("--limit", type=int, default=0, help="at most this many lesion images (stratified); 0: all")
     p.add_argument("--pgd-steps", type=int, default=10)
-    p.add_argument("--csv", help="write the rows as .csv or .json")
+    p.add_argument("--csv", type=arguments.rows_file, help="write the rows as .csv or .json")
     p.set_defaults(func=cmd_attention)

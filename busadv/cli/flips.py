@@ -48,5 +48,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-epsilon", type=arguments.epsilon, default="0.5", help="search up to this epsilon")
     p.add_argument("--pgd-steps", type=int, default=10)
     p.add_argument("--top", type=int, default=10, help="list this many images that flip first")
-    p.add_argument("--csv", help="write every image's flip epsilon")
+    p.add_argument("--csv", type=arguments.rows_file, help="write every image's flip epsilon (.csv or .json)")
     p.set_defaults(func=cmd_flips)

@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="the seed study, run or reused, its findings judged, as one HTML file")
     arguments.data_arg(p)
     p.add_argument("--preset", choices=["study"], default="study")
-    p.add_argument("--out", help="the .html file (default: $BUSADV_HOME/reports/study-<time>.html)")
+    p.add_argument("--out", type=arguments.output_file(".html", ".htm"),
+                   help="the .html file (default: $BUSADV_HOME/reports/study-<time>.html)")
     p.add_argument("--models", type=arguments.model_list, help="default: every registered model")
     p.add_argument("--seeds", type=arguments.seed_list, help="default 0-4")
     p.add_argument("--epochs", type=int)

@@ -149,7 +149,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="attacks measured at the same sizes, beside the corruptions")
     c.add_argument("--pgd-steps", type=int, default=10)
     c.add_argument("--seed", type=int, default=0, help="seeds the random draws (speckle pattern, signs, directions)")
-    c.add_argument("--csv"), c.add_argument("--json")
+    c.add_argument("--csv", type=arguments.rows_file), c.add_argument("--json", type=arguments.rows_file)
     c.set_defaults(func=cmd_corruptions)
 
     adversarial = [a.name for a in ATTACKS if a.family == ADVERSARIAL]
@@ -160,6 +160,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--epsilon", type=arguments.epsilon, default="8/255")
     t.add_argument("--pgd-steps", type=int, default=10)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--csv", help="one line per (source, target) cell")
+    t.add_argument("--csv", type=arguments.rows_file, help="one line per (source, target) cell")
     t.set_defaults(func=cmd_transfer)
 

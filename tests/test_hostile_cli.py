@@ -1,0 +1,62 @@
+"""Command-line options a careless user types (issue 19 weak cases): refused at parse time, before any work."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.hostile
+
+NO_WORK = ("busadv.experiments.train_job", "busadv.experiments.evaluate_job", "busadv.experiments.experiment_job",
+           "busadv.report.report_job")
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    for target in NO_WORK:
+        monkeypatch.setattr(target, lambda *a, **k: pytest.fail("work started before the output path was checked"))
+
+
+def _refused(argv: list[str], capsys) -> str:
+    from busadv.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--csv", "/nonexistent/dir/x.csv"],
+    ["train", "--json", "/nonexistent/dir/x.json"],
+    ["evaluate", "model.pt", "--csv", "/nonexistent/dir/x.csv"],
+    ["experiment", "--out", "/nonexistent/dir/rows.csv"],
+    ["report", "--out", "/nonexistent/dir/study.html"],
+    ["attack", "model.pt", "--out", "/nonexistent/dir/pair.png"],
+])
+def test_an_output_file_in_a_missing_folder_is_refused_before_the_work(no_work, capsys, argv):
+    err = _refused(argv, capsys)
+    assert "/nonexistent/dir" in err and "does not exist" in err
+    from pathlib import Path
+
+    assert not Path("/nonexistent").exists()
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["train", "--csv", "rows.txt"], ".csv or .json"),
+    (["experiment", "--out", "rows.xlsx"], ".csv or .json"),
+    (["report", "--out", "study.pdf"], ".html"),
+    (["attack", "model.pt", "--out", "pair.jpg"], ".png"),
+])
+def test_an_output_file_with_an_ending_busadv_does_not_write_is_refused(no_work, capsys, argv, says):
+    assert says in _refused(argv, capsys)
+
+
+def test_an_output_path_that_is_a_folder_is_refused(no_work, capsys, tmp_path):
+    assert "is a folder" in _refused(["train", "--csv", str(tmp_path)], capsys)
+
+
+@pytest.mark.parametrize(("text", "says"), [("foo=16", "'foo' is not a model"), ("resnet50=4", "resnet50"),
+                                            ("simplecnn=99999", "simplecnn"), ("simplecnn", "model=pixels")])
+def test_image_sizes_for_unknown_models_or_impossible_sizes_are_refused(no_work, capsys, text, says):
+    err = _refused(["experiment", "--image-sizes", text], capsys)
+    assert "argument --image-sizes" in err and says in err
