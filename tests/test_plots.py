@@ -342,6 +342,7 @@ def test_outside_text_reaches_every_chart_escaped():
             for r in study_rows()]
     summary = summarize(rows)
     figures = [plots.accuracy_bars(summary, attack="fgsm"), plots.accuracy_curve(summary, attack="fgsm"),
+               plots.robustness_frontier(summary, "fgsm", 0.05),
                plots.confusion_heatmap([[1, 0, 0], [0, 1, 0], [0, 0, 1]], classes, classes[1])]
     flip = dict.fromkeys(ImageFlip.__dataclass_fields__)
     flip.update(name=HOSTILE, label=classes[1], true_label=1, predicted=classes[1], correct=True, attack="fgsm",

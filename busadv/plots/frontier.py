@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 
 from busadv.attacks import attack_label, format_epsilon
+from busadv.plots.results import short_labels
 from busadv.plots.style import FLIP_COLOR, PALETTE, REFERENCE_COLOR, layout, legend_below, metric_name, text
 from busadv.results import GroupSummary, recipe_labels
 from busadv.results.tradeoff import TradeoffAnswer
@@ -22,13 +23,15 @@ def robustness_frontier(groups: Sequence[GroupSummary], attack: str, epsilon: fl
     """
     clean = {g.recipe: g for g in groups if g.attack == "none"}
     attacked = {g.recipe: g for g in groups if g.attack == attack and math.isclose(g.test_epsilon, epsilon)}
-    names = recipe_labels([g for g in groups if g.recipe in clean and g.recipe in attacked])
+    shown = [g for g in groups if g.recipe in clean and g.recipe in attacked]
+    names = {recipe: text(label) for recipe, label in recipe_labels(shown).items()}  # outside text: escaped
+    legend = short_labels(shown)  # at most ~30 characters; the whole recipe is in the hover
     fig = go.Figure()
     for i, recipe in enumerate(r for r in clean if r in attacked):
         x, y = clean[recipe].stat(metric), attacked[recipe].stat(metric)
         collapsed = max(clean[recipe].collapsed_runs, attacked[recipe].collapsed_runs)
         fig.add_scatter(
-            x=[x.mean], y=[y.mean], mode="markers", name=names[recipe],
+            x=[x.mean], y=[y.mean], mode="markers", name=legend[recipe],
             error_x=dict(type="data", array=[x.std], visible=True), error_y=dict(type="data", array=[y.std],
                                                                                 visible=True),
             marker=dict(size=13, color=PALETTE[i % len(PALETTE)], symbol="x" if collapsed else "circle",
