@@ -17,6 +17,7 @@ Sections (--sections, comma-separated; all but levers by default):
             on a loaded 2-core machine; not in --quick)
   precision bf16 autocast against fp32: training img/s (SimpleCNN, ResNet50) and accuracy parity over seeds
   firststart  a fresh install's first page load to a flipping explorer, nothing clicked (headless Chromium)
+  bounds    how memory and time grow for 10x the input: near-duplicate grouping, seed lists, CSV import
   levers    the measured effect of the speed choices not made: processes vs threads, image size,
             BatchNorm folding, batched sweep forwards (busadv/bench/levers.py says why these)
 
@@ -39,7 +40,20 @@ from typing import Any
 
 import torch
 
-from busadv.bench import fgsm, first_start, levers, memory, precision, scale, slider, startup, study, sweep, training
+from busadv.bench import (
+    bounds,
+    fgsm,
+    first_start,
+    levers,
+    memory,
+    precision,
+    scale,
+    slider,
+    startup,
+    study,
+    sweep,
+    training,
+)
 from busadv.bench.common import Row, format_table, guarded, machine_info
 from busadv.bench.context import SIMPLE, Bench, Plan, resolve_data
 from busadv.data import DatasetError, ImageSet
@@ -49,6 +63,7 @@ SECTIONS: dict[str, Callable[[Bench], list[Row]]] = {
     "fgsm": fgsm.section, "sweep": sweep.section, "slider": slider.section, "train": training.section,
     "study": study.section, "memory": memory.section, "startup": startup.section,
     "scale": scale.section, "precision": precision.section, "firststart": first_start.section,
+    "bounds": bounds.section,
 }
 ON_REQUEST: dict[str, Callable[[Bench], list[Row]]] = {"levers": levers.section}
 
