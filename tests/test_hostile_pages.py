@@ -86,8 +86,13 @@ def _hostile_results(home: Path) -> None:
                                    dominant_class=SHORT[0], collapsed=seed == 1,
                                    recall=dict(zip(SHORT, (0.5, 0.3, 0.2), strict=True)),
                                    eval_pgd_steps=10 if attack == "pgd" else None))
-    rows += [result_row("standard", 0.0, attack, eps, 0, 0.7, run="plain-run", checkpoint="plain")
-             for attack, eps in (("none", 0.0), ("fgsm", 8 / 255))]  # a second source: the page draws a radio
+    rows += [result_row("fgsm", 2 / 255, attack, eps, seed, 0.6, source=HOSTILE, run=f"{HOSTILE} two {seed}",
+                        checkpoint=f"{HOSTILE} two {seed}", adv_labels=HOSTILE, recall=dict(zip(SHORT, (0.5, 0.3, 0.2),
+                                                                                                strict=True)))
+             for seed in (0, 1) for attack, eps in (("none", 0.0), ("fgsm", 8 / 255), ("pgd", 8 / 255))]
+    # a second source, sorted after the hostile one (shown first): the page draws its source radio
+    rows += [result_row("standard", 0.0, attack, eps, 0, 0.7, run="plain-run", checkpoint="plain",
+                        source="some other data") for attack, eps in (("none", 0.0), ("fgsm", 8 / 255))]
     save_rows(rows, "hostile")
     (home / "results" / f"{FILE_NAME}.csv").write_text("not,a\nresults,file\n")  # a skipped file: its name shown
 
