@@ -133,3 +133,16 @@ def test_the_app_start_reports_a_bad_environment_in_one_line(tmp_path, monkeypat
     assert problem is not None and problem.startswith("BUSADV_CACHE") and "\n" not in problem
     monkeypatch.setenv("BUSADV_CACHE", str(tmp_path / "cache"))
     assert environment_problem() is None
+
+
+@pytest.mark.parametrize(("name", "value"), [("BUSADV_HOME", None), ("BUSADV_MAX_JOBS", "many"),
+                                             ("BUSADV_PLUGINS", "no_such_busadv_plugin")])
+def test_the_app_shows_a_bad_environment_as_one_error_line(tmp_path, monkeypatch, name, value):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv(name, value if value is not None else _a_file(tmp_path))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception
+    (error,) = at.error
+    shown = error.value.replace("\\", "")  # plain() escapes Markdown
+    assert shown.startswith(name) and "\n" not in shown

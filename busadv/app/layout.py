@@ -47,10 +47,28 @@ def page_setup(title: str) -> None:
     # and busadv must work in a lecture hall or a hospital with no way out (nothing from another host).
     st.set_page_config(page_title=f"{title} · busadv" if title != "Home" else "busadv — adversarial ultrasound",
                        page_icon=_favicon(), layout="wide")
+    problem = environment_problem()
+    if problem:  # a bad BUSADV_* variable: one line naming it and the fix, instead of a traceback further down
+        st.error(plain(problem), icon=":material/error:")
+        st.stop()
     with st.sidebar:
         for path, label, page_icon in PAGES:
             st.page_link(path, label=label, icon=page_icon)
     sidebar_dataset_label()
+
+
+def environment_problem() -> str | None:
+    """The environment's first problem (busadv's folders, job limit, plugins) in one line, or None."""
+    from busadv.registry import PluginError, load_plugins
+    from busadv.settings import environment_problem as settings_problem
+
+    problem = settings_problem()
+    if problem is None:
+        try:
+            load_plugins()
+        except PluginError as exc:
+            problem = str(exc)
+    return problem
 
 
 @functools.cache
