@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+# Imported before any test patches busadv.data or busadv.experiments: a module first imported under a patch
+# would keep the patched function for the rest of the session.
+import busadv.cli.commands  # noqa: F401
+import busadv.experiments  # noqa: F401
+
 pytestmark = pytest.mark.hostile
 
 NO_WORK = ("busadv.experiments.train_job", "busadv.experiments.evaluate_job", "busadv.experiments.experiment_job",

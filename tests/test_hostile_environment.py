@@ -11,6 +11,11 @@ from pathlib import Path
 
 import pytest
 
+# Imported before any test patches busadv.data or busadv.experiments: a module first imported under a patch
+# would keep the patched function for the rest of the session.
+import busadv.cli.commands  # noqa: F401
+import busadv.experiments  # noqa: F401
+
 pytestmark = pytest.mark.hostile
 ROOT = Path(__file__).resolve().parent.parent
 
