@@ -290,3 +290,13 @@ def test_the_cli_refuses_a_fifo_checkpoint_at_once(tmp_path):
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and "not a regular file" in done.stderr and "FIFO" in done.stderr
+
+
+def test_the_home_page_lists_models_beside_a_fifo_without_hanging(app_checkpoints):
+    """The issue's case: a FIFO named *.pt in the checkpoints folder hung the Home page for ever."""
+    from tests.test_app import open_app
+
+    os.mkfifo(Path(os.environ["BUSADV_CHECKPOINTS"]) / "pipe.pt")
+    os.symlink("/dev/zero", Path(os.environ["BUSADV_CHECKPOINTS"]) / "zero.pt")
+    home = open_app()  # AppTest's timeout ends a hang; open_app asserts that no exception box is drawn
+    assert len(home.dataframe) == 1
