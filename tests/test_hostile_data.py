@@ -173,3 +173,16 @@ def test_near_duplicate_grouping_memory_grows_linearly():
         tracemalloc.stop()
     assert peaks[1] < 500 * 1024**2
     assert peaks[1] / peaks[0] < 25, f"{peaks[0] / 1024**2:.1f} MB -> {peaks[1] / 1024**2:.1f} MB: quadratic"
+
+
+def test_a_groups_spread_is_measured_within_the_group_only(monkeypatch):
+    """The Dataset page's 'hashes differ by at most' once built the N x N matrix for every image."""
+    from busadv.data import duplicates
+
+    hashes = torch.tensor([0b0, 0b1, 0b111, 0b1111111, -1], dtype=torch.int64)
+    sizes = []
+    real = duplicates.hash_distances
+    monkeypatch.setattr(duplicates, "hash_distances", lambda h: sizes.append(len(h)) or real(h))
+    assert duplicates.group_spread(hashes, [0, 1, 2]) == 3
+    assert duplicates.group_spread(hashes, [0, 4]) == 64
+    assert sizes == [3, 2]
