@@ -14,7 +14,7 @@ from typing import Any
 from busadv.attacks import STUDY_EPSILONS
 from busadv.data import ImageSet, dataset_summary, load_dataset, split_dataset
 from busadv.evaluation import evaluate
-from busadv.experiments.backends import RunFailure, run_grid
+from busadv.experiments.backends import RunFailure, RunOutcome, run_grid
 from busadv.experiments.config import ExperimentConfig
 from busadv.models.checkpoints import checkpoint_filename, save_checkpoint
 from busadv.progress import ProgressEvent, ProgressFn, ignore_progress
@@ -27,15 +27,6 @@ from busadv.training import TrainConfig, train_model
 def new_run_id(prefix: str = "run") -> str:
     """Unique across processes and machines: two runs never share a name, a checkpoint or a row identity."""
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-
-
-@dataclass
-class RunOutcome:
-    config: TrainConfig
-    rows: list[ResultRow]
-    history: list[dict[str, Any]]
-    checkpoint: Path | None
-    seconds: float
 
 
 def scaled(progress: ProgressFn, start: float, span: float, prefix: str = "") -> ProgressFn:
@@ -70,9 +61,10 @@ def run_one(config: TrainConfig, dataset: ImageSet | None = None, test_attacks: 
         data_info = {k: v for k, v in dataset_summary(dataset).items()
                      if k in ("source", "simulated", "fingerprint", "counts", "majority_rate")}
         data_info.update(test_fraction=config.test_fraction, split_seed=config.seed, split_policy=config.split_policy,
-                         n_train=len(train_set), n_test=len(test_set))
+                         n_train=len(train_set) - result.n_val, n_val=result.n_val, n_test=len(test_set))
         clean = conditions[0]
-        metrics = {"clean_accuracy": clean.accuracy, "clean_balanced_accuracy": clean.balanced_accuracy,
+        metrics = {"chosen_epoch": result.chosen_epoch, "n_val": result.n_val,
+                   "clean_accuracy": clean.accuracy, "clean_balanced_accuracy": clean.balanced_accuracy,
                    "clean_sensitivity": clean.sensitivity, "collapsed": clean.collapsed,
                    "conditions": [{"attack": c.attack, "test_epsilon": c.epsilon, "accuracy": c.accuracy,
                                    "balanced_accuracy": c.balanced_accuracy, "sensitivity": c.sensitivity,
@@ -86,7 +78,8 @@ def run_one(config: TrainConfig, dataset: ImageSet | None = None, test_attacks: 
     rows = rows_for(conditions, run=run_id, seed=config.seed, train_config=config,
                     data_fingerprint=dataset.fingerprint, data_source=dataset.source, simulated=dataset.simulated,
                     eval_pgd_steps=eval_pgd_steps, checkpoint=str(checkpoint or ""),
-                    test_images="held-out test split", train_seconds=round(result.seconds, 2), history=history)
+                    test_images="held-out test split", train_seconds=round(result.seconds, 2), history=history,
+                    chosen_epoch=result.chosen_epoch)
     return RunOutcome(config=config, rows=rows, history=history, checkpoint=checkpoint,
                       seconds=time.perf_counter() - started)
 

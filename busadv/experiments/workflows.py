@@ -73,9 +73,14 @@ def train_config_of(checkpoint: Checkpoint) -> TrainConfig:
     values = {k: v for k, v in checkpoint.train_config.items() if k in known}
     values.update(arch=checkpoint.arch, image_size=checkpoint.image_size, device="cpu")
     try:
-        return TrainConfig.from_dict(values)
+        return TrainConfig.recorded(values)
     except ValueError as exc:
         raise ValueError(f"{checkpoint.path}: its training settings are not valid ({exc})") from None
+
+
+def _chosen_epoch(checkpoint: Checkpoint) -> int | None:
+    epoch = checkpoint.metrics.get("chosen_epoch")
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0 else None
 
 
 def test_split_for(checkpoint: Checkpoint, dataset: ImageSet) -> tuple[ImageSet, str]:
@@ -122,7 +127,8 @@ def evaluate_job(config: dict[str, Any], progress: ProgressFn = ignore_progress)
     rows = rows_for(conditions, run=checkpoint.run_id or checkpoint.name, seed=train_config.seed,
                     train_config=train_config, data_fingerprint=str(checkpoint.data.get("fingerprint", "")),
                     data_source=dataset.source, simulated=dataset.simulated, eval_pgd_steps=pgd_steps,
-                    checkpoint=str(checkpoint.path), test_images=which, history=checkpoint.history)
+                    checkpoint=str(checkpoint.path), test_images=which, history=checkpoint.history,
+                    chosen_epoch=_chosen_epoch(checkpoint))
     return _outcome(rows, f"evaluate-{Path(str(checkpoint.path)).stem[:30]}", test_images=which,
                     seconds=round(time.perf_counter() - started, 2))
 

@@ -1,0 +1,246 @@
+"""The levers of a careful run: augmentation, AdamW and a schedule, the weight average, the validation split
+that chooses the epoch (and never the test split), and the recipe fields that record them."""
+
+import csv
+import dataclasses
+import io
+import math
+
+import pytest
+import torch
+
+from busadv.data import split_dataset
+from busadv.data.phantoms import make_phantoms
+from busadv.experiments import study_preset
+from busadv.experiments.config import frontier_preset
+from busadv.experiments.runner import run_one
+from busadv.results import read_rows, rows_to_csv
+from busadv.training import TrainConfig, train_model
+from busadv.training import modes as modes_module
+from busadv.training.augment import augment_batch
+from busadv.training.config import BEST_LEVERS, LEVERS, STUDY_LEVERS
+from busadv.training.loop import carve_validation
+from busadv.training.optim import EpochChoice, ema_decay_at
+
+
+@pytest.fixture(scope="module")
+def phantoms():
+    return make_phantoms(32, {"benign": 24, "malignant": 18, "normal": 14}, use_cache=False)
+
+
+def _depth_image(n: int = 16, size: int = 32) -> torch.Tensor:
+    """Bright near the skin (top), dark in the depth (bottom), a bright mark on the left: every B-mode has a way up."""
+    ramp = torch.linspace(0.9, 0.1, size).view(1, 1, size, 1).expand(n, 1, size, size).clone()
+    ramp[:, :, :, : size // 4] += 0.05
+    return ramp.clamp(0, 1)
+
+
+def test_augmentation_never_turns_an_image_upside_down_and_stays_in_range():
+    x = _depth_image(64)
+    out = augment_batch(x, "ultrasound", torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    top, bottom = out[:, :, :8].mean(dim=(1, 2, 3)), out[:, :, -8:].mean(dim=(1, 2, 3))
+    assert bool((top > bottom).all()), "depth must still run down every augmented image"
+
+
+def test_augmentation_draws_per_image_flips_left_right_and_is_seeded():
+    x = _depth_image(64)
+    a = augment_batch(x, "ultrasound", torch.Generator().manual_seed(1))
+    b = augment_batch(x, "ultrasound", torch.Generator().manual_seed(1))
+    assert torch.equal(a, b), "the run's generator decides every draw"
+    left, right = a[:, :, :, :8].mean(dim=(1, 2, 3)), a[:, :, :, -8:].mean(dim=(1, 2, 3))
+    flipped = int((right > left).sum())
+    assert 10 < flipped < 54, "about half the images flipped left-right, each on its own draw"
+    assert not torch.equal(a[0], a[1]), "two copies of one image get different draws"
+    assert augment_batch(x, "none", torch.Generator()) is x
+
+
+def test_adversarial_batches_are_augmented_before_the_attack(phantoms, monkeypatch):
+    seen: list[torch.Tensor] = []
+    original = modes_module.MODES.get("fgsm").perturb
+    assert original is not None
+
+    def spy(model, x, y, config, eps, generator):
+        seen.append(x.detach().clone())
+        return original(model, x, y, config, eps, generator)
+
+    spied = dataclasses.replace(modes_module.MODES.get("fgsm"), perturb=spy)
+    modes_module.register_mode(spied, replace=True)
+    request_restore = dataclasses.replace(spied, perturb=original)
+    train_set, _ = split_dataset(phantoms, 0.25, seed=0)
+    try:
+        _check_augmented(train_set, seen)
+    finally:
+        modes_module.register_mode(request_restore, replace=True)
+
+
+def _check_augmented(train_set, seen):
+    for augment in ("none", "ultrasound"):
+        seen.clear()
+        config = TrainConfig(mode="fgsm", epsilon=4 / 255, epochs=1, image_size=32, device="cpu", augment=augment,
+                             val_fraction=0.0, select="last", batch_size=len(train_set), warmup_epochs=0)
+        train_model(config, train_set)
+        raw = train_set.floats()
+        batch = seen[0]
+        as_given = any(torch.allclose(batch[0], raw[i], atol=1e-6) for i in range(len(raw)))
+        assert as_given == (augment == "none"), f"augment={augment}: the attacked batch is what training saw"
+
+
+def test_validation_split_comes_from_the_training_side_stratified_with_groups_whole(phantoms):
+    train_set, test_set = split_dataset(phantoms, 0.25, seed=3)
+    fit, val = carve_validation(train_set, TrainConfig(image_size=32, seed=3, val_fraction=0.2))
+    assert val is not None
+    assert set(fit.names) | set(val.names) == set(train_set.names) and not set(fit.names) & set(val.names)
+    assert not set(val.names) & set(test_set.names)
+    assert set(val.labels.tolist()) == {0, 1, 2}, "every class in the validation split"
+    fit_groups, val_groups = set(fit.near_groups.tolist()), set(val.near_groups.tolist())
+    assert not fit_groups & val_groups, "a near-duplicate group never straddles fit and validation"
+    again = carve_validation(train_set, TrainConfig(image_size=32, seed=3, val_fraction=0.2))[1]
+    assert again is not None and again.names == val.names, "seeded"
+    assert carve_validation(train_set, TrainConfig.study(image_size=32))[1] is None
+
+
+def test_a_validation_split_too_small_to_stratify_is_refused_clearly():
+    tiny = make_phantoms(16, {"benign": 3, "malignant": 2, "normal": 2}, use_cache=False)
+    with pytest.raises(ValueError, match="cannot carve a validation split from 7 training images"):
+        train_model(TrainConfig(image_size=16, epochs=1, device="cpu", val_fraction=0.1), tiny)
+
+
+def test_the_test_split_never_chooses_anything(phantoms):
+    """Same training images, two very different test sets: the same weights, epochs and choice."""
+    train_set, test_set = split_dataset(phantoms, 0.25, seed=0)
+    scrambled = dataclasses.replace(test_set, labels=test_set.labels.flip(0),
+                                    images=torch.flip(test_set.images, dims=[-1, -2]))
+    config = TrainConfig(epochs=3, image_size=32, device="cpu", batch_size=16)
+    first = train_model(config, train_set, test_set)
+    second = train_model(config, train_set, scrambled)
+    assert first.chosen_epoch == second.chosen_epoch
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert [dataclasses.replace(h, seconds=0) for h in first.history] == \
+        [dataclasses.replace(h, seconds=0) for h in second.history]
+    assert all(h.test_accuracy is None and h.val_balanced_accuracy is not None for h in first.history)
+
+
+def test_select_best_keeps_the_epoch_with_the_best_validation_score(phantoms):
+    train_set, test_set = split_dataset(phantoms, 0.25, seed=0)
+    config = TrainConfig(epochs=4, image_size=32, device="cpu", batch_size=16, ema_decay=0.0)
+    result = train_model(config, train_set, test_set)
+    scores = [h.score for h in result.history]
+    assert result.chosen_epoch == 1 + max(range(len(scores)), key=lambda i: (scores[i], -i))
+    last = train_model(dataclasses.replace(config, select="last"), train_set, test_set)
+    assert last.chosen_epoch == 4
+
+
+def test_the_weight_average_is_what_is_judged_and_saved(phantoms):
+    train_set, _ = split_dataset(phantoms, 0.25, seed=0)
+    plain = train_model(TrainConfig(epochs=2, image_size=32, device="cpu", ema_decay=0.0, select="last"), train_set)
+    averaged = train_model(TrainConfig(epochs=2, image_size=32, device="cpu", ema_decay=0.99, select="last"),
+                           train_set)
+    weights = [torch.equal(a, b) for a, b in zip(plain.model.state_dict().values(),
+                                                 averaged.model.state_dict().values(), strict=True)]
+    assert not all(weights), "same seed and steps: the average differs from the raw weights"
+    assert ema_decay_at(0.995, 0) == pytest.approx(0.1) and ema_decay_at(0.995, 10_000) == 0.995
+
+
+def test_patience_stops_a_run_that_no_longer_improves():
+    choice = EpochChoice(patience=2)
+    model = torch.nn.Linear(1, 1)
+    for epoch, score in enumerate([0.5, 0.6, 0.55, 0.58], start=1):
+        choice.offer(epoch, score, model)
+    assert choice.best_epoch == 2 and choice.exhausted(4) and not choice.exhausted(3)
+    assert not EpochChoice(patience=0).exhausted(100)
+    assert not choice.offer(5, math.nan, model), "a NaN score never wins"
+
+
+def test_levers_are_checked_before_any_work():
+    for bad, message in (({"augment": "vertical"}, "augment"), ({"optimizer": "sgd"}, "optimizer"),
+                         ({"ema_decay": 1.5}, "ema_decay"), ({"val_fraction": 0.9}, "val_fraction"),
+                         ({"select": "best", "val_fraction": 0.0}, "validation split"),
+                         ({"patience": -1}, "patience"), ({"schedule": "step"}, "schedule")):
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(image_size=32, **bad)
+
+
+def test_levers_are_recorded_in_rows_checkpoints_and_csv(phantoms, tmp_path):
+    config = TrainConfig(epochs=2, image_size=32, device="cpu", batch_size=16)
+    outcome = run_one(config, phantoms, test_attacks=[], test_epsilons=[], save=True, checkpoint_folder=tmp_path)
+    row = outcome.rows[0]
+    assert {name: getattr(row, name) for name in LEVERS} == BEST_LEVERS
+    assert row.chosen_epoch in (1, 2)
+    back = read_rows(rows_to_csv(outcome.rows))[0]
+    assert {name: getattr(back, name) for name in LEVERS} == BEST_LEVERS and back.chosen_epoch == row.chosen_epoch
+    blob = torch.load(outcome.checkpoint, map_location="cpu", weights_only=True)
+    assert {name: blob["train_config"][name] for name in LEVERS} == BEST_LEVERS
+    assert blob["metrics"]["chosen_epoch"] == row.chosen_epoch and blob["data"]["n_val"] > 0
+
+
+def test_a_results_file_from_before_the_levers_reads_as_the_study_recipe(phantoms):
+    outcome = run_one(TrainConfig.study(epochs=1, image_size=32, device="cpu"), phantoms, test_attacks=[],
+                      test_epsilons=[])
+    lines = list(csv.DictReader(io.StringIO(rows_to_csv(outcome.rows))))
+    old_columns = [c for c in lines[0] if c not in LEVERS and c != "chosen_epoch"]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=old_columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(lines)
+    row = read_rows(out.getvalue())[0]
+    assert {name: getattr(row, name) for name in LEVERS} == STUDY_LEVERS
+
+
+def test_the_study_preset_keeps_the_studys_recipe_exactly():
+    for run in study_preset(seeds=[0, 1]).runs():
+        assert {name: getattr(run, name) for name in LEVERS} == STUDY_LEVERS
+        assert (run.epochs, run.batch_size, run.lr, run.class_balance) == (10, 32, 1e-3, "none")
+    plain = TrainConfig.study(image_size=32)
+    assert (plain.optimizer, plain.schedule, plain.augment, plain.ema_decay, plain.select) == \
+        ("adam", "constant", "none", 0.0, "last")
+
+
+def test_the_frontier_preset_and_its_narrowing():
+    full = frontier_preset()
+    runs = full.runs()
+    assert sorted({round(r.epsilon * 255) for r in runs}) == [0, 1, 2, 4, 8] and sorted({r.seed for r in runs}) == \
+        list(range(5))
+    assert len(runs) == 5 * 5 and set(full.test_attacks) == {"autoattack", "pgd"}
+    assert all(r.class_balance == "loss" and r.augment == "ultrasound" for r in runs)
+    narrow = frontier_preset(seeds=[0, 1, 2], train_epsilons=[4 / 255], test_attacks=["autoattack"],
+                             test_epsilons=[4 / 255])
+    assert len(narrow.runs()) == 3 * 2 and narrow.epochs == full.epochs and narrow.ema_decay == full.ema_decay
+
+
+def test_cli_train_defaults_to_the_best_recipe_and_keeps_the_studys_on_request(capsys):
+    import os
+    from pathlib import Path
+
+    from busadv.cli import main
+
+    folder = Path(os.environ["BUSADV_CHECKPOINTS"])
+    common = ["train", "--epochs", "1", "--image-size", "32", "--test-attacks", "fgsm", "--test-epsilons", "2/255"]
+    assert main(common) == 0
+    assert main(common + ["--recipe", "study"]) == 0
+    assert main(common + ["--ema-decay", "0", "--class-balance", "none"]) == 0
+    recorded = [torch.load(p, weights_only=True)["train_config"]
+                for p in sorted(folder.glob("*.pt"), key=lambda p: p.stat().st_mtime_ns)]
+    best, study, mixed = recorded
+    assert {k: best[k] for k in LEVERS} == BEST_LEVERS and best["class_balance"] == "loss" and best["lr"] == 2e-3
+    assert {k: study[k] for k in LEVERS} == STUDY_LEVERS and study["class_balance"] == "none" and study["lr"] == 1e-3
+    assert mixed["ema_decay"] == 0 and mixed["class_balance"] == "none" and mixed["augment"] == "ultrasound"
+
+
+def test_the_train_form_defaults_to_the_best_recipe_and_offers_the_studys(monkeypatch):
+    from busadv.jobs import JobStore
+    from tests.test_app import JOBS, open_app, store
+
+    monkeypatch.setattr(JobStore, "dispatch", lambda self: [])  # jobs stay queued: only what is submitted counts
+    at = open_app(JOBS)
+    assert at.number_input(key="t_epochs").value == 40 and at.number_input(key="t_lr").value == pytest.approx(2e-3)
+    at.button(key="t_start").click().run()
+    best = store().list()[0].config
+    assert {k: best[k] for k in LEVERS} == BEST_LEVERS and best["class_balance"] == "loss" and best["epochs"] == 40
+    at.radio(key="t_recipe").set_value("study").run()
+    assert at.number_input(key="t_epochs").value == 10 and at.number_input(key="t_lr").value == pytest.approx(1e-3)
+    at.button(key="t_start").click().run()
+    study = store().list()[0].config
+    assert {k: study[k] for k in LEVERS} == STUDY_LEVERS and study["class_balance"] == "none"
+    assert (study["epochs"], study["lr"]) == (10, 1e-3)
