@@ -114,7 +114,7 @@ class Bench:
                 from busadv.experiments import run_one
                 from busadv.training import TrainConfig
 
-                config = TrainConfig(arch=SIMPLE, epochs=1, image_size=128, device=self.device.type)
+                config = TrainConfig.study(arch=SIMPLE, epochs=1, image_size=128, device=self.device.type)
                 outcome = run_one(config, self.data(128), save=True, checkpoint_folder=self.checkpoint_dir)
                 assert outcome.checkpoint is not None
                 self._checkpoints[arch] = outcome.checkpoint

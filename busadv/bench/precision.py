@@ -55,7 +55,7 @@ def accuracies(data: ImageSet, seeds: Sequence[int], epochs: int, device: torch.
     for seed in seeds:
         train, test = split_dataset(data, 0.2, seed=seed)
         for side, context in _sides(device).items():
-            config = TrainConfig(arch=SIMPLE, epochs=epochs, image_size=data.image_size, seed=seed, lr=2e-3,
+            config = TrainConfig.study(arch=SIMPLE, epochs=epochs, image_size=data.image_size, seed=seed, lr=2e-3,
                                  batch_size=16, device=device.type, monitor_images=0)
             with context():
                 model = train_model(config, train).model
