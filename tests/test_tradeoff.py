@@ -54,7 +54,7 @@ def test_no_epsilon_meets_the_rule_and_a_collapsed_run_disqualifies():
     (answer,) = epsilon_tradeoffs(rows, "autoattack", AA)
     assert answer.best is None and "No training ε meets the rule" in answer.best_text
     assert "raises clean balanced accuracy" in answer.clean_text
-    assert answer.table()[1]["collapsed runs"] == "seed 1"
+    assert answer.table()[1]["collapsed"] == "seed 1"
 
 
 def test_an_interval_that_spans_zero_is_said_to_show_no_change():

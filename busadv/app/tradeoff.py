@@ -44,6 +44,7 @@ def tradeoff_section(rows: Sequence[ResultRow]) -> None:
         st.markdown(f"**{plain(answer.arch)}, {plain(answer.mode)}**: {plain(answer.best_text)}")
         st.markdown(plain(answer.clean_text))
         st.caption(plain(f"The rule: {answer.rule}. Paired: each training ε against standard training on the same "
-                         "seeds (same split, same initialisation); 95% t-intervals of the differences."))
+                         "seeds (same split, same initialisation); 95% t-intervals of the differences. Robust = "
+                         f"under {answer.condition}; sens. = malignant sensitivity; Δ = minus standard training."))
         st.plotly_chart(plots.epsilon_tradeoff(answer), key=f"tradeoff_{i}")
         st.dataframe(answer.table(), hide_index=True)

@@ -45,6 +45,13 @@ class PairedDifference:
         return (f"{self.mean:+.3f} (95% CI {self.low:+.3f} to {self.high:+.3f}, paired t-test {p_value}, "
                 f"{self.n} seeds)")
 
+    def short(self) -> str:
+        """For a table cell: '-0.036 [-0.105, +0.033] p=0.22'."""
+        if self.n < 2:
+            return self.text()
+        p_value = "p<0.001" if self.p_value < 0.001 else f"p={self.p_value:.2g}"
+        return f"{self.mean:+.3f} [{self.low:+.3f}, {self.high:+.3f}] {p_value}"
+
     @property
     def above_zero(self) -> bool:
         return self.n >= 2 and self.low > 0
@@ -132,11 +139,11 @@ class TradeoffAnswer:
             out.append({
                 "training ε": p.label, "seeds": str(len(p.seeds)),
                 "clean BA": f"{clean[0]:.3f} ± {clean[1]:.3f}",
-                f"BA under {self.condition}": f"{robust[0]:.3f} ± {robust[1]:.3f}",
-                "malignant sensitivity under it": f"{sens[0]:.3f} ± {sens[1]:.3f}",
-                "clean vs standard (paired)": p.clean_vs_standard.text() if p.clean_vs_standard else "-",
-                "robust vs standard (paired)": p.robust_vs_standard.text() if p.robust_vs_standard else "-",
-                "collapsed runs": ", ".join(f"seed {s}" for s in p.collapsed_seeds) or "none",
+                "robust BA": f"{robust[0]:.3f} ± {robust[1]:.3f}",
+                "robust sens.": f"{sens[0]:.2f} ± {sens[1]:.2f}",
+                "Δ clean, 95% CI": p.clean_vs_standard.short() if p.clean_vs_standard else "-",
+                "Δ robust, 95% CI": p.robust_vs_standard.short() if p.robust_vs_standard else "-",
+                "collapsed": ", ".join(f"seed {s}" for s in p.collapsed_seeds) or "none",
             })
         return out
 
