@@ -170,7 +170,7 @@ def test_every_page_in_chromium(server, browser):
     no_exception(page)
     page_frame(page, server, "Jobs")
     for label, value in (("Epochs", "1"),):
-        field = page.get_by_label(label).first
+        field = page.get_by_label(label, exact=True).first
         field.fill(value)
         field.press("Enter")
         settle(page)
