@@ -71,8 +71,9 @@ def epsilon_tradeoff(answer: TradeoffAnswer, title: str | None = None) -> go.Fig
                         hovertext=[f"training ε {point.label}, seed {s}" for s in seeds])
         chosen = answer.best is point
         fig.add_scatter(
-            x=[cx], y=[rx], mode="markers+text", name=f"training ε {point.label}", text=[point.label],
-            textposition="top center",
+            x=[cx], y=[rx], mode="markers+text", name=f"training ε {point.label}",
+            text=[point.label.split("(")[-1].rstrip(")") if "(" in point.label else point.label],
+            textposition="top right" if i % 2 else "bottom right",  # neighbours' labels on opposite sides
             error_x=dict(type="data", array=[csd], visible=True, color=color),
             error_y=dict(type="data", array=[rsd], visible=True, color=color),
             marker=dict(size=18 if chosen else 13, color=color, symbol="x" if point.collapsed_seeds else "circle",
