@@ -26,8 +26,9 @@ def test_the_per_epoch_watch_uses_a_stratified_seeded_subset(monkeypatch):
     original = loop.evaluate
     monkeypatch.setattr(loop, "evaluate", lambda model, dataset, *a, **k: seen.append(dataset) or
                         original(model, dataset, *a, **k))
-    train_model(TrainConfig(mode="fgsm", epsilon=4 / 255, epochs=1, image_size=16, monitor_images=12, device="cpu"),
-                train_set, test_set)
+    # The study's recipe has no validation split: it watches the test images for the record (never to choose).
+    train_model(TrainConfig.study(mode="fgsm", epsilon=4 / 255, epochs=1, image_size=16, monitor_images=12,
+                                  device="cpu"), train_set, test_set)
     watched = [d for d in seen if len(d) == 12]
     assert watched and sorted(watched[0].labels.unique().tolist()) == [0, 1, 2]
     again = stratified_subset(test_set, 12, seed=0)
