@@ -13,19 +13,15 @@ page and model) for the README.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from busadv.bench.startup import streamlit_server
 from busadv.settings import PROJECT_ROOT
 
 CHROMIUM = "/usr/bin/chromium"
@@ -88,32 +84,6 @@ class Steps:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
-@contextlib.contextmanager
-def serve(root: Path, env: dict[str, str], port: int, log: Path, timeout: float = 180) -> Iterator[str]:
-    """`streamlit run app.py` in `root` with `env`; its base URL once healthy."""
-    with open(log, "w") as out, subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
-             str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none"], cwd=root, env={**os.environ, **env, "PYTHONPATH": str(root)},
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True) as proc:
-        base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
-        try:
-            while True:
-                with contextlib.suppress(OSError), urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("streamlit did not come up: " + log.read_text()[-2000:])
-                time.sleep(0.3)
-            yield base
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def settle(page: Any, timeout: float = 180) -> None:
@@ -179,7 +149,8 @@ def step_times(page: Any, steps: int, pause: float = 0.25, timeout_ms: float = 2
 def measure(root: Path, env: dict[str, str], port: int, steps: int, scratch: Path, model: str | None = None) -> Steps:
     from playwright.sync_api import sync_playwright
 
-    with serve(root, env, port, scratch / f"streamlit-{port}.log") as base, sync_playwright() as p:
+    with streamlit_server(root, {**os.environ, **env, "PYTHONPATH": str(root)}, port,
+                          scratch / f"streamlit-{port}.log") as base, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 720})

@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from busadv.bench.common import Row, not_measured, stop
+from busadv.bench.common import Row, not_measured
 from busadv.bench.context import Bench
-from busadv.bench.startup import free_port, headless_browser
+from busadv.bench.startup import free_port, headless_browser, streamlit_server
 from busadv.settings import PROJECT_ROOT
 
 READY = "Smallest ε that flips it"          # the explorer's readout: a model answered, the flip search ran
@@ -52,23 +49,8 @@ def fresh_server(scratch: Path, timeout: float = 120) -> Iterator[tuple[str, flo
                BUSADV_CACHE=str(scratch / "cache"), PYTHONUNBUFFERED="1")
     log = scratch / "streamlit.log"
     started = time.monotonic()
-    with open(log, "w") as out, subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
-             str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none"], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True) as proc:
-        base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
-        try:
-            while True:
-                with contextlib.suppress(OSError), urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("streamlit did not come up: " + log.read_text()[-2000:])
-                time.sleep(0.2)
-            yield base, started
-        finally:
-            stop(proc)
+    with streamlit_server(PROJECT_ROOT, env, port, log, timeout) as base:
+        yield base, started
 
 
 def first_start(browser: Any, timeout: float = 180, path: str = "/") -> FirstStart:

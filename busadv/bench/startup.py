@@ -29,6 +29,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextlib.contextmanager
+def streamlit_server(root: Path, env: dict[str, str], port: int, log: Path, timeout: float = 180) -> Iterator[str]:
+    """`streamlit run app.py` in `root` with exactly `env`; its base URL once healthy, stopped on exit."""
+    with open(log, "w") as out, subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
+             str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+             "--server.fileWatcherType", "none"], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True) as proc:
+        base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
+        try:
+            while True:
+                with contextlib.suppress(OSError), urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("streamlit did not come up: " + log.read_text()[-2000:])
+                time.sleep(0.2)
+            yield base
+        finally:
+            stop(proc)
+
+
 def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
     with urllib.request.urlopen(url, timeout=timeout) as response:  # loopback only
         return int(response.status), response.read()

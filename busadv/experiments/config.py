@@ -12,13 +12,13 @@ from busadv.experiments.backends import BACKENDS, DEFAULT_BACKEND
 from busadv.models.registry import MODELS
 from busadv.registry import parse_name_list
 from busadv.training import MODES, TrainConfig
-from busadv.training.config import BEST_LEVERS, BEST_TRAINING, LEVERS, STUDY_LEVERS, ModeSettings, TrainingLevers
+from busadv.training.config import BEST_TRAINING, LEVERS, STUDY_LEVERS, BestLevers, ModeSettings
 
 MAX_RUNS = 10_000
 
 
 @dataclass
-class ExperimentConfig(ModeSettings, TrainingLevers):
+class ExperimentConfig(ModeSettings, BestLevers):
     """A grid; its ModeSettings apply to every run (None: each training mode's own default), and so do its
     TrainingLevers (busadv's best measured recipe unless told; the study preset sets the study's)."""
 
@@ -31,14 +31,6 @@ class ExperimentConfig(ModeSettings, TrainingLevers):
     epochs: int = BEST_TRAINING["epochs"]
     batch_size: int = 32
     lr: float = BEST_TRAINING["lr"]
-    augment: str = BEST_LEVERS["augment"]
-    optimizer: str = BEST_LEVERS["optimizer"]
-    weight_decay: float = BEST_LEVERS["weight_decay"]
-    schedule: str = BEST_LEVERS["schedule"]
-    ema_decay: float = BEST_LEVERS["ema_decay"]
-    val_fraction: float = BEST_LEVERS["val_fraction"]
-    select: str = BEST_LEVERS["select"]
-    patience: int = BEST_LEVERS["patience"]
     image_sizes: dict[str, int] = field(default_factory=dict)
     data: str | None = None
     test_fraction: float = 0.2

@@ -81,9 +81,21 @@ class TrainingLevers:
 LEVERS: tuple[str, ...] = tuple(f.name for f in fields(TrainingLevers))
 STUDY_LEVERS: dict[str, Any] = {f.name: f.default for f in fields(TrainingLevers)}
 # Measured on BUSI (README, "Models worth attacking"): the recipe `train` and grids use unless told otherwise.
-BEST_LEVERS: dict[str, Any] = {"augment": "ultrasound", "optimizer": "adamw", "weight_decay": 5e-4,
-                               "schedule": "onecycle", "ema_decay": 0.995, "val_fraction": 0.15, "select": "best",
-                               "patience": 0}
+@dataclass(kw_only=True)
+class BestLevers(TrainingLevers):
+    """The levers at busadv's best measured values: the defaults of a run (TrainConfig) and of a grid."""
+
+    augment: str = "ultrasound"
+    optimizer: str = "adamw"
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"
+    ema_decay: float = 0.995
+    val_fraction: float = 0.15
+    select: str = "best"
+    patience: int = 0
+
+
+BEST_LEVERS: dict[str, Any] = {f.name: f.default for f in fields(BestLevers)}
 BEST_TRAINING: dict[str, Any] = {"epochs": 40, "lr": 2e-3, "class_balance": "loss", **BEST_LEVERS}
 
 
@@ -114,7 +126,7 @@ def check_levers(levers: TrainingLevers) -> list[str]:
 
 
 @dataclass
-class TrainConfig(ModeSettings, TrainingLevers):
+class TrainConfig(ModeSettings, BestLevers):
     """One run. Built with no arguments it is busadv's best measured recipe; `TrainConfig.study(...)` is the
     study's own (Adam 1e-3, 10 epochs, no augmentation, last epoch)."""
 
@@ -134,15 +146,6 @@ class TrainConfig(ModeSettings, TrainingLevers):
     data: str | None = None        # BUSI folder; None: $BUSADV_DATA, else the simulated phantoms
     monitor_images: int = 64       # test images (stratified) attacked after each epoch of adversarial training
     deterministic: bool = False    # on CUDA: deterministic cuDNN kernels instead of the fastest ones
-
-    augment: str = BEST_LEVERS["augment"]
-    optimizer: str = BEST_LEVERS["optimizer"]
-    weight_decay: float = BEST_LEVERS["weight_decay"]
-    schedule: str = BEST_LEVERS["schedule"]
-    ema_decay: float = BEST_LEVERS["ema_decay"]
-    val_fraction: float = BEST_LEVERS["val_fraction"]
-    select: str = BEST_LEVERS["select"]
-    patience: int = BEST_LEVERS["patience"]
 
     def __post_init__(self) -> None:
         problems: list[str] = check_levers(self)
