@@ -20,7 +20,7 @@ from busadv.training import modes as modes_module
 from busadv.training.augment import augment_batch
 from busadv.training.config import BEST_LEVERS, LEVERS, STUDY_LEVERS
 from busadv.training.loop import carve_validation
-from busadv.training.optim import EpochChoice, ema_decay_at
+from busadv.training.optim import SELECTION_WINDOW, EpochChoice, ema_decay_at, first_eligible_epoch
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,11 @@ def test_select_best_keeps_the_epoch_with_the_best_validation_score(phantoms):
     config = TrainConfig(epochs=4, image_size=32, device="cpu", batch_size=16, ema_decay=0.0)
     result = train_model(config, train_set, test_set)
     scores = [h.score for h in result.history]
-    assert result.chosen_epoch == 1 + max(range(len(scores)), key=lambda i: (scores[i], -i))
+    start = first_eligible_epoch(config)
+    assert start == 3, "one cycle over 4 epochs warms up for 1.2 of them: epochs 1-2 are never chosen"
+    judged = {e: sum(scores[max(0, e - SELECTION_WINDOW):e]) / len(scores[max(0, e - SELECTION_WINDOW):e])
+              for e in range(start, len(scores) + 1)}
+    assert result.chosen_epoch == max(judged, key=lambda e: (judged[e], -e))
     last = train_model(dataclasses.replace(config, select="last"), train_set, test_set)
     assert last.chosen_epoch == 4
 
@@ -141,6 +145,25 @@ def test_the_weight_average_is_what_is_judged_and_saved(phantoms):
                                                  averaged.model.state_dict().values(), strict=True)]
     assert not all(weights), "same seed and steps: the average differs from the raw weights"
     assert ema_decay_at(0.995, 0) == pytest.approx(0.1) and ema_decay_at(0.995, 10_000) == 0.995
+
+
+def test_one_lucky_epoch_does_not_choose_the_model():
+    """BUSI seed 1: a warm-up epoch scored 0.64 on 97 validation images and was kept; a smoothed,
+    post-warm-up choice takes the plateau instead."""
+    model = torch.nn.Linear(1, 1)
+    scores = [0.33, 0.55, 0.47, 0.64, 0.53, 0.54, 0.70, 0.52, 0.60, 0.62, 0.63, 0.62]
+    choice = EpochChoice(window=3, start=4)
+    for epoch, score in enumerate(scores, start=1):
+        choice.offer(epoch, score, model)
+    assert choice.best_epoch == 12 and choice.best_score == pytest.approx((0.62 + 0.63 + 0.62) / 3)
+    raw = EpochChoice()
+    for epoch, score in enumerate(scores, start=1):
+        raw.offer(epoch, score, model)
+    assert raw.best_epoch == 7, "unsmoothed, the single lucky epoch would win"
+    assert first_eligible_epoch(TrainConfig(epochs=40, schedule="onecycle")) == 13
+    assert first_eligible_epoch(TrainConfig(epochs=40, schedule="cosine")) == 2
+    assert first_eligible_epoch(TrainConfig(epochs=40, schedule="constant")) == 1
+    assert first_eligible_epoch(TrainConfig(epochs=1, schedule="onecycle")) == 1
 
 
 def test_patience_stops_a_run_that_no_longer_improves():

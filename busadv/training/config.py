@@ -55,8 +55,9 @@ SCHEDULES: dict[str, str] = {
 }
 SELECTIONS: dict[str, str] = {
     "last": "the model after the last epoch (the study)",
-    "best": "the epoch with the best validation score: clean balanced accuracy for standard training, balanced "
-            "accuracy under PGD-5 at the training epsilon for adversarial training",
+    "best": "the epoch with the best validation score, averaged over it and the two epochs before and counted only "
+            "after the warm-up: clean balanced accuracy for standard training, balanced accuracy under PGD-5 at "
+            "the training epsilon for adversarial training",
 }
 
 

@@ -37,7 +37,14 @@ from busadv.training import state
 from busadv.training.augment import augment_batch
 from busadv.training.config import TrainConfig
 from busadv.training.modes import MODES
-from busadv.training.optim import Averager, EpochChoice, make_optimizer, make_schedule
+from busadv.training.optim import (
+    SELECTION_WINDOW,
+    Averager,
+    EpochChoice,
+    first_eligible_epoch,
+    make_optimizer,
+    make_schedule,
+)
 
 VALIDATION_PGD_STEPS = 5  # the cheap robust score that chooses an adversarial run's epoch
 
@@ -278,7 +285,7 @@ def train_model(config: TrainConfig, train_set: ImageSet, test_set: ImageSet | N
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     schedule = make_schedule(optimizer, config, steps_per_epoch)
     averager = Averager(model, config.ema_decay) if config.ema_decay else None
-    choice = EpochChoice(patience=config.patience)
+    choice = EpochChoice(patience=config.patience, window=SELECTION_WINDOW, start=first_eligible_epoch(config))
     result = TrainResult(model=model, config=config, init_note=describe_init(config.arch, config.pretrained),
                          n_val=len(val_set) if val_set is not None else 0)
     run = state.identity(config, train_set) if state_file is not None else ""
