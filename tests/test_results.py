@@ -14,6 +14,7 @@ from busadv.results import (
     RECIPE_FIELDS,
     ResultRow,
     diagnose,
+    overfit_epoch,
     read_rows,
     rows_for,
     rows_to_csv,
@@ -210,6 +211,18 @@ def test_catastrophic_overfitting_is_read_from_the_watch_history():
     quiet = rows_for([ConditionResult("none", 0.0, HEALTHY)], run="ok", seed=0, train_config=config,
                      data_fingerprint="fp", data_source="t", simulated=True, eval_pgd_steps=10, history=steady)
     assert diagnose(quiet) == []
+
+
+def test_a_model_still_at_chance_sets_no_best_for_catastrophic_overfitting():
+    """BUSI seed 2, epoch 1: the model answered benign for all (balanced accuracy 1/3, PGD accuracy = the benign
+    share 0.57); epoch 2 learned (0.52) and PGD fell to 0.12. That is learning, not catastrophic overfitting."""
+    learning = [{"epoch": 1, "val_balanced_accuracy": 0.333, "val_accuracy": 0.573, "val_fgsm_accuracy": 0.573,
+                 "val_pgd_accuracy": 0.573},
+                {"epoch": 2, "val_balanced_accuracy": 0.521, "val_fgsm_accuracy": 0.229, "val_pgd_accuracy": 0.115},
+                {"epoch": 3, "val_balanced_accuracy": 0.51, "val_fgsm_accuracy": 0.479, "val_pgd_accuracy": 0.438}]
+    assert overfit_epoch(learning) is None
+    later = [*learning, {"epoch": 4, "val_balanced_accuracy": 0.6, "val_fgsm_accuracy": 0.7, "val_pgd_accuracy": 0.1}]
+    assert overfit_epoch(later) == 4, "once it has learned, a PGD collapse under FGSM strength is still caught"
 
 
 def test_fgsm_trained_model_resisting_fgsm_far_more_than_pgd_is_catastrophic_overfitting():

@@ -118,21 +118,25 @@ def recipe_columns(config: TrainConfig) -> dict[str, Any]:
     return {RENAMED.get(k, k): v for k, v in config.recipe().items()}
 
 
-def overfit_epoch(history: Sequence[dict[str, Any]], drop: float = 0.2) -> int | None:
+def overfit_epoch(history: Sequence[dict[str, Any]], drop: float = 0.2, chance: float = 1 / 3) -> int | None:
     """The first epoch where watch PGD accuracy fell by `drop` or more below its best so far while FGSM held.
 
     That pattern (FGSM fine, PGD collapsing) is catastrophic overfitting of FGSM training (Wong et al. 2020).
+    An epoch whose clean balanced accuracy is still at chance sets no best: a model that answers one class
+    keeps that class's share under any attack, and the fall once it starts to learn is not overfitting.
     """
     best = -1.0
     for h in history:
         on_validation = h.get("val_pgd_accuracy") is not None
         pgd = h.get("val_pgd_accuracy") if on_validation else h.get("test_pgd_accuracy")
         fgsm = h.get("val_fgsm_accuracy") if on_validation else h.get("test_fgsm_accuracy")
+        clean = h.get("val_balanced_accuracy") if on_validation else h.get("test_balanced_accuracy")
         if pgd is None or fgsm is None:
             continue
         if best >= 0 and pgd <= best - drop and fgsm > pgd + drop / 2:
             return int(h["epoch"])
-        best = max(best, pgd)
+        if clean is None or clean > chance + 0.05:
+            best = max(best, pgd)
     return None
 
 
