@@ -3,7 +3,6 @@ probabilities of one image, clean beside perturbed, and as epsilon grows."""
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,6 +11,7 @@ import plotly.graph_objects as go
 from busadv.attacks import format_epsilon
 from busadv.data.spec import BUSI
 from busadv.plots.style import CLEAN_COLOR, FLIP_COLOR, PERTURBED_COLOR, layout
+from busadv.plots.style import text as _plain
 
 CLASSES = BUSI.classes
 
@@ -72,10 +72,6 @@ STAGE_SIDE = 0.485  # each picture's share of the figure's width (the rest is th
 STAGE_TOP, STAGE_BOTTOM = 64, 150  # px above the pictures (verdict) and below (probabilities, slider)
 LARGE_EXTRA = 24  # px more below them in presenter mode's larger type
 
-
-def _plain(value: object) -> str:
-    """Checkpoint class names and attack labels as plain text inside Plotly's HTML subset."""
-    return html.escape(str(value), quote=True).replace("%", "&#37;")
 
 
 def probability_lines(classes: Sequence[str], probabilities: Sequence[float], flipped: bool = False) -> str:

@@ -9,7 +9,6 @@ sharp, and a double click resets. Images travel as PNG data URIs, a few kilobyte
 from __future__ import annotations
 
 import base64
-import html
 import io
 import math
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from plotly.subplots import make_subplots
 
 from busadv.explain.export import Panel
 from busadv.plots.style import FONT
+from busadv.plots.style import text as _plain
 
 
 def data_uri(image: np.ndarray) -> str:
@@ -70,9 +70,6 @@ def image_grid(panels: Sequence[Panel], columns: int = 3, row_height: int = 360,
                       font=FONT, dragmode="zoom", title=dict(text=title, x=0.0, xanchor="left") if title else None)
     return fig
 
-
-def _plain(value: object) -> str:
-    return html.escape(str(value), quote=True).replace("%", "&#37;")
 
 
 def grid_css_height(panels: Sequence[Panel], columns: int = 3, title_size: int = 16, title: str | None = None) -> str:
