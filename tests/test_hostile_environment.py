@@ -151,3 +151,20 @@ def test_the_app_shows_a_bad_environment_as_one_error_line(tmp_path, monkeypatch
     (error,) = at.error
     shown = error.value.replace("\\", "")  # plain() escapes Markdown
     assert shown.startswith(name) and "\n" not in shown
+
+
+def test_a_data_folder_named_in_markdown_is_shown_as_its_name(tmp_path, monkeypatch):
+    """BUSADV_DATA's path reaches the banner and the sidebar label as text: no link, no bold of its choosing."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_data import make_busi
+
+    folder = make_busi(tmp_path / "[click](javascript:alert(1)) **loud**", per_class=2)
+    monkeypatch.setenv("BUSADV_DATA", str(folder))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.switch_page("pages/5_Dataset.py").run()
+    assert not at.exception
+    shown = [e.value for e in [*at.success, *at.caption] if "click" in str(e.value)]
+    assert len(shown) >= 2, "the banner and the sidebar label both name the folder"
+    for value in shown:
+        assert "\\[click\\]" in value and "\\*\\*loud\\*\\*" in value and "[click](" not in value

@@ -15,6 +15,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
+from busadv.app.markdown import plain
 from busadv.data import (
     BUSI,
     DATA_ENV,
@@ -80,7 +81,7 @@ def dataset_banner(compact: bool = False) -> DataFacts:
     """Say which images are active; phantoms are always called simulated and not clinical."""
     facts = dataset_facts()
     if facts.error:
-        st.error(f"**The data folder in ${DATA_ENV} cannot be used.** {facts.error} "
+        st.error(f"**The data folder in ${DATA_ENV} cannot be used.** {plain(facts.error)} "
                  f"Unset {DATA_ENV} to use the simulated phantoms instead.", icon=":material/block:")
     elif facts.simulated:
         extra = "" if compact else (" They are generated on this machine, so nothing is downloaded. "
@@ -88,7 +89,7 @@ def dataset_banner(compact: bool = False) -> DataFacts:
         st.info(f"**{SIMULATED_LABEL}**: {facts.images} images ({facts.counts_text}).{extra}",
                 icon=":material/science:")
     else:
-        st.success(f"**Real breast ultrasound — {facts.source}**: {facts.images} images ({facts.counts_text}).",
+        st.success(f"**Real breast ultrasound — {plain(facts.source)}**: {facts.images} images ({facts.counts_text}).",
                    icon=":material/medical_services:")
     return facts
 
@@ -102,7 +103,7 @@ def sidebar_dataset_label() -> None:
         elif facts.simulated:
             st.caption(f":material/science: Data: **{SIMULATED_LABEL}**")
         else:
-            st.caption(f":material/medical_services: Data: **{facts.source}** ({facts.images} images)")
+            st.caption(f":material/medical_services: Data: **{plain(facts.source)}** ({facts.images} images)")
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading images…")
