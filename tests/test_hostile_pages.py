@@ -16,8 +16,6 @@ import json
 import os
 import re
 import sqlite3
-import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -28,6 +26,7 @@ import pytest
 import torch
 from PIL import Image
 
+from busadv.bench.startup import streamlit_server
 from tests.test_app import result_row
 from tests.test_browser import BROWSER_ARGS, CHROMIUM, ROOT, _free_port, settle
 
@@ -139,32 +138,8 @@ def hostile_server(app_checkpoints, tmp_path):
     data = _hostile_data(tmp_path / "busi")
     port = _free_port()
     env = dict(os.environ, BUSADV_MAX_JOBS="1", PYTHONUNBUFFERED="1", BUSADV_DATA=str(data))
-    log_path = tmp_path / "streamlit.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
-             str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
-                    if response.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
-            time.sleep(0.3)
+    with streamlit_server(ROOT, env, port, tmp_path / "streamlit.log", timeout=60) as base:
         yield base, data
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _walk(browser, base: str, paths: list[str], width: int = 1400) -> tuple[list[str], list[str]]:
