@@ -137,3 +137,25 @@ def test_estimates_grow_with_adversarial_cost_and_the_watch():
     assert standard < fgsm < fgsm_watched < pgd
     validated = estimate_seconds(_tiny_grid(modes=["fgsm"], monitor_images=64), rates, 100)  # 15% validation split
     assert fgsm < validated != fgsm_watched  # FGSM and PGD-5 on the validation images, not the watch
+
+
+def test_a_grid_says_which_attack_is_running_while_it_evaluates(trained_simplecnn):
+    """AutoAttack on a robust model takes minutes: the progress names the condition, and the throttle that
+    thins a worker's events lets every change of phase through (it used to drop 'evaluating')."""
+    from busadv.evaluation import evaluate
+    from busadv.experiments.backends.base import Throttle
+    from busadv.progress import ProgressEvent
+
+    model, _, test_set = trained_simplecnn
+    seen: list[str] = []
+    evaluate(model, test_set, ["fgsm", "pgd"], [2 / 255], pgd_steps=2,
+             progress=lambda e: seen.append(e.message))
+    assert any(m.startswith("FGSM") and "2/255" in m for m in seen)
+    assert any(m.startswith("PGD") and f"of {len(test_set)}" in m for m in seen)
+    sent: list[str] = []
+    throttle = Throttle(lambda e: sent.append(e.message), seconds=60)
+    for message in ("epoch 40/40, batch 1/17", "epoch 40/40, batch 2/17", "evaluating on the held-out test set",
+                    "AutoAttack ε=0.0157 (4/255): test images 1-64 of 156", "AutoAttack ε=0.0157 (4/255): 2"):
+        throttle(ProgressEvent(0.5, message))
+    assert sent == ["epoch 40/40, batch 1/17", "evaluating on the held-out test set",
+                    "AutoAttack ε=0.0157 (4/255): test images 1-64 of 156"]

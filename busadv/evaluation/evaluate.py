@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from busadv.attacks import ATTACKS, AttackContext, check_epsilon, eval_mode
+from busadv.attacks import ATTACKS, AttackContext, attack_label, check_epsilon, eval_mode, format_epsilon
 from busadv.data.imageset import ImageSet
 from busadv.evaluation.metrics import ConditionResult
 from busadv.progress import ProgressEvent, ProgressFn, ignore_progress
@@ -55,7 +55,11 @@ def evaluate(model: nn.Module, dataset: ImageSet, attacks: Iterable[str] = ("fgs
             y = dataset.labels[sl].to(device)
             context = AttackContext(model, x, y, seed=seed, batch=b, pgd_steps=pgd_steps)
             clean_pred = context.clean_prediction
-            for attack, eps in conditions:
+            for i, (attack, eps) in enumerate(conditions):
+                if attack != CLEAN:  # AutoAttack on a robust model takes minutes: say which condition runs
+                    progress(ProgressEvent((b + i / len(conditions)) / batches,
+                                           f"{attack_label(attack)} ε={format_epsilon(eps)}: test images "
+                                           f"{sl.start + 1}-{min(sl.stop, len(dataset))} of {len(dataset)}"))
                 pred = clean_pred if attack == CLEAN else _predict(model, ATTACKS.get(attack).perturb(context, eps))
                 counts[(attack, eps)] += torch.bincount((y * k + pred).cpu(), minlength=k * k)
                 changed[(attack, eps)] += int((pred != clean_pred).sum())
