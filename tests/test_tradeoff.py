@@ -1,6 +1,7 @@
 """The study's question answered from rows: the rule's training epsilon, paired intervals, and the clean-accuracy
 verdict, each able to come out either way."""
 
+import dataclasses
 import math
 
 import pytest
@@ -87,3 +88,47 @@ def test_the_results_page_answers_the_question_in_words_picture_and_table():
     assert "lowers clean balanced accuracy" in page
     names = [t.get("name") for t in chart(at, "tradeoff_0")["data"]]
     assert sum(1 for n in names if n and n.startswith("training ε")) == 3
+
+
+def test_the_frontier_command_answers_from_files_split_by_epsilon(tmp_path, capsys):
+    """Rows of two grids (one per training epsilon) read together give the same answer as the Results page."""
+    from busadv.cli import main
+    from busadv.results import write_rows
+
+    def as_written(rows: list[ResultRow]) -> list[ResultRow]:  # a whole confusion matrix, as busadv writes one
+        return [dataclasses.replace(r, confusion=[[5, 0, 0], [0, 5, 0], [0, 0, 5]]) for r in rows]
+
+    write_rows(as_written(_rows(0, [0.75, 0.74, 0.76], [0.0, 0.01, 0.0])
+                          + _rows(2 / 255, [0.74, 0.73, 0.75], [0.30, 0.32, 0.31])), tmp_path / "a.csv")
+    write_rows(as_written(_rows(4 / 255, [0.70, 0.69, 0.71], [0.45, 0.46, 0.44])), tmp_path / "b.csv")
+    html = tmp_path / "frontier.html"
+    assert main(["frontier", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--html", str(html)]) == 0
+    out = capsys.readouterr().out
+    assert "(a) Best training ε by the rule: 0.00784 (2/255)" in out and "(b) Adversarial training" in out
+    assert out.count("standard (0)") == 1 and "0.0157 (4/255)" in out
+    assert html.stat().st_size > 100_000 and "cdn.plot.ly" not in html.read_text()[:5000], "plotly.js inline"
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda p: p / "missing.csv", "no such results file"),
+    (lambda p: p, "not a regular file"),
+    (lambda p: (p / "bad.csv").write_text("run,seed\nx,not-a-seed\n") and p / "bad.csv", "bad.csv"),
+    (lambda p: (p / "empty.csv").write_text("") or p / "empty.csv", "not a busadv results file"),
+])
+def test_the_frontier_command_refuses_bad_files_in_one_line(tmp_path, capsys, make, message):
+    from busadv.cli import main
+
+    code = main(["frontier", str(make(tmp_path))])
+    err = capsys.readouterr().err
+    assert code in (1, 2) and message in err and "Traceback" not in err
+
+
+def test_the_frontier_command_says_when_the_rows_hold_no_frontier(tmp_path, capsys):
+    from busadv.cli import main
+    from busadv.results import write_rows
+
+    only_standard = [dataclasses.replace(r, confusion=[[5, 0, 0], [0, 5, 0], [0, 0, 5]])
+                     for r in _rows(0, [0.75, 0.74], [0.0, 0.01])]
+    write_rows(only_standard, tmp_path / "standard.csv")
+    assert main(["frontier", str(tmp_path / "standard.csv")]) == 1
+    assert "no frontier in 4 rows" in capsys.readouterr().err

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "busadv.cli.report",
     "busadv.cli.robustness",
     "busadv.cli.explain",
+    "busadv.cli.frontier",
 )
 
 

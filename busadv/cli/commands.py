@@ -76,7 +76,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
+    from busadv.cli.frontier import print_tradeoffs
     from busadv.experiments import PRESETS, ExperimentConfig, experiment_job
+    from busadv.results.tradeoff import epsilon_tradeoffs
 
     overrides: dict[str, Any] = {k: v for k, v in {
         "archs": args.models, "modes": args.modes, "train_epsilons": args.train_epsilons, "seeds": args.seeds,
@@ -97,6 +99,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     rows = _rows(result)
     print_summary(summarize(rows))
     print_diagnosis_texts(result["diagnoses"])
+    print_tradeoffs(epsilon_tradeoffs(rows))  # the study's question, wherever the grid holds a frontier
     print(f"results store: {result['results_file']}")
     if args.out:
         print(f"wrote {write_rows(rows, args.out)}")
