@@ -159,3 +159,31 @@ def test_a_grid_says_which_attack_is_running_while_it_evaluates(trained_simplecn
         throttle(ProgressEvent(0.5, message))
     assert sent == ["epoch 40/40, batch 1/17", "evaluating on the held-out test set",
                     "AutoAttack ε=0.0157 (4/255): test images 1-64 of 156"]
+
+
+def test_the_grid_shows_the_newest_event_of_a_batch_drained_at_once():
+    """A pool's queue is drained in one go: the last event (what runs now) is what the grid shows next,
+    not the first one repeated as a keepalive."""
+    import time
+
+    from busadv.experiments.backends.base import Grid, RunTask
+    from busadv.progress import ProgressEvent
+    from busadv.training import TrainConfig
+
+    shown: list[str] = []
+    tasks = [RunTask(index=i, config=TrainConfig(), run_id=f"r{i}", label=f"run {i + 1}/2", cpus=1, gpus=0.0,
+                     memory_gb=1.0) for i in range(2)]
+    grid = Grid(tasks, lambda e: shown.append(e.message), every=0.05)
+    for message in ("PGD ε=0.0157 (4/255): test images 1-64 of 156", "PGD ε=0.0157 (4/255): test images 2",
+                    "PGD ε=0.0157 (4/255): test images 3"):
+        grid.event(0, ProgressEvent(0.5, message))
+    assert shown == ["run 1/2: PGD ε=0.0157 (4/255): test images 1-64 of 156"]
+    grid.event(0, ProgressEvent(0.6, "AutoAttack ε=0.0157 (4/255): test images 65-128 of 156"))
+    assert shown[-1].startswith("run 1/2: AutoAttack"), "a new phase is shown at once"
+    grid.event(0, ProgressEvent(0.6, "AutoAttack ε=0.0157 (4/255): test images 129-156 of 156"))
+    assert len(shown) == 2
+    time.sleep(0.06)
+    grid.tick()
+    assert shown[-1] == "run 1/2: AutoAttack ε=0.0157 (4/255): test images 129-156 of 156"
+    grid.tick()
+    assert len(shown) == 3, "sent once, then only the keepalive repeats it"

@@ -183,6 +183,11 @@ def execute(task: RunTask, dataset: ImageSet, options: RunOptions, run_fn: RunFn
                       checkpoint_folder=checkpoint_folder or options.checkpoint_folder, progress=progress)
 
 
+def phase(message: str) -> str:
+    """What a run is doing, by its message's first word: 'epoch', 'evaluating', 'AutoAttack', 'PGD'..."""
+    return message.split(" ", 1)[0]
+
+
 class Throttle:
     """A worker's progress, thinned before it crosses a process boundary: epoch ends, a run's end and a new
     phase (the message's first word changes: training to evaluation, one attack to the next) always pass,
@@ -194,11 +199,11 @@ class Throttle:
 
     def __call__(self, event: ProgressEvent) -> None:
         now = time.monotonic()
-        phase = event.message.split(" ", 1)[0]
-        if (event.accuracy is None and event.fraction < 1.0 and phase == self.phase
+        current = phase(event.message)
+        if (event.accuracy is None and event.fraction < 1.0 and current == self.phase
                 and now - self.last < self.seconds):
             return
-        self.last, self.phase = now, phase
+        self.last, self.phase = now, current
         self.send(event)
 
 
@@ -219,6 +224,8 @@ class Grid:
         self.outcome = GridOutcome()
         self.followed: int | None = None
         self.last_sent, self.last_message = -math.inf, "starting"
+        self.unsent: tuple[int, ProgressEvent] | None = None  # the newest event held back by `every`
+        self.phases: dict[int, str] = {}  # per run, the phase of the last event sent
 
     def _send(self, event: ProgressEvent) -> None:
         self.last_sent, self.last_message = time.monotonic(), event.message
@@ -231,17 +238,27 @@ class Grid:
         self.fractions[index] = min(1.0, max(0.0, float(event.fraction)))
         if self.followed is None:
             self.followed = index
-        epoch_end = event.accuracy is not None
-        if not epoch_end and time.monotonic() - self.last_sent < self.every:
+        urgent = event.accuracy is not None or phase(event.message) != self.phases.get(index)
+        if not urgent and time.monotonic() - self.last_sent < self.every:
+            self.unsent = (index, event)  # sent by tick() unless a newer one comes first
             return
+        self._send_run(index, event)
+
+    def _send_run(self, index: int, event: ProgressEvent) -> None:
+        self.unsent = None
+        self.phases[index] = phase(event.message)
         mine = index == self.followed
         self._send(ProgressEvent(self.overall(), f"{self.tasks[index].label}: {event.message}",
                                  event.epoch if mine else None, event.epochs if mine else None,
                                  event.loss if mine else None, event.accuracy if mine else None))
 
     def tick(self) -> None:
-        """Report the current state when nothing was reported for a while (a cancel is noticed here)."""
-        if time.monotonic() - self.last_sent >= KEEPALIVE_SECONDS:
+        """Report the newest event held back, or the current state when nothing was reported for a while (a
+        cancel is noticed here). Events drained from a queue arrive together: without the held-back one, a
+        grid repeated the first of them ('PGD, images 1-64') while the last ('AutoAttack, 65-128') ran."""
+        if self.unsent is not None and time.monotonic() - self.last_sent >= self.every:
+            self._send_run(*self.unsent)
+        elif time.monotonic() - self.last_sent >= KEEPALIVE_SECONDS:
             self._send(ProgressEvent(self.overall(), self.last_message))
 
     def _release(self, index: int, fraction: float) -> None:
