@@ -46,6 +46,11 @@ def test_the_rule_picks_the_most_robust_epsilon_within_the_clean_tolerance():
     assert len(answer.table()) == 3 and answer.table()[0]["training ε"] == "standard (0)"
     figure = plots.epsilon_tradeoff(answer)
     assert any(trace.name and "2/255" in trace.name for trace in figure.data)
+    labels = {a.text: (a.x, a.y) for a in figure.layout.annotations if a.showarrow}
+    assert labels["<b>2/255</b>"] == pytest.approx((0.74, 0.31)), "each label points at its own mean"
+    assert any(s.x0 == pytest.approx(0.75 - CLEAN_TOLERANCE) for s in figure.layout.shapes), "the rule's line"
+    low, high = figure.layout.xaxis.range
+    assert low < 1 / 3 < 0.69 < 0.76 < high < 1.03, "zoomed to the points, chance still in view"
 
 
 def test_no_epsilon_meets_the_rule_and_a_collapsed_run_disqualifies():

@@ -11,7 +11,7 @@ from busadv.attacks import attack_label, format_epsilon
 from busadv.plots.results import short_labels
 from busadv.plots.style import FLIP_COLOR, PALETTE, REFERENCE_COLOR, layout, legend_below, metric_name, text
 from busadv.results import GroupSummary, recipe_labels
-from busadv.results.tradeoff import TradeoffAnswer
+from busadv.results.tradeoff import CLEAN_TOLERANCE, TradeoffAnswer
 
 
 def robustness_frontier(groups: Sequence[GroupSummary], attack: str, epsilon: float,
@@ -55,25 +55,34 @@ def robustness_frontier(groups: Sequence[GroupSummary], attack: str, epsilon: fl
     return legend_below(fig)  # recipe names are long: one per line, clear of the x-axis title
 
 
+def _zoomed(values: Sequence[float], low: float, high: float) -> list[float]:
+    """An axis range that holds the values and chance (1/3) with a margin, inside [low, high]: points that sit
+    within 0.1 of each other stay apart, and chance stays in view to read them against."""
+    lo, hi = min([*values, 1 / 3]), max([*values, 1 / 3])
+    pad = max(0.05, (hi - lo) * 0.1)
+    return [max(low, lo - pad), min(high, hi + pad)]
+
+
 def epsilon_tradeoff(answer: TradeoffAnswer, title: str | None = None) -> go.Figure:
     """The study's question as one picture: clean (x) against robust (y) balanced accuracy, one point per training
-    epsilon (mean, with each seed as a faint dot), joined in order of epsilon; the chosen epsilon ringed."""
+    epsilon (mean, with each seed as a faint dot), joined in order of epsilon; the chosen epsilon ringed, and the
+    rule's clean threshold drawn so the eligible side is seen."""
     fig = go.Figure()
-    xs, ys = [], []
+    xs, ys, spread_x, spread_y = [], [], [], []
     for i, point in enumerate(answer.points):
         (cx, csd), (rx, rsd) = point.stat("clean"), point.stat("robust")
         xs.append(cx)
         ys.append(rx)
         color = PALETTE[i % len(PALETTE)]
         seeds = point.seeds
+        spread_x += [point.clean[s] for s in seeds] + [cx - csd, cx + csd]
+        spread_y += [point.robust[s] for s in seeds] + [rx - rsd, rx + rsd]
         fig.add_scatter(x=[point.clean[s] for s in seeds], y=[point.robust[s] for s in seeds], mode="markers",
                         marker=dict(size=7, color=color, opacity=0.35), showlegend=False, hoverinfo="text",
                         hovertext=[f"training ε {point.label}, seed {s}" for s in seeds])
         chosen = answer.best is point
         fig.add_scatter(
-            x=[cx], y=[rx], mode="markers+text", name=f"training ε {point.label}",
-            text=[point.label.split("(")[-1].rstrip(")") if "(" in point.label else point.label],
-            textposition="top right" if i % 2 else "bottom right",  # neighbours' labels on opposite sides
+            x=[cx], y=[rx], mode="markers", name=f"training ε {point.label}, {len(seeds)} seed(s)",
             error_x=dict(type="data", array=[csd], visible=True, color=color),
             error_y=dict(type="data", array=[rsd], visible=True, color=color),
             marker=dict(size=18 if chosen else 13, color=color, symbol="x" if point.collapsed_seeds else "circle",
@@ -81,14 +90,26 @@ def epsilon_tradeoff(answer: TradeoffAnswer, title: str | None = None) -> go.Fig
             hoverinfo="text",
             hovertext=f"training ε {point.label}<br>clean BA {cx:.3f} ± {csd:.3f}<br>robust BA {rx:.3f} ± {rsd:.3f}"
                       f"<br>{len(seeds)} seed(s)" + (" <b>chosen by the rule</b>" if chosen else ""))
+        # A pointer from the label to its point: labels set beside points were read as the neighbour's.
+        short = point.label.split("(")[-1].rstrip(")") if "(" in point.label else point.label
+        fig.add_annotation(x=cx, y=rx, text=f"<b>{short}</b>", showarrow=True, arrowhead=0, arrowwidth=1.5,
+                           arrowcolor=color, ax=-60 if i % 2 else 60, ay=35 if i % 2 else -35,
+                           font=dict(color=color, size=14), bgcolor="rgba(255,255,255,0.85)")
     fig.add_scatter(x=xs, y=ys, mode="lines", line=dict(color=REFERENCE_COLOR, width=1.5, dash="dot"),
                     showlegend=False, hoverinfo="skip")
     line = dict(color=REFERENCE_COLOR, dash="dash", width=1.5)
     fig.add_vline(x=1 / 3, line=line, annotation_text="chance", annotation_position="bottom right")
     fig.add_hline(y=1 / 3, line=line, annotation_text="chance", annotation_position="top left")
+    standard = next((p for p in answer.points if p.train_epsilon == 0), None)
+    if standard is not None:
+        threshold = standard.stat("clean")[0] - CLEAN_TOLERANCE
+        fig.add_vline(x=threshold, line=dict(color=FLIP_COLOR, dash="dot", width=1.5),
+                      annotation_text=f"rule: clean within {CLEAN_TOLERANCE} of standard →",
+                      annotation_position="top right", annotation_font_color=FLIP_COLOR)
     layout(fig, title or f"What each training ε buys: {text(answer.arch)}, {text(answer.mode)}",
            subtitle=f"robust = balanced accuracy under {answer.condition}; mean ± std over seeds, faint dots = seeds; "
                     "black ring = the rule's choice; up and to the right is better", height=480)
-    fig.update_xaxes(range=[-0.03, 1.03], tickformat=".0%", title="Balanced accuracy, clean test images")
-    fig.update_yaxes(range=[-0.03, 1.03], tickformat=".0%", title="Robust balanced accuracy")
+    fig.update_xaxes(range=_zoomed(spread_x, -0.03, 1.03), tickformat=".0%",
+                     title="Balanced accuracy, clean test images")
+    fig.update_yaxes(range=_zoomed(spread_y, -0.03, 1.03), tickformat=".0%", title="Robust balanced accuracy")
     return legend_below(fig)
