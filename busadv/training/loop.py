@@ -35,7 +35,7 @@ from busadv.progress import ProgressEvent, ProgressFn, ignore_progress
 from busadv.settings import pick_device
 from busadv.training import state
 from busadv.training.augment import augment_batch
-from busadv.training.config import TrainConfig
+from busadv.training.config import CHOOSING_SELECTIONS, TrainConfig
 from busadv.training.modes import MODES
 from busadv.training.optim import (
     SELECTION_WINDOW,
@@ -216,7 +216,8 @@ def validate_epoch(model: nn.Module, stats: EpochStats, val_set: ImageSet, confi
     """Validation measures after an epoch; returns the score that chooses the epoch.
 
     Standard training is scored by clean balanced accuracy; adversarial training by balanced accuracy under
-    PGD-5 at the training epsilon (cheap, and what robust training is for), clean balanced accuracy breaking ties.
+    PGD-5 at the training epsilon (cheap, and what robust training is for), clean balanced accuracy breaking ties;
+    with select=best-both by the mean of the two.
     """
     adversarial = MODES.get(config.mode).adversarial and config.epsilon > 0
     results = evaluate(model, val_set, ["fgsm", "pgd"] if adversarial else [], [config.epsilon] if adversarial else [],
@@ -229,7 +230,10 @@ def validate_epoch(model: nn.Module, stats: EpochStats, val_set: ImageSet, confi
     stats.val_fgsm_accuracy = by_attack["fgsm"].accuracy
     stats.val_pgd_accuracy = by_attack["pgd"].accuracy
     stats.val_pgd_balanced_accuracy = by_attack["pgd"].balanced_accuracy
-    return float(by_attack["pgd"].balanced_accuracy) + 1e-3 * float(clean.balanced_accuracy)
+    robust = float(by_attack["pgd"].balanced_accuracy)
+    if config.select == "best-both":
+        return (robust + float(clean.balanced_accuracy)) / 2
+    return robust + 1e-3 * float(clean.balanced_accuracy)
 
 
 def carve_validation(train_set: ImageSet, config: TrainConfig) -> tuple[ImageSet, ImageSet | None]:
@@ -349,7 +353,7 @@ def train_model(config: TrainConfig, train_set: ImageSet, test_set: ImageSet | N
     result.seconds = resumed.seconds + time.perf_counter() - started
     final = averager.model if averager is not None else model
     result.chosen_epoch = len(result.history) or None
-    if config.select == "best" and choice.best_weights is not None:
+    if config.select in CHOOSING_SELECTIONS and choice.best_weights is not None:
         final.load_state_dict(choice.best_weights)
         result.chosen_epoch = choice.best_epoch
     result.model = final
