@@ -124,7 +124,8 @@ def check_levers(levers: TrainingLevers) -> list[str]:
             and 0 <= levers.patience <= MAX_EPOCHS):
         problems.append(f"patience must be a whole number >= 0, got {levers.patience!r}")
     if levers.select in CHOOSING_SELECTIONS and not levers.val_fraction:
-        problems.append(f"select={levers.select} chooses the epoch on a validation split: set val_fraction > 0 (e.g. 0.15)")
+        problems.append(f"select={levers.select} chooses the epoch on a validation split: "
+                        "set val_fraction > 0 (e.g. 0.15)")
     if levers.patience and not levers.val_fraction:
         problems.append("patience stops on the validation score: set val_fraction > 0 (e.g. 0.15)")
     return problems
