@@ -96,7 +96,7 @@ class BestLevers(TrainingLevers):
     schedule: str = "onecycle"
     ema_decay: float = 0.995
     val_fraction: float = 0.15
-    select: str = "best"
+    select: str = "best-both"   # measured on BUSI: clean +0.04, AutoAttack +0.03 over "best" (README)
     patience: int = 0
 
 
