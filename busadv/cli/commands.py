@@ -163,7 +163,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from busadv.experiments.backends import BACKENDS
     from busadv.models import MODELS
     from busadv.training import CLASS_BALANCE, LABEL_SOURCES, MODES
-    from busadv.training.config import AUGMENTATIONS, OPTIMIZERS, SCHEDULES, SELECTIONS
+    from busadv.training.config import AUGMENTATIONS, BEST_LEVERS, OPTIMIZERS, SCHEDULES, SELECTIONS
 
     attack_names = ", ".join(ATTACKS.names())
     attacks, epsilons, epsilon = arguments.attack_list, arguments.epsilon_list, arguments.epsilon
@@ -192,7 +192,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--val-fraction", type=float,
                        help="share of the training side held out to choose the epoch (0: none, as in the study)")
         p.add_argument("--select", choices=list(SELECTIONS),
-                       help="; ".join(f"{k}: {v}" for k, v in SELECTIONS.items()))
+                       help="; ".join(f"{k}: {v}" for k, v in SELECTIONS.items())
+                       + f" (default {BEST_LEVERS['select']}; the study's recipe: last)")
         p.add_argument("--patience", type=int, help="stop after this many epochs without a better validation score")
         p.add_argument("--lr", type=float, help="learning rate (the peak of a schedule)")
 
