@@ -50,6 +50,20 @@ def test_loads_busi_skipping_masks_and_hidden_files(tmp_path):
     assert not dataset.simulated and "BUSI at" in dataset.source
 
 
+def test_class_counts_read_file_names_only_and_refuse_what_is_not_busi(tmp_path, monkeypatch):
+    from busadv.data import DEFAULT_COUNTS, DatasetError, class_counts
+
+    root = make_busi(tmp_path / "busi", per_class=4)
+    (root / "normal" / "normal (1).png").write_bytes(b"not a png")  # counted: nothing is decoded
+    assert class_counts(root) == {"benign": 4, "malignant": 4, "normal": 4}
+    monkeypatch.setenv("BUSADV_DATA", str(root))
+    assert class_counts(None) == {"benign": 4, "malignant": 4, "normal": 4}  # what load_dataset would read
+    monkeypatch.delenv("BUSADV_DATA")
+    assert class_counts(None) == dict(DEFAULT_COUNTS)
+    with pytest.raises(DatasetError, match="no such folder"):
+        class_counts(tmp_path / "missing")
+
+
 def test_nested_download_folder_is_found(tmp_path):
     make_busi(tmp_path / "archive" / "Dataset_BUSI_with_GT", per_class=3)
     assert len(load_busi(tmp_path / "archive", image_size=16)) == 9

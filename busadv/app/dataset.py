@@ -17,7 +17,6 @@ from PIL import Image
 
 from busadv.app.markdown import plain
 from busadv.data import (
-    BUSI,
     DATA_ENV,
     DEFAULT_COUNTS,
     MAX_DECODE_PIXELS,
@@ -25,10 +24,10 @@ from busadv.data import (
     DatasetError,
     ImageRejected,
     ImageSet,
+    class_counts,
     data_setting,
     decode_image,
     find_busi_root,
-    list_busi_files,
     load_dataset,
 )
 from busadv.data.decode import READ_ERRORS
@@ -64,12 +63,9 @@ def _facts(data: str | None) -> DataFacts:
     if not data:
         return DataFacts(simulated=True, source=SIMULATED_LABEL, counts=dict(DEFAULT_COUNTS))
     try:
-        root = find_busi_root(data)
-        files = list_busi_files(root)
+        return DataFacts(simulated=False, source=f"BUSI at {find_busi_root(data)}", counts=class_counts(data))
     except DatasetError as exc:
         return DataFacts(simulated=False, source=data, error=str(exc))
-    counts = {c: sum(1 for _, label in files if label == i) for i, c in enumerate(BUSI.classes)}
-    return DataFacts(simulated=False, source=f"BUSI at {root}", counts=counts)
 
 
 def dataset_facts() -> DataFacts:
