@@ -139,6 +139,22 @@ def test_estimates_grow_with_adversarial_cost_and_the_watch():
     assert fgsm < validated != fgsm_watched  # FGSM and PGD-5 on the validation images, not the watch
 
 
+def test_a_grid_estimate_counts_testing_with_autoattack_at_its_worst_case():
+    from busadv.experiments import estimate_words, grid_seconds
+    from busadv.experiments.estimates import AUTOATTACK, rate_at
+
+    rates = {"simplecnn": 100.0}
+    plain = grid_seconds(_tiny_grid(test_attacks=["fgsm"]), rates, 100, 25)
+    attacked = grid_seconds(_tiny_grid(test_attacks=["fgsm", "autoattack"]), rates, 100, 25)
+    assert plain[1] == 0 and plain[0] > estimate_seconds(_tiny_grid(), rates, 100, 25)  # testing is counted
+    worst = 4 * 2 * 25 * AUTOATTACK / rate_at(rates, "simplecnn", 32)  # 4 runs x 2 test epsilons x 25 images
+    assert attacked[1] == pytest.approx(worst) and attacked[0] == pytest.approx(plain[0] + worst)
+    words = estimate_words(*attacked, measured=False)
+    assert words.startswith("roughly ") and "AutoAttack up to" in words and "two CPU cores" in words
+    assert "AutoAttack" not in estimate_words(*plain, measured=True) and "measured" in estimate_words(*plain, True)
+    assert estimate_words(float("nan"), 0.0, True) == "" == estimate_words(0.0, 0.0, True)
+
+
 def test_a_grid_says_which_attack_is_running_while_it_evaluates(trained_simplecnn):
     """AutoAttack on a robust model takes minutes: the progress names the condition, and the throttle that
     thins a worker's events lets every change of phase through (it used to drop 'evaluating')."""

@@ -91,7 +91,9 @@ def test_cli_trains_evaluates_and_attacks(tmp_path, capsys):
 def test_cli_experiment_writes_rows_and_summary(tmp_path, capsys):
     assert main(["experiment", "--models", "simplecnn", "--modes", "standard", "--seeds", "0,1", "--epochs", "1",
                  "--test-epsilons", "0.05", "--image-sizes", "simplecnn=32", "--out", str(tmp_path / "rows.csv")]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "time: roughly" in captured.err  # said before the work starts
     assert "±" in out and "collapsed" in out
     assert (tmp_path / "rows.csv").exists() and (tmp_path / "rows-summary.csv").exists()
     assert {row["image_size"] for row in csv.DictReader((tmp_path / "rows.csv").open())} == {"32"}

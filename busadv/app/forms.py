@@ -14,10 +14,9 @@ from busadv.app.checkpoints import training_rates
 from busadv.app.dataset import DataFacts
 from busadv.app.widgets import BALANCE_CHOICES, LABEL_CHOICES, RANDOM_START_CHOICES, choice_index
 from busadv.attacks import attack_label, format_epsilon_list
-from busadv.experiments import ExperimentConfig, estimate_seconds, study_preset
+from busadv.experiments import ExperimentConfig, estimate_words, grid_seconds, study_preset
 from busadv.experiments.backends import BACKENDS
 from busadv.models import MODELS
-from busadv.progress import format_seconds
 from busadv.training import MODES, TrainConfig
 from busadv.training.config import BEST_TRAINING, STUDY_LEVERS
 
@@ -71,23 +70,13 @@ def experiment_config(settings: dict[str, Any]) -> tuple[ExperimentConfig | None
         return None, str(exc)
 
 
-def training_images(facts: DataFacts, test_fraction: float) -> int:
-    """How many images a run trains on: the active data less its held-out test share."""
-    return max(0, facts.images - math.ceil(test_fraction * facts.images))
-
-
 def estimate_text(experiment: ExperimentConfig, facts: DataFacts) -> str:
-    """'roughly 12 min at the training speed this machine's saved models measured' (or '' without data)."""
-    n_train = training_images(facts, experiment.test_fraction)
-    if not n_train:
+    """'roughly 12 min at this machine's measured training speed' (or '' without data): training and testing."""
+    n_test = math.ceil(experiment.test_fraction * facts.images)
+    if not facts.images - n_test:
         return ""
-    rates, here = training_rates()
-    seconds = estimate_seconds(experiment, rates, n_train)
-    if not math.isfinite(seconds):
-        return ""
-    speed = ("at the training speed this machine's saved models measured" if here else
-             "at the usual speed of two CPU cores (a GPU is much faster)")
-    return f"roughly {format_seconds(seconds)} of training {speed}"
+    rates, measured = training_rates()
+    return estimate_words(*grid_seconds(experiment, rates, facts.images - n_test, n_test), measured)
 
 
 def single_run(config: dict[str, Any]) -> ExperimentConfig:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from busadv.cli import arguments
 from busadv.cli.output import ProgressPrinter, print_diagnosis_texts, print_rows, print_summary
 from busadv.results import ResultRow, row_from_dict, summarize, write_rows
+
+if TYPE_CHECKING:
+    from busadv.experiments import ExperimentConfig
 
 
 def _rows(result: dict[str, Any]) -> list[ResultRow]:
@@ -75,6 +79,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def grid_estimate(config: ExperimentConfig) -> str:
+    """The grid's rough time in words before it starts (hours of AutoAttack should not be a surprise); '' when
+    the data folder cannot be counted (the grid itself then says why)."""
+    from busadv.data import DatasetError, class_counts
+    from busadv.experiments import estimate_words, grid_seconds, measured_rates
+
+    try:
+        images = sum(class_counts(config.data).values())
+    except DatasetError:
+        return ""
+    n_test = math.ceil(config.test_fraction * images)
+    rates, measured = measured_rates()
+    return estimate_words(*grid_seconds(config, rates, images - n_test, n_test), measured)
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
     from busadv.cli.frontier import print_tradeoffs
     from busadv.experiments import PRESETS, ExperimentConfig, experiment_job
@@ -95,6 +114,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     where = f"Ray at {config.address}" if config.address else config.backend
     print(f"{len(runs)} runs: {', '.join(config.archs)} x {', '.join(config.modes)} x seeds {config.seeds}, "
           f"on {where}" + (f" ({config.workers} at once)" if config.workers else ""), file=sys.stderr)
+    estimate = grid_estimate(config)
+    if estimate:
+        print(f"time: {estimate}, one run after another", file=sys.stderr)
     result = experiment_job(config.to_dict(), progress=ProgressPrinter())
     rows = _rows(result)
     print_summary(summarize(rows))

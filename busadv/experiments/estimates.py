@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from busadv.experiments.config import ExperimentConfig
 from busadv.models.checkpoints import list_checkpoints
 from busadv.models.registry import MODELS
+from busadv.progress import format_seconds
 from busadv.training import MODES, TrainConfig
 from busadv.training.loop import VALIDATION_PGD_STEPS
 
@@ -99,3 +100,36 @@ def evaluation_seconds(arch: str, image_size: int, conditions: Sequence[tuple[st
     total = sum(cost.get(attack, 1 + FORWARD) if attack != "none" else FORWARD for attack, _ in conditions)
     strongest = sum(AUTOATTACK for attack, _ in conditions if attack == "autoattack")
     return n_test * total / rate, n_test * strongest / rate
+
+
+def grid_conditions(config: ExperimentConfig) -> list[tuple[str, float]]:
+    """What every run of a grid is tested under: the clean test set, then each attack at each test epsilon."""
+    return [("none", 0.0)] + [(a, e) for a in config.test_attacks for e in config.test_epsilons if e > 0]
+
+
+def grid_seconds(config: ExperimentConfig, rates: dict[str, float], n_train: int,
+                 n_test: int) -> tuple[float, float]:
+    """(training and testing every run of a grid, one after another; the AutoAttack part at its worst case)."""
+    total = strongest = 0.0
+    for run in config.runs():
+        evaluation, autoattack = evaluation_seconds(run.arch, int(run.image_size or 0), grid_conditions(config),
+                                                    rates, n_test, config.eval_pgd_steps)
+        total += run_seconds(run, rates, n_train, n_test) + evaluation
+        strongest += autoattack
+    return total, strongest
+
+
+def estimate_words(total: float, autoattack: float, measured: bool,
+                   skip: str = "leave it out of the test attacks to skip it") -> str:
+    """'roughly 2.0 h at …, of which AutoAttack up to 1.5 h (…)', or '' when nothing can be said.
+
+    Why AutoAttack apart: it is counted at its worst case (every member's whole budget on every image), which
+    a robust model comes near and a weak one never does, so it is the part of an estimate a user can act on."""
+    if not total or not math.isfinite(total):
+        return ""
+    speed = "this machine's measured training speed" if measured else "the usual speed of two CPU cores"
+    text = f"roughly {format_seconds(total)} at {speed}"
+    if autoattack > 0.2 * total:
+        text += (f", of which AutoAttack up to {format_seconds(autoattack)} (it runs its whole budget on every "
+                 f"image a model resists; {skip})")
+    return text

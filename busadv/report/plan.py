@@ -18,9 +18,9 @@ from typing import Any
 from busadv.data import ImageSet, load_dataset
 from busadv.evaluation import evaluate
 from busadv.experiments import ExperimentConfig, measured_rates, run_one, scaled, test_split_for, train_config_of
-from busadv.experiments.estimates import evaluation_seconds, run_seconds
+from busadv.experiments.estimates import estimate_words, evaluation_seconds, run_seconds
 from busadv.models.checkpoints import CheckpointError, load_checkpoint
-from busadv.progress import ProgressEvent, ProgressFn, format_seconds, ignore_progress
+from busadv.progress import ProgressEvent, ProgressFn, ignore_progress
 from busadv.results import ResultRow, load_store, rows_for, save_rows
 from busadv.results.row import RECIPE_FIELDS, recipe_columns
 from busadv.training import TrainConfig
@@ -79,14 +79,7 @@ class Progress:
                                                         run.conditions, rates, run.n_test, pgd_steps)
             total += evaluation + (run_seconds(run.config, rates, run.n_train, run.n_test) if run.train else 0.0)
             strongest += autoattack
-        if not self.pending or not math.isfinite(total):
-            return total, ""
-        speed = "this machine's measured training speed" if measured else "the usual speed of two CPU cores"
-        text = f"roughly {format_seconds(total)} at {speed}"
-        if strongest > 0.2 * total:
-            text += (f", of which AutoAttack up to {format_seconds(strongest)} (it runs its whole budget on every "
-                     f"image a model resists; leave its ε empty to skip it)")
-        return total, text
+        return total, estimate_words(total, strongest, measured, skip="leave its ε empty to skip it")
 
 
 def gather(plan: ReportPlan, progress: ProgressFn = ignore_progress, run: bool = True
