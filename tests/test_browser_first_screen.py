@@ -2,7 +2,8 @@
 
 At 1280x720 and 1920x1080, without scrolling: the original and the perturbed image (each at least 256 px tall,
 taller on the larger screen), the epsilon slider, and under each image its class probabilities as text
-("malignant 91.2 %") with the predicted class marked. Presenter mode shows the same, larger, with nothing else.
+("malignant 91.2 %") with the predicted class marked, and the smallest epsilon that flips the diagnosis.
+Presenter mode shows the same, larger, with nothing else.
 A slider step changes the picture and the numbers in the browser alone: no message goes to the server.
 Every request of every page goes to the server's own host (no fonts or scripts from elsewhere).
 """
@@ -74,6 +75,9 @@ def test_the_first_screen_holds_pictures_slider_and_probabilities(server, browse
         open_explorer(page, server)
         shown = first_screen(page)
         assert_fits(shown, width, height, least)
+        flip = page.locator(".st-key-flip-row").bounding_box()  # the lecture's number: how little flips it
+        assert flip and flip["y"] + flip["height"] <= height and "Smallest ε that flips it" in page.inner_text(
+            ".st-key-flip-row"), flip
         heights[width] = shown["images"][0]["height"]
         test_browser.shoot(page, f"first-screen-{height}")
 

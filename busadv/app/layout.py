@@ -93,6 +93,15 @@ def flow(gap: str = "small") -> DeltaGenerator:
     return st.container(horizontal=True, wrap=True, gap=gap)  # type: ignore[arg-type]
 
 
+def readout_row(label: str, value: str, key: str, note: str | None = None, help: str | None = None) -> None:
+    """A readout on one line (label, value, note), for under a figure where a tile would fall below the fold."""
+    with st.container(horizontal=True, vertical_alignment="center", gap="small", key=key):
+        st.caption(label, help=help, width="content")
+        st.markdown(f"#### {value}", anchors=False, width="content")
+        if note:
+            st.markdown(note, width="content")
+
+
 def readout(label: str, value: str, note: str | None = None, help: str | None = None, width: int = 280) -> None:
     """A bordered tile: a small label over a large value that wraps between words (st.metric cuts it with '…')."""
     with st.container(border=True, width=width):

@@ -189,9 +189,9 @@ def flip_readout(view: ProbeView, attack: str, container: Any) -> float | None:
     with container:
         flip = view.smallest_flip(attack, progress_bar(f"Searching the smallest flipping ε with {attack_label(attack)}")
                                   if view.slow(attack) else None)
-        layout.readout("Smallest ε that flips it", format_epsilon(flip) if flip is not None else "none up to 0.5",
-                       note=f"with {attack_label(attack)}", width="stretch",  # type: ignore[arg-type]
-                       help="Searched on every k/255 up to 127/255, then at 0.5. Drag the slider there to see it.")
+        layout.readout_row("Smallest ε that flips it", format_epsilon(flip) if flip is not None else "none up to 0.5",
+                           key="flip-row", note=f"with {attack_label(attack)}",
+                           help="Searched on every k/255 up to 127/255, then at 0.5. Drag the slider there to see it.")
     return flip
 
 
@@ -247,7 +247,7 @@ def first_screen(infos: list[CheckpointInfo], facts: DataFacts, link: dict[str, 
     else:
         with left:
             figure(view, attack, eps)
-        flip = flip_readout(view, attack, right)
+        flip = flip_readout(view, attack, left)  # under the slider: on the first screen of a 1280x720 laptop
     choices.write_link(info.name, choice.name if choice.upload is None else None, attack, eps, presenting)
     return Stage(info=info, others=others, view=view, test_set=test_set, offered=offered, attack=attack, eps=eps,
                  flip_eps=flip, lesion=Lesion(*lesion_for(choice, info)))
