@@ -153,6 +153,10 @@ def test_a_grid_estimate_counts_testing_with_autoattack_at_its_worst_case():
     assert words.startswith("roughly ") and "AutoAttack up to" in words and "two CPU cores" in words
     assert "AutoAttack" not in estimate_words(*plain, measured=True) and "measured" in estimate_words(*plain, True)
     assert estimate_words(float("nan"), 0.0, True) == "" == estimate_words(0.0, 0.0, True)
+    from busadv.experiments import grid_estimate
+
+    assert grid_estimate(_tiny_grid(), 125, rates, False) == estimate_words(*plain, False)  # 25 held out of 125
+    assert grid_estimate(_tiny_grid(), 1, rates, False) == ""  # nothing left to train on
 
 
 def test_a_grid_says_which_attack_is_running_while_it_evaluates(trained_simplecnn):

@@ -7,14 +7,13 @@ wrong, and the page shows it beside a disabled Start button.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from busadv.app.checkpoints import training_rates
 from busadv.app.dataset import DataFacts
 from busadv.app.widgets import BALANCE_CHOICES, LABEL_CHOICES, RANDOM_START_CHOICES, choice_index
 from busadv.attacks import attack_label, format_epsilon_list
-from busadv.experiments import ExperimentConfig, estimate_words, grid_seconds, study_preset
+from busadv.experiments import ExperimentConfig, grid_estimate, study_preset
 from busadv.experiments.backends import BACKENDS
 from busadv.models import MODELS
 from busadv.training import MODES, TrainConfig
@@ -72,11 +71,7 @@ def experiment_config(settings: dict[str, Any]) -> tuple[ExperimentConfig | None
 
 def estimate_text(experiment: ExperimentConfig, facts: DataFacts) -> str:
     """'roughly 12 min at this machine's measured training speed' (or '' without data): training and testing."""
-    n_test = math.ceil(experiment.test_fraction * facts.images)
-    if not facts.images - n_test:
-        return ""
-    rates, measured = training_rates()
-    return estimate_words(*grid_seconds(experiment, rates, facts.images - n_test, n_test), measured)
+    return grid_estimate(experiment, facts.images, *training_rates())
 
 
 def single_run(config: dict[str, Any]) -> ExperimentConfig:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,15 +82,13 @@ def grid_estimate(config: ExperimentConfig) -> str:
     """The grid's rough time in words before it starts (hours of AutoAttack should not be a surprise); '' when
     the data folder cannot be counted (the grid itself then says why)."""
     from busadv.data import DatasetError, class_counts
-    from busadv.experiments import estimate_words, grid_seconds, measured_rates
+    from busadv.experiments import grid_estimate, measured_rates
 
     try:
         images = sum(class_counts(config.data).values())
     except DatasetError:
         return ""
-    n_test = math.ceil(config.test_fraction * images)
-    rates, measured = measured_rates()
-    return estimate_words(*grid_seconds(config, rates, images - n_test, n_test), measured)
+    return grid_estimate(config, images, *measured_rates())
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:

@@ -111,12 +111,21 @@ def grid_seconds(config: ExperimentConfig, rates: dict[str, float], n_train: int
                  n_test: int) -> tuple[float, float]:
     """(training and testing every run of a grid, one after another; the AutoAttack part at its worst case)."""
     total = strongest = 0.0
+    conditions = grid_conditions(config)
     for run in config.runs():
-        evaluation, autoattack = evaluation_seconds(run.arch, int(run.image_size or 0), grid_conditions(config),
-                                                    rates, n_test, config.eval_pgd_steps)
+        evaluation, autoattack = evaluation_seconds(run.arch, int(run.image_size or 0), conditions, rates, n_test,
+                                                    config.eval_pgd_steps)
         total += run_seconds(run, rates, n_train, n_test) + evaluation
         strongest += autoattack
     return total, strongest
+
+
+def grid_estimate(config: ExperimentConfig, images: int, rates: dict[str, float], measured: bool) -> str:
+    """A grid's rough time in words, from how many images its data holds (its test share held out), or ''."""
+    n_test = math.ceil(config.test_fraction * images)
+    if images - n_test <= 0:
+        return ""
+    return estimate_words(*grid_seconds(config, rates, images - n_test, n_test), measured)
 
 
 def estimate_words(total: float, autoattack: float, measured: bool,

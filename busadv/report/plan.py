@@ -18,7 +18,7 @@ from typing import Any
 from busadv.data import ImageSet, load_dataset
 from busadv.evaluation import evaluate
 from busadv.experiments import ExperimentConfig, measured_rates, run_one, scaled, test_split_for, train_config_of
-from busadv.experiments.estimates import estimate_words, evaluation_seconds, run_seconds
+from busadv.experiments.estimates import estimate_words, evaluation_seconds, grid_conditions, run_seconds
 from busadv.models.checkpoints import CheckpointError, load_checkpoint
 from busadv.progress import ProgressEvent, ProgressFn, ignore_progress
 from busadv.results import ResultRow, load_store, rows_for, save_rows
@@ -39,8 +39,7 @@ class ReportPlan:
     def runs(self) -> list[tuple[TrainConfig, list[Condition]]]:
         out = []
         for grid in self.grids:
-            base = [("none", 0.0)] + [(a, e) for a in grid.test_attacks for e in grid.test_epsilons if e > 0]
-            wanted = list(dict.fromkeys(base + self.conditions.get(grid.name, [])))
+            wanted = list(dict.fromkeys(grid_conditions(grid) + self.conditions.get(grid.name, [])))
             out += [(config, wanted) for config in grid.runs()]
         return out
 
