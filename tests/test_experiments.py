@@ -15,6 +15,7 @@ from busadv.experiments import (
     study_preset,
     train_job,
 )
+from busadv.experiments.estimates import TimeEstimate
 from busadv.results import load_store
 
 
@@ -139,24 +140,38 @@ def test_estimates_grow_with_adversarial_cost_and_the_watch():
     assert fgsm < validated != fgsm_watched  # FGSM and PGD-5 on the validation images, not the watch
 
 
-def test_a_grid_estimate_counts_testing_with_autoattack_at_its_worst_case():
+def test_a_grid_estimate_counts_testing_with_autoattack_likely_and_at_its_worst_case():
     from busadv.experiments import estimate_words, grid_seconds
-    from busadv.experiments.estimates import AUTOATTACK, rate_at
+    from busadv.experiments.estimates import AUTOATTACK, LIKELY_SHARES, autoattack_cost, rate_at
 
     rates = {"simplecnn": 100.0}
     plain = grid_seconds(_tiny_grid(test_attacks=["fgsm"]), rates, 100, 25)
     attacked = grid_seconds(_tiny_grid(test_attacks=["fgsm", "autoattack"]), rates, 100, 25)
-    assert plain[1] == 0 and plain[0] > estimate_seconds(_tiny_grid(), rates, 100, 25)  # testing is counted
-    worst = 4 * 2 * 25 * AUTOATTACK / rate_at(rates, "simplecnn", 32)  # 4 runs x 2 test epsilons x 25 images
-    assert attacked[1] == pytest.approx(worst) and attacked[0] == pytest.approx(plain[0] + worst)
-    words = estimate_words(*attacked, measured=False)
-    assert words.startswith("roughly ") and "AutoAttack up to" in words and "two CPU cores" in words
-    assert "AutoAttack" not in estimate_words(*plain, measured=True) and "measured" in estimate_words(*plain, True)
-    assert estimate_words(float("nan"), 0.0, True) == "" == estimate_words(0.0, 0.0, True)
+    assert plain.autoattack == plain.autoattack_worst == 0
+    assert plain.seconds > estimate_seconds(_tiny_grid(), rates, 100, 25)  # testing is counted
+    per_image = 2 * 25 / rate_at(rates, "simplecnn", 32)  # 2 test epsilons x 25 images, in training-image seconds
+    assert attacked.autoattack_worst == pytest.approx(4 * per_image * AUTOATTACK)  # 4 runs
+    # The tiny grid: standard and FGSM, 2 seeds each; robust models resist longer, so cost more.
+    likely = 2 * per_image * (autoattack_cost(*LIKELY_SHARES[False]) + autoattack_cost(*LIKELY_SHARES[True]))
+    assert attacked.autoattack == pytest.approx(likely) and likely < attacked.autoattack_worst
+    assert attacked.seconds == pytest.approx(plain.seconds + likely)
+    words = estimate_words(attacked, measured=False)
+    assert words.startswith("roughly ") and "AutoAttack about" in words and "up to" in words
+    assert "two CPU cores" in words
+    assert "AutoAttack" not in estimate_words(plain, measured=True) and "measured" in estimate_words(plain, True)
+    assert estimate_words(TimeEstimate(float("nan")), True) == "" == estimate_words(TimeEstimate(), True)
     from busadv.experiments import grid_estimate
 
-    assert grid_estimate(_tiny_grid(), 125, rates, False) == estimate_words(*plain, False)  # 25 held out of 125
+    assert grid_estimate(_tiny_grid(), 125, rates, False) == estimate_words(plain, False)  # 25 held out of 125
     assert grid_estimate(_tiny_grid(), 1, rates, False) == ""  # nothing left to train on
+
+
+def test_autoattack_costs_more_on_models_that_resist_it():
+    """Its members run on the images earlier members failed to flip: the worst case is every image resisting."""
+    from busadv.experiments.estimates import AUTOATTACK, autoattack_cost
+
+    assert autoattack_cost(1.0, 1.0) == pytest.approx(AUTOATTACK) and autoattack_cost(0.0, 0.0) == 0
+    assert autoattack_cost(0.7, 0.1) < autoattack_cost(0.7, 0.45) < autoattack_cost(0.7, 0.7)
 
 
 def test_a_grid_says_which_attack_is_running_while_it_evaluates(trained_simplecnn):

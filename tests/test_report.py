@@ -8,6 +8,7 @@ import pytest
 
 from busadv.cli import main
 from busadv.evaluation import ConditionResult
+from busadv.progress import format_seconds
 from busadv.report.findings import (
     ARTEFACT,
     HOLDS,
@@ -129,8 +130,8 @@ def test_a_missing_condition_is_evaluated_from_the_checkpoint_not_retrained():
     assert sum(r.attack == "noise" and abs(r.test_epsilon - 3 / 255) < 1e-9 for r in rows) == 6
 
 
-def test_the_time_left_counts_training_and_autoattack_at_its_worst_case():
-    from busadv.experiments.estimates import AUTOATTACK, rate_at
+def test_the_time_left_counts_training_and_autoattack_likely_and_at_its_worst_case():
+    from busadv.experiments.estimates import AUTOATTACK, LIKELY_SHARES, autoattack_cost, rate_at
 
     with_aa = study_plan(archs=["simplecnn"], seeds=[0, 1], epochs=2, image_sizes={"simplecnn": 32},
                          autoattack=[8 / 255])
@@ -142,9 +143,14 @@ def test_the_time_left_counts_training_and_autoattack_at_its_worst_case():
     plain_total, plain_text = gather(without, run=False)[1].time_left(rates, measured=False)
     attacked = [r for r in counts.pending if any(a == "autoattack" for a, _ in r.conditions)]
     assert len(attacked) == len(with_aa.runs()) - 2  # every recipe but the random split's two seeds
-    worst = sum(r.n_test for r in attacked) * AUTOATTACK / rate_at(rates, "simplecnn", 32)
-    assert total == pytest.approx(plain_total + worst)
-    assert text.startswith("roughly ") and "AutoAttack up to" in text and "AutoAttack" not in plain_text
+    per_image = 1 / rate_at(rates, "simplecnn", 32)
+    robust = [r for r in attacked if r.config.mode != "standard"]
+    assert robust and len(robust) < len(attacked)  # the study's FGSM runs beside its standard ones
+    likely = sum(r.n_test * autoattack_cost(*LIKELY_SHARES[r.config.mode != "standard"]) for r in attacked)
+    assert total == pytest.approx(plain_total + likely * per_image)
+    worst = sum(r.n_test for r in attacked) * AUTOATTACK * per_image
+    assert text.startswith("roughly ") and "AutoAttack about" in text and "AutoAttack" not in plain_text
+    assert f"up to {format_seconds(worst)}" in text
     assert counts.time_left({"simplecnn": 100.0}, measured=True)[0] == pytest.approx(total / 2)
 
 

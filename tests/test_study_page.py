@@ -12,12 +12,12 @@ def test_study_page_defaults_to_minutes_and_warns_before_days_of_work_with_autoa
     at = open_app("pages/4_Study.py")
     said = texts(at)
     assert "0 of 9 runs are already in the results store" in said and "roughly" in said  # SimpleCNN, one seed
-    assert "days" not in said and "AutoAttack up to" not in said
+    assert "days" not in said and "AutoAttack about" not in said
     assert not [w for w in at.warning if "results store" in w.value]
     assert at.button(key="study_start").proto.type == "primary"
     at.button(key="s_full").click().run()  # the study's full settings: both models, five seeds, AutoAttack
     warned = " ".join(w.value for w in at.warning)
-    assert "runs are already in the results store" in warned and "days" in warned and "AutoAttack up to" in warned
+    assert "runs are already in the results store" in warned and "days" in warned and "AutoAttack about" in warned
     start = at.button(key="study_start")
     assert start.proto.type != "primary" and start.label.startswith("Start anyway (") and "days" in start.label
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from busadv.experiments.config import ExperimentConfig
 from busadv.models.checkpoints import list_checkpoints
@@ -83,23 +84,62 @@ def estimate_seconds(config: ExperimentConfig, rates: dict[str, float], n_train:
 
 
 # Test-time cost per test image and condition, in training images, measured on BUSI with one core (SimpleCNN,
-# 128 px): training 365 images/s (a 10-epoch checkpoint's own timing); PGD-10 0.035-0.062 s per image; AutoAttack
-# 4.3 s per image when every image resists every member (each runs its whole budget: a collapsed model's do) and
-# 0.6 s on a model whose images flip early. AutoAttack is counted at that worst case.
+# 128 px): training 365 images/s (a 10-epoch checkpoint's own timing); PGD-10 0.035-0.062 s per image.
 PGD_STEP = 2.0
+# AutoAttack's members each run only on the images every earlier one failed to flip (busadv.attacks.autoattack):
+# APGD-CE's 100 gradients on the images the model gets right, then APGD-T (2 x 100), DeepFool (~50) and Square
+# (1,000 forwards, ~333 gradients) on those that resist it: 100 c + 583 r gradients per image for a clean share c
+# and a robust share r. AUTOATTACK is the worst case (c = r = 1: 4.3 s per image measured). Measured in training
+# images (2026-12-06, 64 BUSI test images at 4/255, one core each): 321 for a standard model (c 0.72, r 0.16;
+# the formula says 363) and 744 for an FGSM-trained one (c 0.61, r 0.34; the formula says 569).
+# LIKELY_SHARES are busadv's own models' (README): 292 and 730 training images per test image.
 AUTOATTACK = 1500.0
+AUTOATTACK_GRADIENTS = (100.0, 583.0)  # per image: on the clean-correct share, on the robust share
+LIKELY_SHARES = {False: (0.75, 0.1), True: (0.7, 0.45)}  # (clean, robust) share: standard, adversarial models
+
+
+def autoattack_cost(clean_share: float, robust_share: float) -> float:
+    """AutoAttack's cost per test image, in training images, on a model with these shares of images right."""
+    on_clean, on_robust = AUTOATTACK_GRADIENTS
+    return AUTOATTACK * (on_clean * clean_share + on_robust * robust_share) / (on_clean + on_robust)
+
+
+@dataclass(frozen=True)
+class TimeEstimate:
+    """Seconds of work, AutoAttack at its likely cost; its worst case beside it, since that is what a user can
+    act on (a robust model comes near it, a weak one never does)."""
+
+    seconds: float = 0.0
+    autoattack: float = 0.0        # AutoAttack's likely part of `seconds`
+    autoattack_worst: float = 0.0  # AutoAttack if every image resisted every member
+
+    def __add__(self, other: TimeEstimate) -> TimeEstimate:
+        return TimeEstimate(self.seconds + other.seconds, self.autoattack + other.autoattack,
+                            self.autoattack_worst + other.autoattack_worst)
+
+    def plus(self, seconds: float) -> TimeEstimate:
+        return TimeEstimate(self.seconds + seconds, self.autoattack, self.autoattack_worst)
 
 
 def evaluation_seconds(arch: str, image_size: int, conditions: Sequence[tuple[str, float]],
-                       rates: dict[str, float], n_test: int, pgd_steps: int = 10) -> tuple[float, float]:
-    """(all test conditions of one model, the AutoAttack part of it): AutoAttack dwarfs everything else."""
+                       rates: dict[str, float], n_test: int, pgd_steps: int = 10,
+                       adversarial: bool = False) -> TimeEstimate:
+    """All test conditions of one model; AutoAttack dwarfs everything else, and depends on how robust the
+    model is (`adversarial`: trained to be, so most of its images resist the first members)."""
     rate = rate_at(rates, arch, image_size)
     if rate <= 0:
-        return math.nan, math.nan
-    cost = {"pgd": PGD_STEP * pgd_steps, "autoattack": AUTOATTACK}
-    total = sum(cost.get(attack, 1 + FORWARD) if attack != "none" else FORWARD for attack, _ in conditions)
-    strongest = sum(AUTOATTACK for attack, _ in conditions if attack == "autoattack")
-    return n_test * total / rate, n_test * strongest / rate
+        return TimeEstimate(math.nan, math.nan, math.nan)
+    likely = autoattack_cost(*LIKELY_SHARES[adversarial])
+    cheap = {"pgd": PGD_STEP * pgd_steps}
+    n_autoattack = sum(attack == "autoattack" for attack, _ in conditions)
+    other = sum(FORWARD if attack == "none" else cheap.get(attack, 1 + FORWARD)
+                for attack, _ in conditions if attack != "autoattack")
+    return TimeEstimate(n_test * (other + n_autoattack * likely) / rate, n_test * n_autoattack * likely / rate,
+                        n_test * n_autoattack * AUTOATTACK / rate)
+
+
+def trained_to_resist(run: TrainConfig) -> bool:
+    return MODES.get(run.mode).adversarial and run.epsilon > 0
 
 
 def grid_conditions(config: ExperimentConfig) -> list[tuple[str, float]]:
@@ -107,17 +147,15 @@ def grid_conditions(config: ExperimentConfig) -> list[tuple[str, float]]:
     return [("none", 0.0)] + [(a, e) for a in config.test_attacks for e in config.test_epsilons if e > 0]
 
 
-def grid_seconds(config: ExperimentConfig, rates: dict[str, float], n_train: int,
-                 n_test: int) -> tuple[float, float]:
-    """(training and testing every run of a grid, one after another; the AutoAttack part at its worst case)."""
-    total = strongest = 0.0
+def grid_seconds(config: ExperimentConfig, rates: dict[str, float], n_train: int, n_test: int) -> TimeEstimate:
+    """Training and testing every run of a grid, one after another."""
+    total = TimeEstimate()
     conditions = grid_conditions(config)
     for run in config.runs():
-        evaluation, autoattack = evaluation_seconds(run.arch, int(run.image_size or 0), conditions, rates, n_test,
-                                                    config.eval_pgd_steps)
-        total += run_seconds(run, rates, n_train, n_test) + evaluation
-        strongest += autoattack
-    return total, strongest
+        evaluation = evaluation_seconds(run.arch, int(run.image_size or 0), conditions, rates, n_test,
+                                        config.eval_pgd_steps, trained_to_resist(run))
+        total += evaluation.plus(run_seconds(run, rates, n_train, n_test))
+    return total
 
 
 def grid_estimate(config: ExperimentConfig, images: int, rates: dict[str, float], measured: bool) -> str:
@@ -125,20 +163,21 @@ def grid_estimate(config: ExperimentConfig, images: int, rates: dict[str, float]
     n_test = math.ceil(config.test_fraction * images)
     if images - n_test <= 0:
         return ""
-    return estimate_words(*grid_seconds(config, rates, images - n_test, n_test), measured)
+    return estimate_words(grid_seconds(config, rates, images - n_test, n_test), measured)
 
 
-def estimate_words(total: float, autoattack: float, measured: bool,
+def estimate_words(estimate: TimeEstimate, measured: bool,
                    skip: str = "leave it out of the test attacks to skip it") -> str:
-    """'roughly 2.0 h at …, of which AutoAttack up to 1.5 h (…)', or '' when nothing can be said.
+    """'roughly 2.0 h at …, of which AutoAttack about 1.0 h (up to 2.5 h …)', or '' when nothing can be said.
 
-    Why AutoAttack apart: it is counted at its worst case (every member's whole budget on every image), which
-    a robust model comes near and a weak one never does, so it is the part of an estimate a user can act on."""
+    Why AutoAttack apart: how long it takes depends on how robust the models turn out, which no one knows
+    before, so its likely time and its worst case are both said, with how to skip it."""
+    total = estimate.seconds
     if not total or not math.isfinite(total):
         return ""
     speed = "this machine's measured training speed" if measured else "the usual speed of two CPU cores"
     text = f"roughly {format_seconds(total)} at {speed}"
-    if autoattack > 0.2 * total:
-        text += (f", of which AutoAttack up to {format_seconds(autoattack)} (it runs its whole budget on every "
-                 f"image a model resists; {skip})")
+    if estimate.autoattack_worst > 0.2 * total:
+        text += (f", of which AutoAttack about {format_seconds(estimate.autoattack)} (up to "
+                 f"{format_seconds(estimate.autoattack_worst)} if the models resist it on every image; {skip})")
     return text

@@ -18,7 +18,14 @@ from typing import Any
 from busadv.data import ImageSet, load_dataset
 from busadv.evaluation import evaluate
 from busadv.experiments import ExperimentConfig, measured_rates, run_one, scaled, test_split_for, train_config_of
-from busadv.experiments.estimates import estimate_words, evaluation_seconds, grid_conditions, run_seconds
+from busadv.experiments.estimates import (
+    TimeEstimate,
+    estimate_words,
+    evaluation_seconds,
+    grid_conditions,
+    run_seconds,
+    trained_to_resist,
+)
 from busadv.models.checkpoints import CheckpointError, load_checkpoint
 from busadv.progress import ProgressEvent, ProgressFn, ignore_progress
 from busadv.results import ResultRow, load_store, rows_for, save_rows
@@ -72,13 +79,12 @@ class Progress:
 
     def time_left(self, rates: dict[str, float], measured: bool, pgd_steps: int = 10) -> tuple[float, str]:
         """(rough seconds for what is pending, the same in words with AutoAttack's worst case apart; '' if none)."""
-        total = strongest = 0.0
+        total = TimeEstimate()
         for run in self.pending:
-            evaluation, autoattack = evaluation_seconds(run.config.arch, int(run.config.image_size or 0),
-                                                        run.conditions, rates, run.n_test, pgd_steps)
-            total += evaluation + (run_seconds(run.config, rates, run.n_train, run.n_test) if run.train else 0.0)
-            strongest += autoattack
-        return total, estimate_words(total, strongest, measured, skip="leave its ε empty to skip it")
+            evaluation = evaluation_seconds(run.config.arch, int(run.config.image_size or 0), run.conditions, rates,
+                                            run.n_test, pgd_steps, trained_to_resist(run.config))
+            total += evaluation.plus(run_seconds(run.config, rates, run.n_train, run.n_test) if run.train else 0.0)
+        return total.seconds, estimate_words(total, measured, skip="leave its ε empty to skip it")
 
 
 def gather(plan: ReportPlan, progress: ProgressFn = ignore_progress, run: bool = True
