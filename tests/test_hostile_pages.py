@@ -27,8 +27,11 @@ import torch
 from PIL import Image
 
 from busadv.bench.startup import streamlit_server
+from tests import test_browser
 from tests.test_app import result_row
-from tests.test_browser import BROWSER_ARGS, CHROMIUM, ROOT, _free_port, settle
+from tests.test_browser import CHROMIUM, ROOT, _free_port, settle
+
+browser = test_browser.browser  # the browser test's fixture
 
 pytestmark = [pytest.mark.hostile,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent: apt-get install chromium")]
@@ -173,18 +176,6 @@ def _walk(browser, base: str, paths: list[str], width: int = 1400) -> tuple[list
             requested.append(f"{where}: {len(outside)} request(s) to other hosts, e.g. {outside[:2]}")
         page.close()
     return drawn, requested
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 MY_PAGES = ["Jobs", "Results", "Study", "Dataset"]
