@@ -12,7 +12,7 @@ import torch
 from busadv.data import split_dataset
 from busadv.data.phantoms import make_phantoms
 from busadv.experiments import study_preset
-from busadv.experiments.config import frontier_preset
+from busadv.experiments.config import ExperimentConfig, frontier_preset
 from busadv.experiments.runner import run_one
 from busadv.results import read_rows, rows_to_csv
 from busadv.training import TrainConfig, train_model
@@ -247,6 +247,20 @@ def test_the_frontier_preset_and_its_narrowing():
     narrow = frontier_preset(seeds=[0, 1, 2], train_epsilons=[4 / 255], test_attacks=["autoattack"],
                              test_epsilons=[4 / 255])
     assert len(narrow.runs()) == 3 * 2 and narrow.epochs == full.epochs and narrow.ema_decay == full.ema_decay
+
+
+def test_a_grid_with_no_preset_trains_the_best_recipe_like_train_does():
+    from busadv.cli import build_parser
+    from busadv.cli.commands import grid_config
+
+    command = ["experiment", "--modes", "fgsm", "--train-epsilons", "8/255"]
+    for grid in (ExperimentConfig(modes=["standard", "fgsm"], train_epsilons=[8 / 255]),
+                 grid_config(build_parser().parse_args(command))):
+        for run in grid.runs():
+            assert {name: getattr(run, name) for name in LEVERS} == BEST_LEVERS
+            assert (run.epochs, run.lr, run.class_balance) == (40, 2e-3, "loss"), run.mode
+    told = grid_config(build_parser().parse_args(["experiment", "--modes", "fgsm", "--class-balance", "none"]))
+    assert {run.class_balance for run in told.runs()} == {"none"}
 
 
 def test_cli_train_defaults_to_the_best_recipe_and_keeps_the_studys_on_request(capsys):

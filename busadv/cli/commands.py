@@ -91,10 +91,9 @@ def grid_estimate(config: ExperimentConfig) -> str:
     return grid_estimate(config, images, *measured_rates())
 
 
-def cmd_experiment(args: argparse.Namespace) -> int:
-    from busadv.cli.frontier import print_tradeoffs
-    from busadv.experiments import PRESETS, ExperimentConfig, experiment_job
-    from busadv.results.tradeoff import epsilon_tradeoffs
+def grid_config(args: argparse.Namespace) -> ExperimentConfig:
+    """The grid `experiment` runs: its preset (or busadv's best recipe) with what the command line says."""
+    from busadv.experiments import PRESETS, ExperimentConfig
 
     overrides: dict[str, Any] = {k: v for k, v in {
         "archs": args.models, "modes": args.modes, "train_epsilons": args.train_epsilons, "seeds": args.seeds,
@@ -106,7 +105,15 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         "save_checkpoints": args.save_checkpoints or None, **_given(args, LEVER_OPTIONS + ("lr",)),
         "backend": args.backend, "address": args.address, "workers": args.workers,
     }.items() if v is not None}
-    config = PRESETS[args.preset](**overrides) if args.preset else ExperimentConfig(**overrides)
+    return PRESETS[args.preset](**overrides) if args.preset else ExperimentConfig(**overrides)
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from busadv.cli.frontier import print_tradeoffs
+    from busadv.experiments import experiment_job
+    from busadv.results.tradeoff import epsilon_tradeoffs
+
+    config = grid_config(args)
     runs = config.runs()
     where = f"Ray at {config.address}" if config.address else config.backend
     print(f"{len(runs)} runs: {', '.join(config.archs)} x {', '.join(config.modes)} x seeds {config.seeds}, "
