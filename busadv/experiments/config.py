@@ -22,7 +22,7 @@ class ExperimentConfig(ModeSettings, BestLevers):
     """A grid; its ModeSettings apply to every run (None: each training mode's own default), and so do its
     TrainingLevers (busadv's best measured recipe unless told; the study preset sets the study's)."""
 
-    # The best recipe's class balance, as `train` and the Jobs page use: left to the modes (None), a grid's FGSM
+    # The best recipe's class balance, as `train` and the Jobs train form use: left to the modes (None), a grid's FGSM
     # runs trained on unweighted loss and lost about 0.2 clean balanced accuracy to the majority class.
     class_balance: str | None = BEST_TRAINING["class_balance"]
 
