@@ -330,7 +330,8 @@ def test_explorer_upload_image_non_image_and_huge_image(app_checkpoints):
     at.radio(key="source").set_value("Upload your own").run()
     assert "Upload a breast-ultrasound image" in texts(at)
     at.file_uploader(key="upload").set_value(("scan.png", png_bytes(), "image/png")).run()
-    assert not at.exception and not at.error
+    # The flip banner is the explorer's own alert (whether this made-up image flips depends on the tiny model).
+    assert not at.exception and not [e for e in at.error if "Diagnosis flipped" not in e.value]
     clean, _ = _probabilities(at)
     assert sum(clean) == pytest.approx(1.0, abs=1e-4)
     assert "aims at the model's own prediction" in texts(at)  # no known diagnosis

@@ -298,3 +298,15 @@ def test_the_train_form_defaults_to_the_best_recipe_and_offers_the_studys(monkey
     study = store().list()[0].config
     assert {k: study[k] for k in LEVERS} == STUDY_LEVERS and study["class_balance"] == "none"
     assert (study["epochs"], study["lr"]) == (10, 1e-3)
+
+
+def test_a_bare_run_config_is_the_best_recipe_and_old_records_keep_what_they_trained():
+    best = TrainConfig(mode="fgsm", epsilon=8 / 255)
+    assert best.class_balance == "loss" and {k: getattr(best, k) for k in LEVERS} == BEST_LEVERS
+    assert TrainConfig.study(mode="fgsm", epsilon=8 / 255).class_balance == "none"
+    assert TrainConfig(mode="fgsm", epsilon=8 / 255, class_balance=None).class_balance == "none"  # the mode's own
+    # A checkpoint written before class balance was a setting trained on the mode's own (plain cross-entropy).
+    old = TrainConfig.recorded({"mode": "fgsm", "epsilon": 8 / 255, "epochs": 10, "lr": 1e-3})
+    assert old.class_balance == "none" and old.augment == "none"
+    assert TrainConfig.recorded({**best.to_dict()}).class_balance == "loss"
+

@@ -17,7 +17,7 @@ from busadv.experiments import ExperimentConfig, grid_estimate, study_preset
 from busadv.experiments.backends import BACKENDS
 from busadv.models import MODELS
 from busadv.training import MODES, TrainConfig
-from busadv.training.config import BEST_TRAINING, STUDY_LEVERS
+from busadv.training.config import BEST_TRAINING, STUDY_TRAINING
 
 DEFAULT_TEST_EPS = "2/255, 8/255, 0.05, 0.2, 0.5"
 RECIPES: dict[str, str] = {
@@ -29,9 +29,7 @@ RECIPES: dict[str, str] = {
 
 def recipe_settings(recipe: str) -> dict[str, Any]:
     """The training settings a recipe fixes (epochs, learning rate, class balance, the levers)."""
-    if recipe == "study":
-        return {"epochs": 10, "lr": 1e-3, "class_balance": "none", **STUDY_LEVERS}
-    return dict(BEST_TRAINING)
+    return dict(STUDY_TRAINING if recipe == "study" else BEST_TRAINING)
 
 
 def recipe_widget_state(recipe: str, prefix: str = "t_") -> dict[str, Any]:

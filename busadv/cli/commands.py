@@ -33,10 +33,9 @@ def _report(result: dict[str, Any], args: argparse.Namespace) -> list[ResultRow]
 
 def cmd_train(args: argparse.Namespace) -> int:
     from busadv.experiments import train_job
-    from busadv.training.config import BEST_TRAINING, STUDY_LEVERS
+    from busadv.training.config import BEST_TRAINING, STUDY_TRAINING
 
-    base: dict[str, Any] = ({"epochs": 10, "lr": 1e-3, "class_balance": "none", **STUDY_LEVERS}
-                            if args.recipe == "study" else dict(BEST_TRAINING))
+    base: dict[str, Any] = dict(STUDY_TRAINING if args.recipe == "study" else BEST_TRAINING)
     config: dict[str, Any] = {"arch": args.model, "mode": args.mode, "epsilon": args.epsilon,
               "batch_size": args.batch_size, "seed": args.seed, "image_size": args.image_size,
               "adv_labels": args.adv_labels, "random_start": args.random_start, "clean_mix": args.clean_mix,

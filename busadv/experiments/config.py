@@ -12,7 +12,7 @@ from busadv.experiments.backends import BACKENDS, DEFAULT_BACKEND
 from busadv.models.registry import MODELS
 from busadv.registry import parse_name_list
 from busadv.training import MODES, TrainConfig
-from busadv.training.config import BEST_TRAINING, LEVERS, STUDY_LEVERS, BestLevers, ModeSettings
+from busadv.training.config import BEST_TRAINING, LEVERS, STUDY_TRAINING, BestLevers, ModeSettings
 
 MAX_RUNS = 10_000
 
@@ -22,8 +22,8 @@ class ExperimentConfig(ModeSettings, BestLevers):
     """A grid; its ModeSettings apply to every run (None: each training mode's own default), and so do its
     TrainingLevers (busadv's best measured recipe unless told; the study preset sets the study's)."""
 
-    # The best recipe's class balance, as `train` and the Jobs train form use: left to the modes (None), a grid's FGSM
-    # runs trained on unweighted loss and lost about 0.2 clean balanced accuracy to the majority class.
+    # The best recipe's class balance, as a run's (TrainConfig): left to the modes (None), a grid's FGSM runs
+    # trained on unweighted loss and lost about 0.2 clean balanced accuracy to the majority class.
     class_balance: str | None = BEST_TRAINING["class_balance"]
 
     archs: list[str] = field(default_factory=lambda: ["simplecnn"])
@@ -138,9 +138,6 @@ def study_preset(seeds: Sequence[int] = (0, 1, 2, 3, 4), archs: Sequence[str] = 
     return ExperimentConfig(**values)
 
 
-# The study's own training: Adam at 1e-3, 10 epochs, batch 32, plain cross-entropy, nothing added.
-STUDY_TRAINING: dict[str, Any] = {"epochs": 10, "batch_size": 32, "lr": 1e-3, "class_balance": "none",
-                                  **STUDY_LEVERS}
 FRONTIER_TRAIN_EPSILONS: tuple[float, ...] = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
 FRONTIER_TEST_EPSILONS: tuple[float, ...] = (2 / 255, 4 / 255, 8 / 255)
 

@@ -102,6 +102,9 @@ class BestLevers(TrainingLevers):
 
 BEST_LEVERS: dict[str, Any] = {f.name: f.default for f in fields(BestLevers)}
 BEST_TRAINING: dict[str, Any] = {"epochs": 40, "lr": 2e-3, "class_balance": "loss", **BEST_LEVERS}
+# The study's own training: Adam at 1e-3, 10 epochs, batch 32, plain cross-entropy, nothing added.
+STUDY_TRAINING: dict[str, Any] = {"epochs": 10, "batch_size": 32, "lr": 1e-3, "class_balance": "none",
+                                  **STUDY_LEVERS}
 
 
 def check_levers(levers: TrainingLevers) -> list[str]:
@@ -136,6 +139,8 @@ class TrainConfig(ModeSettings, BestLevers):
     """One run. Built with no arguments it is busadv's best measured recipe; `TrainConfig.study(...)` is the
     study's own (Adam 1e-3, 10 epochs, no augmentation, last epoch)."""
 
+    # The best recipe's class balance (None: the mode's own, which is plain cross-entropy for every built-in mode).
+    class_balance: str | None = BEST_TRAINING["class_balance"]
     arch: str = "simplecnn"
     mode: str = "standard"
     epsilon: float = 0.0           # training epsilon, [0, 1] pixel scale; ignored by standard training
@@ -229,13 +234,14 @@ class TrainConfig(ModeSettings, BestLevers):
 
     @classmethod
     def recorded(cls, values: dict[str, Any]) -> TrainConfig:
-        """A run as a checkpoint or state recorded it: levers it does not name predate them (the study's)."""
-        return cls.from_dict({**STUDY_LEVERS, **values})
+        """A run as a checkpoint or state recorded it: levers it does not name predate them (the study's), and so
+        does a class balance it does not name (the mode's own, as runs were trained then)."""
+        return cls.from_dict({**STUDY_LEVERS, "class_balance": None, **values})
 
     @classmethod
     def study(cls, **values: Any) -> TrainConfig:
         """The study's recipe: Adam at 1e-3, 10 epochs, batch 32, no augmentation, the last epoch's model."""
-        return cls.from_dict({"epochs": 10, "lr": 1e-3, **STUDY_LEVERS, **values})
+        return cls.from_dict({**STUDY_TRAINING, **values})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
