@@ -56,7 +56,8 @@ with train_tab:
         lr = row.number_input("Learning rate (peak of the schedule)", 1e-6, 1.0, format="%.5f", key="t_lr",
                               width=200)
         random_start = widgets.random_start_select(mode, key="t_rs", container=row, width=200)
-        class_balance = widgets.class_balance_select(mode, key="t_balance", container=row, width=380)
+        class_balance = widgets.class_balance_select(mode, key="t_balance", container=row, width=380,
+                                                     recipe_value=forms.recipe_settings(recipe)["class_balance"])
         split_policy = widgets.split_policy_select("t_split", container=row, width=420)
         eval_steps = row.number_input("PGD steps when testing", 1, 200, 10, key="t_eval_steps", width=200)
         pretrained = st.checkbox("Start from ImageNet weights", key="t_pre",
@@ -105,7 +106,12 @@ with eval_tab:
 with exp_tab:
     st.button("Fill in the study's settings", key="x_preset",
               on_click=lambda: st.session_state.update(forms.study_state("x_")), help=forms.study_help())
-    for k, v in {"x_epochs": 10, "x_batch": 32, "x_name": "experiment", "x_split": DEFAULT_SPLIT_POLICY,
+    x_recipe = st.radio("Recipe", list(forms.RECIPES), format_func=forms.RECIPES.get, key="x_recipe",
+                        horizontal=True, on_change=lambda: st.session_state.update(
+                            forms.recipe_widget_state(st.session_state["x_recipe"], "x_")),
+                        help="For every run of the grid; settings below that you change override it.")
+    for k, v in {"x_batch": 32, "x_name": "experiment", "x_split": DEFAULT_SPLIT_POLICY,
+                 **forms.recipe_widget_state("best", "x_"),
                  **{f"x_size_{m.name}": m.default_image_size for m in MODELS}}.items():
         st.session_state.setdefault(k, v)  # widget defaults live in Session State so the preset can set them
     row = layout.flow(gap="medium")
@@ -131,7 +137,10 @@ with exp_tab:
                                               step=m.size_multiple, key=f"x_size_{m.name}", width=260))
                  for m in MODELS}
         x_rs = widgets.random_start_select(None, key="x_rs", container=row, width=220)
-        x_balance = widgets.class_balance_select(None, key="x_balance", container=row, width=380)
+        x_lr = row.number_input("Learning rate (peak of the schedule)", 1e-6, 1.0, format="%.5f", key="x_lr",
+                                width=200)
+        x_balance = widgets.class_balance_select(None, key="x_balance", container=row, width=380,
+                                                 recipe_value=forms.recipe_settings(x_recipe)["class_balance"])
         x_split = widgets.split_policy_select("x_split", container=row, width=420)
         x_eval_steps = row.number_input("PGD steps when testing", 1, 200, 10, key="x_eval_steps", width=200)
         x_name = row.text_input("Name", key="x_name", width=260)
@@ -151,11 +160,13 @@ with exp_tab:
         st.caption(checkpoints.resnet_note())
     experiment, problem = forms.experiment_config({
         "archs": archs, "modes": modes, "train_epsilons": x_train_eps, "seeds": seeds, "test_attacks": x_attacks,
-        "test_epsilons": x_test_eps, "epochs": int(x_epochs), "batch_size": int(x_batch), "adv_labels": x_labels,
+        "test_epsilons": x_test_eps, "epochs": int(x_epochs), "batch_size": int(x_batch), "lr": float(x_lr),
+        "adv_labels": x_labels,
         "image_sizes": {name: sizes[name] for name in archs}, "random_start": x_rs, "class_balance": x_balance,
         "split_policy": x_split, "eval_pgd_steps": int(x_eval_steps), "save_checkpoints": bool(save),
         "name": x_name.strip() or "experiment", "backend": x_backend,
-        "address": (x_address.strip() or None) if x_backend == "ray" else None, "workers": int(x_workers) or None})
+        "address": (x_address.strip() or None) if x_backend == "ray" else None, "workers": int(x_workers) or None},
+        x_recipe)
     if experiment is None:
         st.error(problem)
     else:

@@ -310,3 +310,25 @@ def test_a_bare_run_config_is_the_best_recipe_and_old_records_keep_what_they_tra
     assert old.class_balance == "none" and old.augment == "none"
     assert TrainConfig.recorded({**best.to_dict()}).class_balance == "loss"
 
+
+def test_the_experiment_form_defaults_to_the_best_recipe_and_offers_the_studys(monkeypatch):
+    from busadv.jobs import JobStore
+    from tests.test_app import JOBS, open_app, store
+
+    monkeypatch.setattr(JobStore, "dispatch", lambda self: [])
+    at = open_app(JOBS)
+    assert at.number_input(key="x_epochs").value == 40 and at.number_input(key="x_lr").value == pytest.approx(2e-3)
+    # The class-balance choice says what the recipe will apply, not what each mode would on its own.
+    assert at.selectbox(key="x_balance").options[0] == "default: cross-entropy weighted by inverse class frequency"
+    assert at.selectbox(key="t_balance").options[0] == at.selectbox(key="x_balance").options[0]
+    at.button(key="x_start").click().run()
+    runs = ExperimentConfig(**store().list()[0].config).runs()
+    assert runs and all({k: getattr(r, k) for k in LEVERS} == BEST_LEVERS for r in runs)
+    assert {(r.epochs, r.lr, r.class_balance) for r in runs} == {(40, 2e-3, "loss")}
+    at.radio(key="x_recipe").set_value("study").run()
+    assert at.number_input(key="x_epochs").value == 10
+    assert at.selectbox(key="x_balance").options[0] == "default: plain cross-entropy over the images as they come"
+    at.button(key="x_start").click().run()
+    runs = ExperimentConfig(**store().list()[0].config).runs()
+    assert all({k: getattr(r, k) for k in LEVERS} == STUDY_LEVERS for r in runs)
+    assert {(r.epochs, r.lr, r.class_balance) for r in runs} == {(10, 1e-3, "none")}

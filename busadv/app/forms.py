@@ -32,6 +32,12 @@ def recipe_settings(recipe: str) -> dict[str, Any]:
     return dict(STUDY_TRAINING if recipe == "study" else BEST_TRAINING)
 
 
+def with_recipe(settings: dict[str, Any], recipe: str) -> dict[str, Any]:
+    """A form's settings with those it left to the recipe (None) taken from the recipe."""
+    base = recipe_settings(recipe)
+    return {**base, **{k: v for k, v in settings.items() if not (v is None and k in base)}}
+
+
 def recipe_widget_state(recipe: str, prefix: str = "t_") -> dict[str, Any]:
     """Session-state values that move the form's epochs and learning rate to a recipe's when it is picked."""
     settings = recipe_settings(recipe)
@@ -42,8 +48,7 @@ def train_config(settings: dict[str, Any], test_epsilons: list[float] | None,
                  test_attacks: list[str], recipe: str = "best") -> tuple[dict[str, Any] | None, str | None]:
     """(the train job's config, None) or (None, what is wrong), checked by TrainConfig. Settings the form left
     to the recipe (None) take the recipe's values."""
-    base = recipe_settings(recipe)
-    settings = {**base, **{k: v for k, v in settings.items() if not (v is None and k in base)}}
+    settings = with_recipe(settings, recipe)
     if test_epsilons is None:
         return None, "Fix the test ε above."
     if not test_attacks:
@@ -55,14 +60,15 @@ def train_config(settings: dict[str, Any], test_epsilons: list[float] | None,
     return dict(settings, test_epsilons=test_epsilons, test_attacks=test_attacks), None
 
 
-def experiment_config(settings: dict[str, Any]) -> tuple[ExperimentConfig | None, str | None]:
-    """(the experiment, None) or (None, what is wrong), checked by ExperimentConfig (every run's settings)."""
+def experiment_config(settings: dict[str, Any], recipe: str = "best") -> tuple[ExperimentConfig | None, str | None]:
+    """(the experiment, None) or (None, what is wrong), checked by ExperimentConfig (every run's settings).
+    Settings the form left to the recipe (None) take the recipe's values, as a single run's do."""
     if any(settings.get(name) is None for name in ("train_epsilons", "test_epsilons", "seeds")):
         return None, "Fix the settings marked above."
     if not settings.get("test_attacks"):
         return None, "Choose at least one test attack."
     try:
-        return ExperimentConfig(**settings), None
+        return ExperimentConfig(**with_recipe(settings, recipe)), None
     except (ValueError, TypeError) as exc:
         return None, str(exc)
 
@@ -117,7 +123,8 @@ def study_state(prefix: str = "x_") -> dict[str, Any]:
         "train_eps": ", ".join(f"{e:g}" for e in preset.train_epsilons),
         "seeds": ", ".join(str(s) for s in preset.seeds), "attacks": list(preset.test_attacks),
         "test_eps": ", ".join(f"{e:g}" for e in preset.test_epsilons), "epochs": preset.epochs,
-        "batch": preset.batch_size, "name": preset.name, "split": preset.split_policy,
+        "batch": preset.batch_size, "lr": preset.lr, "recipe": "study", "name": preset.name,
+        "split": preset.split_policy,
         "labels": choice_index(LABEL_CHOICES, preset.adv_labels),
         "rs": choice_index(RANDOM_START_CHOICES, preset.random_start),
         "balance": choice_index(BALANCE_CHOICES, preset.class_balance),

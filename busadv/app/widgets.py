@@ -136,24 +136,24 @@ def choice_index(choices: dict[Any, str], value: Any) -> int:
 
 def mode_default_select(label: str, setting: str, choices: dict[Any, str], mode: str | None, key: str, *,
                         adversarial_only: bool = True, help: str | None = None, container: Any = st,
-                        width: int | str = "stretch") -> Any:
+                        width: int | str = "stretch", recipe_value: Any = None) -> Any:
     """A recipe setting left to the training mode (None) or set explicitly to one of `choices`.
 
     Why "the mode's default" as the first choice: a mode brings its own recipe (plain FGSM as in the
     study starts without a random start, busadv's FGSM and PGD with one), so a checkbox would have to
     guess which of them the user meant whenever the mode changes. mode=None: several modes at once.
     """
-    if mode is None:
-        default, disabled = "each mode's default", False
+    disabled = adversarial_only and mode is not None and not MODES.get(mode).adversarial
+    if recipe_value is not None:  # the chosen recipe fixes it, whatever the mode: say the value that will apply
+        default, where = f"default: {choices.get(recipe_value, recipe_value)}", " The default is the recipe's."
+    elif mode is None:
+        default, where = "each mode's default", ""
     else:
-        spec = MODES.get(mode)
-        value = spec.defaults.get(setting, FALLBACK.get(setting))
-        default = f"default: {choices.get(value, value)}"  # the mode's own, shown in the help
-        disabled = adversarial_only and not spec.adversarial
+        value = MODES.get(mode).defaults.get(setting, FALLBACK.get(setting))
+        default, where = f"default: {choices.get(value, value)}", f" The default is {MODES.get(mode).label}'s own."
     # The choices are keyed by their index: None would read as "nothing chosen" to the widget.
     names = [default, *choices.values()]
     values = [None, *choices]
-    where = "" if mode is None else f" The default is {MODES.get(mode).label}'s own."
     index = container.selectbox(label, range(len(names)), key=key, format_func=names.__getitem__, disabled=disabled,
                                 help=(help or "") + where, width=width)
     return values[index or 0]
@@ -175,8 +175,10 @@ def labels_select(mode: str | None, key: str, container: Any = st, width: int | 
              "label into training.")
 
 
-def class_balance_select(mode: str | None, key: str, container: Any = st, width: int | str = "stretch") -> str | None:
-    """How training copes with unequal class sizes (BUSI is about half benign)."""
+def class_balance_select(mode: str | None, key: str, container: Any = st, width: int | str = "stretch",
+                         recipe_value: str | None = None) -> str | None:
+    """How training copes with unequal class sizes (BUSI is about half benign); recipe_value: the chosen recipe's,
+    which applies when the user leaves it (the modes' own otherwise)."""
     return mode_default_select("Class balance", "class_balance", BALANCE_CHOICES, mode, key,
-                               adversarial_only=False, container=container, width=width,
+                               adversarial_only=False, container=container, width=width, recipe_value=recipe_value,
                                help="; ".join(f"{k}: {v}" for k, v in CLASS_BALANCE.items()))
