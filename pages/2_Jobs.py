@@ -104,8 +104,13 @@ with eval_tab:
 
 # ------------------------------------------------------------------ experiment
 with exp_tab:
-    st.button("Fill in the study's settings", key="x_preset",
-              on_click=lambda: st.session_state.update(forms.study_state("x_")), help=forms.study_help())
+    with st.container(horizontal=True):
+        st.button("Fill in the study's settings", key="x_preset",
+                  on_click=lambda: st.session_state.update(forms.preset_state("study", "x_")),
+                  help=forms.study_help())
+        st.button("Fill in the frontier's settings", key="x_frontier",
+                  on_click=lambda: st.session_state.update(forms.preset_state("frontier", "x_")),
+                  help=forms.frontier_help())
     x_recipe = st.radio("Recipe", list(forms.RECIPES), format_func=forms.RECIPES.get, key="x_recipe",
                         horizontal=True, on_change=lambda: st.session_state.update(
                             forms.recipe_widget_state(st.session_state["x_recipe"], "x_")),

@@ -332,3 +332,24 @@ def test_the_experiment_form_defaults_to_the_best_recipe_and_offers_the_studys(m
     runs = ExperimentConfig(**store().list()[0].config).runs()
     assert all({k: getattr(r, k) for k in LEVERS} == STUDY_LEVERS for r in runs)
     assert {(r.epochs, r.lr, r.class_balance) for r in runs} == {(10, 1e-3, "none")}
+
+
+def test_the_frontier_button_fills_in_the_frontier_preset_exactly(monkeypatch):
+    from busadv.jobs import JobStore
+    from tests.test_app import JOBS, open_app, store
+
+    monkeypatch.setattr(JobStore, "dispatch", lambda self: [])
+    at = open_app(JOBS)
+    at.radio(key="x_recipe").set_value("study").run()  # the button must set the recipe back, not keep this
+    at.button(key="x_frontier").click().run()
+    assert at.text_input(key="x_train_eps").value == "1/255, 2/255, 4/255, 8/255"
+    assert at.radio(key="x_recipe").value == "best" and at.number_input(key="x_epochs").value == 40
+    at.button(key="x_start").click().run()
+    submitted = ExperimentConfig(**store().list()[0].config)
+    assert [r.to_dict() for r in submitted.runs()] == [r.to_dict() for r in frontier_preset().runs()]
+    assert submitted.test_attacks == frontier_preset().test_attacks
+    assert submitted.test_epsilons == pytest.approx(frontier_preset().test_epsilons)
+    at.button(key="x_preset").click().run()  # and back to the study's, recipe included
+    at.button(key="x_start").click().run()
+    submitted = ExperimentConfig(**store().list()[0].config)
+    assert [r.to_dict() for r in submitted.runs()] == [r.to_dict() for r in study_preset().runs()]

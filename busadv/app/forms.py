@@ -7,13 +7,14 @@ wrong, and the page shows it beside a disabled Start button.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from busadv.app.checkpoints import training_rates
 from busadv.app.dataset import DataFacts
 from busadv.app.widgets import BALANCE_CHOICES, LABEL_CHOICES, RANDOM_START_CHOICES, choice_index
 from busadv.attacks import attack_label, format_epsilon_list
-from busadv.experiments import ExperimentConfig, grid_estimate, study_preset
+from busadv.experiments import PRESETS, ExperimentConfig, grid_estimate, study_preset
 from busadv.experiments.backends import BACKENDS
 from busadv.models import MODELS
 from busadv.training import MODES, TrainConfig
@@ -115,19 +116,31 @@ def experiment_summary(experiment: ExperimentConfig, facts: DataFacts) -> str:
             + (f"; {estimate} (one run after another)." if estimate else "."))
 
 
-def study_state(prefix: str = "x_") -> dict[str, Any]:
-    """The seed study's settings as widget values (Session State keys with `prefix`)."""
-    preset = study_preset()
+# The experiment tab's preset buttons: each preset and the recipe it trains with.
+PRESET_RECIPES: dict[str, str] = {"study": "study", "frontier": "best"}
+
+
+def epsilon_input_text(values: Sequence[float]) -> str:
+    """'1/255, 2/255, 0.05': whole k/255 as fractions (as the frontier is said), other values as decimals."""
+    return ", ".join(f"{round(e * 255)}/255" if abs(e * 255 - round(e * 255)) < 1e-6 and e < 0.05 else f"{e:g}"
+                     for e in values)
+
+
+def preset_state(name: str, prefix: str = "x_") -> dict[str, Any]:
+    """A preset's settings (study or frontier) as the experiment tab's widget values (Session State keys)."""
+    preset = PRESETS[name]()
     state: dict[str, Any] = {
         "archs": list(preset.archs), "modes": list(preset.modes),
-        "train_eps": ", ".join(f"{e:g}" for e in preset.train_epsilons),
+        "train_eps": epsilon_input_text(preset.train_epsilons),
         "seeds": ", ".join(str(s) for s in preset.seeds), "attacks": list(preset.test_attacks),
-        "test_eps": ", ".join(f"{e:g}" for e in preset.test_epsilons), "epochs": preset.epochs,
-        "batch": preset.batch_size, "lr": preset.lr, "recipe": "study", "name": preset.name,
+        "test_eps": epsilon_input_text(preset.test_epsilons), "epochs": preset.epochs,
+        "batch": preset.batch_size, "lr": preset.lr, "recipe": PRESET_RECIPES[name], "name": preset.name,
         "split": preset.split_policy,
         "labels": choice_index(LABEL_CHOICES, preset.adv_labels),
         "rs": choice_index(RANDOM_START_CHOICES, preset.random_start),
-        "balance": choice_index(BALANCE_CHOICES, preset.class_balance),
+        # Left to the recipe (index 0) when it is the recipe's, so the selector says which value that is.
+        "balance": 0 if preset.class_balance == recipe_settings(PRESET_RECIPES[name])["class_balance"]
+        else choice_index(BALANCE_CHOICES, preset.class_balance),
     }
     state.update({f"size_{m.name}": preset.image_sizes.get(m.name, m.default_image_size) for m in MODELS})
     return {prefix + k: v for k, v in state.items()}
@@ -142,3 +155,13 @@ def study_help() -> str:
     return (f"{archs}; {modes} at ε = {', '.join(f'{e:g}' for e in preset.train_epsilons)}; {len(preset.seeds)} "
             f"seeds, {preset.epochs} epochs, batch {preset.batch_size}; tested clean and under {attacks} at ε = "
             f"{', '.join(f'{e:g}' for e in preset.test_epsilons)}.")
+
+
+def frontier_help() -> str:
+    """What the frontier preset fills in, said from the preset itself."""
+    preset = PRESETS["frontier"]()
+    attacks = " and ".join(attack_label(a) for a in preset.test_attacks)
+    return (f"The study's question, answered: busadv's FGSM recipe at training ε = "
+            f"{epsilon_input_text(preset.train_epsilons)} and standard training, {len(preset.seeds)} seeds, "
+            f"{preset.epochs} epochs of the best recipe; tested clean and under {attacks} at ε = "
+            f"{epsilon_input_text(preset.test_epsilons)}. The Results page then draws the clean-robust frontier.")
