@@ -181,6 +181,35 @@ def test_cancelling_stops_the_ray_tasks(local_ray):
     assert ray.available_resources().get("CPU", 0) == 2, "the cancelled tasks gave their CPUs back"
 
 
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_a_finished_run_is_kept_on_the_callers_side_before_a_cancel(backend, request, tmp_path):
+    """A Ray worker on another machine keeps its rows on its own disk: the caller keeps each outcome too, as it
+    lands, so a grid cancelled after it still has that run's rows here."""
+    from busadv.experiments.runner import keep_rows
+
+    if backend == "ray":
+        request.getfixturevalue("local_ray")
+    plan, _ = _plan([0, 1], backend, seed1="slow")
+    kept: list[RunOutcome] = []
+    plan.keep = kept.append
+
+    def cancel_once_one_is_done(event: ProgressEvent) -> None:
+        if "1 of 2 runs finished" in event.message:
+            raise Cancelled("cancelled by the user")
+
+    with pytest.raises(Cancelled):
+        BACKENDS.get(backend).runner()(plan, cancel_once_one_is_done)
+    assert [o.config.seed for o in kept] == [0]
+    # What the runner's keep does with it (the stand-in's run ids carry its marker folder: named plainly here).
+    outcome = dataclasses.replace(kept[0], rows=[dataclasses.replace(kept[0].rows[0], run="grid-001")])
+    keep_rows(outcome, tmp_path)
+    (written,) = tmp_path.glob("*.csv")
+    assert written.name == "grid-001.csv" and "simplecnn" in written.read_text()
+    written.write_text("the worker's own copy")
+    keep_rows(outcome, tmp_path)  # a copy the run's own machine wrote is left as it is
+    assert written.read_text() == "the worker's own copy"
+
+
 def test_cancelling_stops_the_local_workers():
     plan, _ = _plan([0, 1], "local", seed0="slow", seed1="slow")
 

@@ -95,13 +95,20 @@ class ExperimentResult:
     unsaved: Path | None = None  # the runs' own row files: discard_unsaved() once the grid's file holds the rows
 
 
-def run_and_keep(config: TrainConfig, *args: Any, keep_in: Path, **kwargs: Any) -> RunOutcome:
-    """run_one, whose rows are written to `keep_in` the moment it ends (where it ran): a grid stopped later
-    by a signal, a cancel or a crash keeps them. A failure to write them only costs that safety net."""
-    outcome = run_one(config, *args, **kwargs)
+def keep_rows(outcome: RunOutcome, folder: Path) -> None:
+    """A finished run's rows in `folder`, unless they are there already: a grid stopped later by a signal, a
+    cancel or a crash keeps them. A failure to write them only costs that safety net."""
     if outcome.rows:
-        with contextlib.suppress(OSError):
-            write_rows(outcome.rows, keep_in / f"{outcome.rows[0].run}.csv")
+        target = folder / f"{outcome.rows[0].run}.csv"
+        if not target.exists():
+            with contextlib.suppress(OSError):
+                write_rows(outcome.rows, target)
+
+
+def run_and_keep(config: TrainConfig, *args: Any, keep_in: Path, **kwargs: Any) -> RunOutcome:
+    """run_one, whose rows are kept in `keep_in` the moment it ends, where it ran (before its outcome travels)."""
+    outcome = run_one(config, *args, **kwargs)
+    keep_rows(outcome, keep_in)
     return outcome
 
 
@@ -115,7 +122,10 @@ def run(config: ExperimentConfig, progress: ProgressFn = ignore_progress) -> Exp
     grid_id = new_run_id(config.name)
     unsaved = unsaved_folder(grid_id)
     try:
-        grid = run_grid(config, functools.partial(run_and_keep, keep_in=unsaved), grid_id, progress)
+        # Kept twice: where the run ran, and here as its outcome lands (a Ray worker on another machine wrote to
+        # its own disk).
+        grid = run_grid(config, functools.partial(run_and_keep, keep_in=unsaved), grid_id, progress,
+                        keep=functools.partial(keep_rows, folder=unsaved))
         rows = grid.rows()
         return ExperimentResult(config=config, rows=rows, summary=summarize(rows), diagnoses=diagnose(rows),
                                 seconds=time.perf_counter() - started, failures=grid.failures, unsaved=unsaved)

@@ -68,7 +68,8 @@ register_backend(BackendSpec(
 
 
 def plan_grid(config: GridSettings, run_fn: RunFn, prefix: str,
-              datasets: dict[int, ImageSet] | None = None) -> GridPlan:
+              datasets: dict[int, ImageSet] | None = None,
+              keep: Callable[[RunOutcome], None] | None = None) -> GridPlan:
     """The grid's runs as tasks (ids `prefix-001`, ...) with their resources, and the images decoded once per size."""
     runs = config.runs()
     datasets = dict(datasets or {})
@@ -84,15 +85,16 @@ def plan_grid(config: GridSettings, run_fn: RunFn, prefix: str,
     options = RunOptions(tuple(config.test_attacks), tuple(config.test_epsilons), config.save_checkpoints,
                          config.eval_pgd_steps, checkpoints_dir() if config.save_checkpoints else None)
     return GridPlan(tasks, datasets, options, run_fn, workers=config.workers, address=config.address,
-                    device=config.device)
+                    device=config.device, keep=keep)
 
 
 def run_grid(config: GridSettings, run_fn: RunFn, prefix: str,
-             progress: ProgressFn) -> GridOutcome:
-    """Every run of the grid on the configured backend; outcomes by grid position, failed runs reported."""
+             progress: ProgressFn, keep: Callable[[RunOutcome], None] | None = None) -> GridOutcome:
+    """Every run of the grid on the configured backend; outcomes by grid position, failed runs reported;
+    `keep` sees each outcome here as it lands (GridPlan.keep)."""
     spec = BACKENDS.get(config.backend)
     spec.preflight(config.address)
-    return spec.runner()(plan_grid(config, run_fn, prefix), progress)
+    return spec.runner()(plan_grid(config, run_fn, prefix, keep=keep), progress)
 
 
 __all__ = ["BACKENDS", "DEFAULT_BACKEND", "MAX_ATTEMPTS", "BackendError", "BackendSpec", "DataMismatch",

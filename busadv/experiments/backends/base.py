@@ -119,6 +119,9 @@ class GridPlan:
     workers: int | None = None     # runs at once (None: as many as the machine or cluster holds)
     address: str | None = None     # a Ray cluster; None: $RAY_ADDRESS, else Ray on this machine
     device: str = "auto"
+    # Called here, on the caller's machine, with each outcome as it lands: a run that ran on another machine kept
+    # its rows on that machine's disk, and a grid cancelled later must still find them on this one.
+    keep: Callable[[RunOutcome], None] | None = None
 
     def fingerprints(self) -> dict[int, str]:
         """The hash of the very images sent (not `ImageSet.fingerprint`: a subset keeps its parent's, for its rows)."""
@@ -216,8 +219,10 @@ class Grid:
     KEEPALIVE_SECONDS while runs go on: the job's reporter raises Cancelled there when the user cancels.
     """
 
-    def __init__(self, tasks: list[RunTask], progress: ProgressFn, every: float = 0.5) -> None:
+    def __init__(self, tasks: list[RunTask], progress: ProgressFn, every: float = 0.5,
+                 keep: Callable[[RunOutcome], None] | None = None) -> None:
         self.tasks = {t.index: t for t in tasks}
+        self.keep = keep
         self.progress, self.every = progress, every
         self.fractions = dict.fromkeys(self.tasks, 0.0)
         self.attempts = dict.fromkeys(self.tasks, 0)
@@ -268,6 +273,8 @@ class Grid:
 
     def succeeded(self, index: int, outcome: RunOutcome) -> None:
         self.outcome.outcomes[index] = outcome
+        if self.keep is not None:
+            self.keep(outcome)
         self._release(index, 1.0)
         finished = len(self.outcome.outcomes) + len(self.outcome.failures)
         self._send(ProgressEvent(self.overall(), f"{self.tasks[index].label}: done ({finished} of "

@@ -179,7 +179,7 @@ def run_pool(plan: base.GridPlan, grid: base.Grid, workers: int) -> None:
 
 def run(plan: base.GridPlan, progress: ProgressFn) -> base.GridOutcome:
     """The grid on this machine: a pool of worker processes, or in turn in this process for one worker."""
-    grid = base.Grid(plan.tasks, progress)
+    grid = base.Grid(plan.tasks, progress, keep=plan.keep)
     workers = pool_size(plan)
     if workers == 1:
         base.run_in_turn(plan, grid)

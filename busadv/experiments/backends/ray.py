@@ -187,7 +187,7 @@ def worker_env() -> dict[str, str]:
 
 def run(plan: GridPlan, progress: ProgressFn) -> GridOutcome:
     ray = _ray()
-    grid = Grid(plan.tasks, progress)
+    grid = Grid(plan.tasks, progress, keep=plan.keep)
     owned = connect(plan.address, plan.workers)
     running: dict[Any, RunTask] = {}
     try:
