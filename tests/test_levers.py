@@ -353,3 +353,16 @@ def test_the_frontier_button_fills_in_the_frontier_preset_exactly(monkeypatch):
     at.button(key="x_start").click().run()
     submitted = ExperimentConfig(**store().list()[0].config)
     assert [r.to_dict() for r in submitted.runs()] == [r.to_dict() for r in study_preset().runs()]
+
+
+def test_a_run_too_short_for_its_weight_average_says_what_the_average_really_was(phantoms):
+    from busadv.training.optim import ema_ramp_note
+
+    assert ema_ramp_note(0.995, 680) == ("the weight average's decay ramps up to 0.987 over this run's 680 steps; "
+                                         "the setting 0.995 would take effect after 1,790")
+    assert ema_decay_at(0.995, 1790) == 0.995 and ema_decay_at(0.995, 1789) < 0.995
+    assert ema_ramp_note(0.9, 680) == "" and ema_ramp_note(0.0, 680) == ""
+    messages: list[str] = []
+    train_model(TrainConfig(epochs=1, image_size=32, batch_size=16, device="cpu", val_fraction=0.2), phantoms,
+                progress=lambda event: messages.append(event.message))
+    assert "the weight average's decay ramps up to" in messages[0], messages[0]

@@ -41,6 +41,7 @@ from busadv.training.optim import (
     SELECTION_WINDOW,
     Averager,
     EpochChoice,
+    ema_ramp_note,
     first_eligible_epoch,
     make_optimizer,
     make_schedule,
@@ -313,6 +314,8 @@ def train_model(config: TrainConfig, train_set: ImageSet, test_set: ImageSet | N
         note = f"{config.describe()}: {result.init_note}"
         if val_set is not None:
             note += f"; {len(val_set)} validation images carved from the training side choose the epoch"
+        if averager is not None and (ramp := ema_ramp_note(config.ema_decay, steps_per_epoch * config.epochs)):
+            note += f"; {ramp}"
         progress(ProgressEvent(0.0, note, epoch=0, epochs=config.epochs))
     stopped = choice.exhausted(resumed.epoch)
     with cudnn_settings(device, config.deterministic):
