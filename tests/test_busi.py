@@ -37,12 +37,13 @@ def test_the_second_load_reads_the_tensor_cache(busi_path, monkeypatch):
 
 
 def test_a_short_training_beats_the_majority_class_and_fgsm_breaks_it(busi64):
+    """Judged by balanced accuracy: the recipe's class-weighted loss trades plain accuracy (0.60-0.62 here, the
+    majority share 0.58) for the minority classes (balanced accuracy 0.575 against 0.518 unweighted)."""
     train_set, test_set = split_dataset(busi64, 0.2, seed=0)
-    majority = max(test_set.counts().values()) / len(test_set)
     result = train_model(TrainConfig(epochs=8, image_size=64, device="cpu"), train_set, test_set)
     rows = evaluate(result.model, test_set, ["fgsm"], [2 / 255, 8 / 255])
-    clean, small, large = (r.accuracy for r in rows)
-    assert clean > majority + 0.06, f"clean accuracy {clean:.3f} vs majority {majority:.3f}"
+    clean, small, large = (r.balanced_accuracy for r in rows)
+    assert clean > 1 / 3 + 0.12, f"clean balanced accuracy {clean:.3f}: answering benign for all scores 1/3"
     assert large < small < clean and large < clean - 0.2
 
 
