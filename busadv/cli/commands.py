@@ -195,7 +195,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     seeds, models, modes = arguments.seed_list, arguments.model_list, arguments.mode_list
 
     def recipe_args(p: argparse.ArgumentParser) -> None:
-        """Recipe settings; left out, each takes the training mode's default (see the modes' descriptions)."""
+        """Recipe settings; left out, each takes the training mode's default (class balance: the recipe's)."""
         p.add_argument("--adv-labels", choices=LABEL_SOURCES,
                        help="labels adversarial training attacks; 'predicted' avoids label leaking")
         p.add_argument("--random-start", action=argparse.BooleanOptionalAction, default=None,
@@ -203,7 +203,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--clean-mix", type=float, help="weight of the clean loss beside the adversarial loss, [0, 1)")
         p.add_argument("--warmup-epochs", type=int, help="ramp the training epsilon up from 0 over this many epochs")
         p.add_argument("--class-balance", choices=list(CLASS_BALANCE),
-                       help="; ".join(f"{k}: {v}" for k, v in CLASS_BALANCE.items()))
+                       help="; ".join(f"{k}: {v}" for k, v in CLASS_BALANCE.items())
+                       + " (default: the recipe's, loss for busadv's best and none for the study's)")
         p.add_argument("--trades-beta", type=float, help="weight of TRADES' robustness term (trades mode)")
         p.add_argument("--split-policy", choices=list(SPLIT_POLICIES),
                        help="grouped: copies of an image stay on one side (default); random: the study's split")
