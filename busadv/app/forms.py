@@ -121,7 +121,8 @@ PRESET_RECIPES: dict[str, str] = {"study": "study", "frontier": "best"}
 
 
 def epsilon_input_text(values: Sequence[float]) -> str:
-    """'1/255, 2/255, 0.05': whole k/255 as fractions (as the frontier is said), other values as decimals."""
+    """'1/255, 2/255, 0.05': small whole k/255 (below 0.05) as fractions, as the frontier is said; the rest, the
+    study's 0.05, 0.2 and 0.5 included (0.2 is 51/255), as decimals, as the study says them."""
     return ", ".join(f"{round(e * 255)}/255" if abs(e * 255 - round(e * 255)) < 1e-6 and e < 0.05 else f"{e:g}"
                      for e in values)
 
