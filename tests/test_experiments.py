@@ -138,6 +138,8 @@ def test_estimates_grow_with_adversarial_cost_and_the_watch():
     assert standard < fgsm < fgsm_watched < pgd
     validated = estimate_seconds(_tiny_grid(modes=["fgsm"], monitor_images=64), rates, 100)  # 15% validation split
     assert fgsm < validated != fgsm_watched  # FGSM and PGD-5 on the validation images, not the watch
+    refit = estimate_seconds(_tiny_grid(modes=["fgsm"], monitor_images=64, refit=True), rates, 100)
+    assert validated + fgsm * 0.95 < refit < validated + fgsm * 1.05, "a second pass on every image, no check"
 
 
 def test_a_grid_estimate_counts_testing_with_autoattack_likely_and_at_its_worst_case():

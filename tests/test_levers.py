@@ -274,9 +274,12 @@ def test_cli_train_defaults_to_the_best_recipe_and_keeps_the_studys_on_request(c
     assert main(common) == 0
     assert main(common + ["--recipe", "study"]) == 0
     assert main(common + ["--ema-decay", "0", "--class-balance", "none"]) == 0
+    assert main(common + ["--refit"]) == 0
     recorded = [torch.load(p, weights_only=True)["train_config"]
                 for p in sorted(folder.glob("*.pt"), key=lambda p: p.stat().st_mtime_ns)]
-    best, study, mixed = recorded
+    best, study, mixed, refit = recorded
+    assert refit["refit"] is True and {k: refit[k] for k in LEVERS if k != "refit"} == \
+        {k: v for k, v in BEST_LEVERS.items() if k != "refit"}
     assert {k: best[k] for k in LEVERS} == BEST_LEVERS and best["class_balance"] == "loss" and best["lr"] == 2e-3
     assert {k: study[k] for k in LEVERS} == STUDY_LEVERS and study["class_balance"] == "none" and study["lr"] == 1e-3
     assert mixed["ema_decay"] == 0 and mixed["class_balance"] == "none" and mixed["augment"] == "ultrasound"
@@ -366,3 +369,36 @@ def test_a_run_too_short_for_its_weight_average_says_what_the_average_really_was
     train_model(TrainConfig(epochs=1, image_size=32, batch_size=16, device="cpu", val_fraction=0.2), phantoms,
                 progress=lambda event: messages.append(event.message))
     assert "the weight average's decay ramps up to" in messages[0], messages[0]
+
+
+def test_refit_trains_again_on_every_training_image_for_the_epochs_validation_chose(phantoms, tmp_path):
+    """Validation chooses the epoch count; the model then learns from the validation images too. The test split
+    still chooses nothing and is not looked at by either pass."""
+    train_set, test_set = split_dataset(phantoms, 0.25, seed=0)
+    config = TrainConfig(epochs=4, image_size=32, device="cpu", batch_size=16, ema_decay=0.0, refit=True)
+    messages: list[str] = []
+    result = train_model(config, train_set, test_set, progress=lambda event: messages.append(event.message))
+    chooser = train_model(dataclasses.replace(config, refit=False), train_set, test_set)
+    k = chooser.chosen_epoch
+    assert result.chosen_epoch == k and [h.score for h in result.history] == [h.score for h in chooser.history]
+    assert len(result.refit_history) == k and result.n_val == chooser.n_val > 0
+    assert all(h.val_balanced_accuracy is None and h.test_accuracy is None for h in result.refit_history)
+    again = train_model(dataclasses.replace(config, refit=False, epochs=k, val_fraction=0.0, select="last"),
+                        train_set)
+    assert all(torch.equal(a, b) for a, b in zip(result.model.state_dict().values(),
+                                                 again.model.state_dict().values(), strict=True)), \
+        "the second pass is a plain run of the chosen length on every training image"
+    assert any(m.startswith(f"validation chose epoch {k} of 4: training again on all {len(train_set)} training "
+                            f"images for {k} epochs") for m in messages), messages
+    scrambled = dataclasses.replace(test_set, labels=test_set.labels.flip(0))
+    other = train_model(config, train_set, scrambled)
+    assert all(torch.equal(a, b) for a, b in zip(result.model.state_dict().values(),
+                                                 other.model.state_dict().values(), strict=True))
+    outcome = run_one(config, phantoms, test_attacks=[], test_epsilons=[], save=True, checkpoint_folder=tmp_path)
+    assert outcome.rows[0].refit is True and read_rows(rows_to_csv(outcome.rows))[0].refit is True
+    blob = torch.load(outcome.checkpoint, map_location="cpu", weights_only=True)
+    assert blob["train_config"]["refit"] is True and blob["data"]["n_val"] > 0
+    assert blob["data"]["n_train"] + blob["data"]["n_test"] == len(phantoms), "it learnt from every training image"
+    for bad in ({"val_fraction": 0.0, "select": "last"}, {"select": "last"}, {"refit": "yes"}):
+        with pytest.raises(ValueError, match="refit"):
+            TrainConfig(image_size=32, **{"refit": True, **bad})

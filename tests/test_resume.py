@@ -151,3 +151,42 @@ def test_the_jobs_page_resumes_an_interrupted_job_from_its_saved_epoch(monkeypat
     job = jobs.get(interrupted)
     assert (job.status, job.message, job.error) == ("queued", "queued to resume after epoch 2/5", None)
     assert jobs.get(failed).status == "failed"
+
+
+def test_a_refit_run_killed_in_its_second_pass_goes_on_in_its_second_pass(tmp_path, small_phantoms):
+    from busadv.data import split_dataset
+
+    train_set, _ = split_dataset(small_phantoms, 0.3, seed=0)
+    config = TrainConfig(epochs=4, image_size=32, batch_size=8, device="cpu", ema_decay=0.0, refit=True)
+    whole = train_model(config, train_set)
+    state = tmp_path / "state.pt"
+    seen: list[str] = []
+
+    def stop_in_the_second_pass(event) -> None:
+        seen.append(event.message)
+        if any(m.startswith("validation chose") for m in seen) and event.message.startswith("epoch 2/") \
+                and "batch 2/" in event.message:
+            raise Cancelled("stopped in the second pass")
+
+    with pytest.raises(Cancelled):
+        train_model(config, train_set, progress=stop_in_the_second_pass, state_file=state)
+    assert (tmp_path / "state.pt.refit.json").read_text().startswith('{"epoch": 1, "epochs": ')
+    messages: list[str] = []
+    resumed = train_model(config, train_set, progress=lambda e: messages.append(e.message), state_file=state)
+    assert any(m.endswith("resumed after epoch 4/4") for m in messages), "the choosing pass is not trained again"
+    assert any(m.endswith(f"resumed after epoch 1/{whole.chosen_epoch}") for m in messages), messages
+    assert not any(m.startswith("epoch 1/") for m in messages)
+    assert resumed.chosen_epoch == whole.chosen_epoch and same_weights(whole.model, resumed.model)
+
+
+def test_a_finished_jobs_state_goes_with_its_refit_pass_and_nothing_else(store):
+    job = store.get(store.submit("train", {"epochs": 1}, start=False))
+    path = store.state_path(job)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mine = [path, path.with_name(path.name + ".json"), path.with_name(path.name + ".refit"),
+            path.with_name(path.name + ".refit.json")]
+    other = path.with_name(path.name.replace(".pt", "0.pt"))  # another job whose name starts the same
+    for file in [*mine, other]:
+        file.write_bytes(b"state")
+    store.drop_state(job)
+    assert not any(file.exists() for file in mine) and other.exists()

@@ -49,7 +49,7 @@ FIRST_START_CONFIG: dict[str, Any] = {
     # The plain recipe it was measured with, pinned: the default recipe's validation split, weight averaging and
     # schedule need more than 8 short epochs and left this model answering ~34% for every class.
     "augment": "none", "optimizer": "adam", "weight_decay": 0.0, "schedule": "constant", "ema_decay": 0.0,
-    "val_fraction": 0.0, "select": "last", "patience": 0}
+    "val_fraction": 0.0, "select": "last", "patience": 0, "refit": False}
 OPENING = "_first_start_opens_explorer"
 
 

@@ -55,7 +55,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-LEVER_OPTIONS = ("augment", "optimizer", "weight_decay", "schedule", "ema_decay", "val_fraction", "select", "patience")
+LEVER_OPTIONS = ("augment", "optimizer", "weight_decay", "schedule", "ema_decay", "val_fraction", "select", "patience",
+                 "refit")
 
 
 def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
@@ -221,6 +222,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="; ".join(f"{k}: {v}" for k, v in SELECTIONS.items())
                        + f" (default {BEST_LEVERS['select']}; the study's recipe: last)")
         p.add_argument("--patience", type=int, help="stop after this many epochs without a better validation score")
+        p.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
+                       help="after validation has chosen the epoch, train again on every training image (validation "
+                            f"split included) for that many epochs and keep the last (default {BEST_LEVERS['refit']})")
         p.add_argument("--lr", type=float, help="learning rate (the peak of a schedule)")
 
     t = sub.add_parser("train", help="train one model, evaluate it and save a checkpoint")

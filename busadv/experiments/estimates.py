@@ -64,7 +64,8 @@ def validation_images(n_val: int, adversarial: bool) -> float:
 
 def run_seconds(run: TrainConfig, rates: dict[str, float], n_train: int, n_test: int) -> float:
     """Training one run, with its per-epoch check: a validation split carved from the `n_train` training-side
-    images when the run keeps one (then the test set is not looked at), else the watch of the test set."""
+    images when the run keeps one (then the test set is not looked at), else the watch of the test set; a refit
+    run's second pass is counted at its longest (validation chose the last epoch)."""
     rate = rate_at(rates, run.arch, int(run.image_size or 0))
     mode = MODES.get(run.mode)
     n_val = round(n_train * float(getattr(run, "val_fraction", 0.0) or 0.0))
@@ -73,6 +74,8 @@ def run_seconds(run: TrainConfig, rates: dict[str, float], n_train: int, n_test:
     else:
         check = watch_images(n_test, run.monitor_images, run.pgd_steps, mode.adversarial)
     per_epoch = (n_train - n_val) * mode.cost(run) + check
+    if n_val and getattr(run, "refit", False):  # the second pass, on every image, as long as it can be: all epochs
+        per_epoch += n_train * mode.cost(run)
     return run.epochs * per_epoch / rate if rate > 0 else math.nan
 
 

@@ -61,7 +61,8 @@ def run_one(config: TrainConfig, dataset: ImageSet | None = None, test_attacks: 
         data_info = {k: v for k, v in dataset_summary(dataset).items()
                      if k in ("source", "simulated", "fingerprint", "counts", "majority_rate")}
         data_info.update(test_fraction=config.test_fraction, split_seed=config.seed, split_policy=config.split_policy,
-                         n_train=len(train_set) - result.n_val, n_val=result.n_val, n_test=len(test_set))
+                         n_train=len(train_set) - (0 if config.refit else result.n_val), n_val=result.n_val,
+                         n_test=len(test_set))
         clean = conditions[0]
         metrics = {"chosen_epoch": result.chosen_epoch, "n_val": result.n_val,
                    "clean_accuracy": clean.accuracy, "clean_balanced_accuracy": clean.balanced_accuracy,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import datetime as _dt
 import errno
+import glob
 import json
 import os
 import socket
@@ -268,9 +269,10 @@ class JobStore:
         return (epoch, epochs) if 0 < epoch <= epochs and path.exists() else None
 
     def drop_state(self, job: Job) -> None:
-        """Delete a finished job's training state (its checkpoint holds the model now)."""
+        """Delete a finished job's training state (its checkpoint holds the model now): the state file and every
+        file named after it (its sidecar, a refit run's second pass and its sidecar)."""
         path = self.state_path(job)
-        for file in (path, path.with_name(path.name + ".json")):
+        for file in [path, *path.parent.glob(glob.escape(path.name) + "?*")]:
             with suppress(OSError):
                 file.unlink(missing_ok=True)
 

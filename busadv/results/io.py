@@ -140,7 +140,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "majority_rate": FRACTION, "dominant_share": FRACTION,
     "random_start": _bool, "pretrained": _bool, "collapsed": _bool, "simulated": _bool,
     "weight_decay": _between(0.0, 1.0), "ema_decay": _between(0.0, 1.0), "val_fraction": _between(0.0, 1.0),
-    "patience": _non_negative_int, "chosen_epoch": _non_negative_int,
+    "patience": _non_negative_int, "chosen_epoch": _non_negative_int, "refit": _bool,
 }
 TEXT_FIELDS = {f.name for f in fields(ResultRow) if f.type in ("str", "str | None")}
 

@@ -81,6 +81,7 @@ class TrainingLevers:
     val_fraction: float = 0.0      # share of the training side held out to choose the epoch; 0 = none
     select: str = "last"           # SELECTIONS; all but "last" need a validation split
     patience: int = 0              # stop after this many epochs without a better validation score; 0 = never
+    refit: bool = False            # then train again on every training image for the epochs validation chose
 
 
 LEVERS: tuple[str, ...] = tuple(f.name for f in fields(TrainingLevers))
@@ -131,6 +132,11 @@ def check_levers(levers: TrainingLevers) -> list[str]:
                         "set val_fraction > 0 (e.g. 0.15)")
     if levers.patience and not levers.val_fraction:
         problems.append("patience stops on the validation score: set val_fraction > 0 (e.g. 0.15)")
+    if not isinstance(levers.refit, bool):
+        problems.append(f"refit must be true or false, got {str(levers.refit)[:40]!r}")
+    elif levers.refit and not (levers.val_fraction and levers.select in CHOOSING_SELECTIONS):
+        problems.append("refit trains again for the number of epochs validation chose: set val_fraction > 0 "
+                        f"and select to {' or '.join(CHOOSING_SELECTIONS)}")
     return problems
 
 

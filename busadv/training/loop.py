@@ -21,7 +21,8 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -80,6 +81,7 @@ class TrainResult:
     init_note: str = ""
     chosen_epoch: int | None = None  # the epoch whose weights `model` holds
     n_val: int = 0                   # validation images carved from the training side
+    refit_history: list[EpochStats] = field(default_factory=list)  # config.refit: the second pass, on every image
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -271,10 +273,13 @@ def train_model(config: TrainConfig, train_set: ImageSet, test_set: ImageSet | N
     state_file: where the per-epoch state is kept (busadv.training.state). When it holds a state of
     this very run (same settings, same training images), training goes on after its last finished
     epoch; a state that cannot be used is reported and training starts from epoch 1.
+    With config.refit the run is two passes (validate_then_refit).
     """
     if train_set.image_size != config.image_size:
         raise ValueError(f"training images are {train_set.image_size}px but the config asks for "
                          f"{config.image_size}px; load the data at the model's size")
+    if config.refit:
+        return validate_then_refit(config, train_set, progress, state_file)
     device = pick_device(config.device)
     mode = MODES.get(config.mode)
     train_set, val_set = carve_validation(train_set, config)
@@ -362,6 +367,39 @@ def train_model(config: TrainConfig, train_set: ImageSet, test_set: ImageSet | N
     result.model = final
     final.eval()
     return result
+
+
+CHOOSING_SHARE = 0.6  # of a refit run's progress bar: the first pass (it also validates every epoch)
+
+
+def refit_state_file(state_file: str | os.PathLike) -> Path:
+    """Where a refit run's second pass keeps its state: beside the first pass's, named after it (a job store
+    that removes the files starting with the state file's name removes both)."""
+    path = Path(state_file)
+    return path.with_name(path.name + ".refit")
+
+
+def validate_then_refit(config: TrainConfig, train_set: ImageSet, progress: ProgressFn = ignore_progress,
+                        state_file: str | os.PathLike | None = None) -> TrainResult:
+    """Choose the number of epochs on a validation split, then train again on every training image for that many.
+
+    Why: the validation split that chooses the epoch is 15% of the images a model could have learnt from; a
+    run that chooses and then refits learns from all of them, and the test split still chooses nothing. The
+    second pass runs the whole schedule over the chosen number of epochs (not the first pass's schedule cut
+    short) and keeps its last epoch. Each pass keeps its own state, so a killed run goes on in either.
+    """
+    chooser = replace(config, refit=False)
+    first = train_model(chooser, train_set, None, scaled_progress(progress, 0.0, CHOOSING_SHARE), state_file)
+    epochs = int(first.chosen_epoch or config.epochs)
+    refit = replace(chooser, epochs=epochs, val_fraction=0.0, select="last", patience=0)
+    progress(ProgressEvent(CHOOSING_SHARE, f"validation chose epoch {epochs} of {len(first.history)}: training "
+                                          f"again on all {len(train_set)} training images for {epochs} epochs",
+                           epoch=0, epochs=epochs))
+    second = train_model(refit, train_set, None, scaled_progress(progress, CHOOSING_SHARE, 1 - CHOOSING_SHARE),
+                         refit_state_file(state_file) if state_file is not None else None)
+    return TrainResult(model=second.model, config=config, history=first.history, seconds=first.seconds + second.seconds,
+                       init_note=first.init_note, chosen_epoch=epochs, n_val=first.n_val,
+                       refit_history=second.history)
 
 
 def _extras(schedule: torch.optim.lr_scheduler.LRScheduler | None, averager: Averager | None,
