@@ -1,0 +1,70 @@
+"""How many epochs a recipe should train, chosen on validation pooled over its runs.
+
+Why: one run's validation split holds ~100 BUSI images, and the epoch it chooses can be an early peak of
+chance (seed 1 at fgsm 8/255 chose epoch 16 of 40, where its clean task was not yet learnt). The mean over
+several runs' validation curves is far steadier. Its choice is a property of the recipe, chosen on validation
+images only; a refit on every training image for that many epochs (`--val-fraction 0 --select last
+--epochs N`) then learns from the images the validation split held out. Each epoch is judged as a run judges
+it (busadv.training.optim.EpochChoice): the mean of its score and the ones before it, from `start` on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from busadv.training.optim import SELECTION_WINDOW
+
+
+@dataclass(frozen=True)
+class PooledEpochs:
+    epoch: int                 # the number of epochs the pooled validation score chooses
+    score: float               # the pooled windowed score there
+    curve: tuple[float, ...]   # per epoch (from 1): the mean over runs of the windowed score; NaN before start
+    per_run: tuple[int, ...]   # the epoch each run's own score chooses, as the run itself chose it
+    start: int
+
+
+def windowed(scores: Sequence[float], window: int = SELECTION_WINDOW) -> list[float]:
+    """Each epoch's score as a run judges it: the mean of it and the window - 1 before it."""
+    return [sum(scores[max(0, e - window):e]) / len(scores[max(0, e - window):e]) for e in range(1, len(scores) + 1)]
+
+
+def validation_scores(history: Sequence[Mapping[str, Any]], name: str = "run") -> list[float]:
+    """The per-epoch validation scores of one run's history; ValueError when it has none to pool."""
+    if not history:
+        raise ValueError(f"{name} has no training history")
+    scores: list[float] = []
+    for h in history:
+        score = h.get("score") if isinstance(h, Mapping) else None
+        if not (isinstance(score, (int, float)) and not isinstance(score, bool) and math.isfinite(score)):
+            raise ValueError(f"{name} has no validation score for every epoch (trained without a validation "
+                             "split, or stopped early): only runs that validated every epoch can be pooled")
+        scores.append(float(score))
+    return scores
+
+
+def pooled_epoch_count(histories: Sequence[Sequence[Mapping[str, Any]]], start: int = 1,
+                       window: int = SELECTION_WINDOW, names: Sequence[str] | None = None) -> PooledEpochs:
+    """The epoch count whose windowed validation score, averaged over the runs, is highest (the earliest of equals)."""
+    names = list(names) if names is not None else [f"run {i + 1}" for i in range(len(histories))]
+    if not histories:
+        raise ValueError("no runs to pool")
+    curves = [windowed(validation_scores(h, n), window) for h, n in zip(histories, names, strict=True)]
+    lengths = {len(c) for c in curves}
+    if len(lengths) > 1:
+        raise ValueError(f"the runs trained for different numbers of epochs ({', '.join(map(str, sorted(lengths)))}):"
+                         " pool runs of one recipe")
+    epochs = lengths.pop()
+    start = max(1, min(int(start), epochs))
+    pooled = [sum(c[e] for c in curves) / len(curves) if e + 1 >= start else math.nan for e in range(epochs)]
+    best = _first_best(pooled, start)
+    per_run = [_first_best(curve, start) for curve in curves]
+    return PooledEpochs(epoch=best, score=pooled[best - 1], curve=tuple(pooled), per_run=tuple(per_run), start=start)
+
+
+def _first_best(curve: Sequence[float], start: int) -> int:
+    """The epoch (from 1) of the highest value from `start` on; the earliest of equals, as a run keeps its first."""
+    return max(range(start, len(curve) + 1), key=lambda epoch: (curve[epoch - 1], -epoch))

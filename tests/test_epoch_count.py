@@ -1,0 +1,75 @@
+"""The epoch count chosen on validation pooled over a recipe's runs, and `python -m busadv epochs`."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from busadv.cli import main
+from busadv.training.epoch_count import pooled_epoch_count, windowed
+from busadv.training.optim import EpochChoice
+
+
+def _history(scores):
+    return [{"epoch": e, "score": s} for e, s in enumerate(scores, start=1)]
+
+
+def test_one_runs_early_lucky_peak_does_not_choose_the_recipes_epoch_count():
+    lucky = [0.30, 0.35, 0.60, 0.62, 0.61, 0.40, 0.45, 0.50, 0.52, 0.53]   # seed 1's shape: an early peak
+    steady = [0.30, 0.35, 0.40, 0.42, 0.45, 0.50, 0.55, 0.58, 0.60, 0.59]
+    later = [0.30, 0.32, 0.38, 0.40, 0.44, 0.48, 0.52, 0.55, 0.57, 0.60]
+    choice = pooled_epoch_count([_history(lucky), _history(steady), _history(later)], start=2)
+    assert choice.per_run[0] == 5 and choice.epoch == 10
+    curves = [windowed(s) for s in (lucky, steady, later)]
+    assert choice.score == pytest.approx(sum(c[9] for c in curves) / 3)
+    assert math.isnan(choice.curve[0]) and not math.isnan(choice.curve[1]), "epochs before start are never chosen"
+
+
+def test_each_runs_own_choice_is_the_one_training_makes():
+    scores = [0.33, 0.55, 0.47, 0.64, 0.53, 0.54, 0.70, 0.52, 0.60, 0.62, 0.63, 0.62]
+    trained = EpochChoice(window=3, start=4)
+    for epoch, score in enumerate(scores, start=1):
+        trained.offer(epoch, score, torch.nn.Linear(1, 1))
+    assert pooled_epoch_count([_history(scores)], start=4).per_run == (trained.best_epoch,)
+    flat = pooled_epoch_count([_history([0.5] * 6)], start=2)
+    assert flat.epoch == 2, "equal scores: the earliest, as a run keeps its first best"
+
+
+@pytest.mark.parametrize("histories, message", [
+    ([], "no runs"),
+    ([_history([0.5, 0.6]), _history([0.5, 0.6, 0.7])], "different numbers of epochs"),
+    ([_history([0.5, None])], "no validation score for every epoch"),
+    ([_history([0.5, float("nan")])], "no validation score"),
+    ([[]], "no training history"),
+])
+def test_runs_that_cannot_be_pooled_are_refused_with_the_reason(histories, message):
+    with pytest.raises(ValueError, match=message):
+        pooled_epoch_count(histories)
+
+
+def test_the_epochs_command_pools_a_recipes_checkpoints_and_refuses_what_it_cannot(capsys, tmp_path):
+    folder = Path(os.environ["BUSADV_CHECKPOINTS"])
+    common = ["train", "--epochs", "3", "--image-size", "32", "--test-attacks", "fgsm", "--test-epsilons", "2/255"]
+    for seed in ("0", "1"):
+        assert main(common + ["--seed", seed]) == 0
+    for seed in ("2", "3"):
+        assert main(common + ["--seed", seed, "--recipe", "study"]) == 0
+    by_seed = {torch.load(p, weights_only=True)["train_config"]["seed"]: p for p in folder.glob("*.pt")}
+    capsys.readouterr()
+    assert main(["epochs", str(by_seed[1]), str(by_seed[0])]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs of simplecnn, standard training, 3 epochs, seeds 0, 1" in out
+    assert "pooled validation chooses" in out and "--val-fraction 0 --select last" in out
+    for paths, message in (([by_seed[0], by_seed[2]], "different recipes"),
+                           ([by_seed[0], by_seed[0]], "seed 0 is given more than once"),
+                           ([by_seed[2], by_seed[3]], "no validation score for every epoch")):
+        assert main(["epochs", *map(str, paths)]) == 2
+        assert message in capsys.readouterr().err
+    fake = tmp_path / "notes.pt"
+    fake.write_text("not a model")
+    assert main(["epochs", str(fake)]) == 2
+    assert "notes.pt" in capsys.readouterr().err
