@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ import torch
 from busadv.jobs import JobStateError
 from busadv.progress import Cancelled
 from busadv.training import TrainConfig, train_model
+from busadv.training.loop import refit_state_file
 from tests import test_jobs
 from tests.test_jobs import wait_for, wait_status
 
@@ -103,12 +105,14 @@ def test_kill_9_mid_epoch_then_resume_matches_an_uninterrupted_run(store):
 
     def in_a_later_epoch():
         saved, job = store.saved_epoch(killed), store.get(killed_id)
-        return saved is not None and job.epoch and job.epoch > saved[0] and "batch" in job.message and job.pid
+        return saved is not None and job.epoch and job.epoch > saved.epoch and "batch" in job.message and job.pid
 
     wait_for(in_a_later_epoch, "job to be in the middle of an epoch after its first", deadline=240)
     os.kill(store.get(killed_id).pid, signal.SIGKILL)
     wait_status(store, killed_id, "interrupted", reap=True)
-    saved_epoch, epochs = store.saved_epoch(killed)
+    saved = store.saved_epoch(killed)
+    assert saved is not None and not saved.refit
+    saved_epoch, epochs = saved.epoch, saved.epochs
     assert 1 <= saved_epoch < epochs
     assert store.resume(killed_id).message == f"queued to resume after epoch {saved_epoch}/{epochs}"
     results = {}
@@ -143,7 +147,7 @@ def test_the_jobs_page_resumes_an_interrupted_job_from_its_saved_epoch(monkeypat
     state.write_bytes(b"the state")
     state.with_name(state.name + ".json").write_text('{"epoch": 2, "epochs": 5}')
     at = open_app(JOBS)
-    assert "Saved after epoch 2 of 5: **Resume** goes on from there." in texts(at)
+    assert "Saved after epoch 2/5: **Resume** goes on from there." in texts(at)
     assert at.button(key=f"jobs-resume-{interrupted}").label == "Resume"
     assert at.button(key=f"jobs-resume-{failed}").label == "Run again"
     at.button(key=f"jobs-resume-{interrupted}").click().run()
@@ -177,6 +181,25 @@ def test_a_refit_run_killed_in_its_second_pass_goes_on_in_its_second_pass(tmp_pa
     assert any(m.endswith(f"resumed after epoch 1/{whole.chosen_epoch}") for m in messages), messages
     assert not any(m.startswith("epoch 1/") for m in messages)
     assert resumed.chosen_epoch == whole.chosen_epoch and same_weights(whole.model, resumed.model)
+
+
+def test_a_refit_job_stopped_in_its_second_pass_says_it_resumes_there(store, monkeypatch):
+    job = store.get(store.submit("train", {"epochs": 40, "refit": True}, start=False))
+    path = store.state_path(job)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"first pass")
+    path.with_name(path.name + ".json").write_text('{"epoch": 40, "epochs": 40}')
+    assert str(store.saved_epoch(job)) == "epoch 40/40"
+    second = refit_state_file(path)  # where the loop keeps the second pass
+    second.with_name(second.name + ".json").write_text('{"epoch": 3, "epochs": 35}')
+    assert str(store.saved_epoch(job)) == "epoch 40/40", "a sidecar without its state file is not a saved state"
+    second.write_bytes(b"second pass")
+    saved = store.saved_epoch(job)
+    assert saved is not None and (saved.epoch, saved.epochs, saved.refit) == (3, 35, True)
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE jobs SET status = 'interrupted' WHERE id = ?", (job.id,))
+    monkeypatch.setattr(type(store), "dispatch", lambda self: [])  # nothing runs: the test reads what is queued
+    assert store.resume(job.id).message == "queued to resume after epoch 3/35 of the refit on every training image"
 
 
 def test_a_finished_jobs_state_goes_with_its_refit_pass_and_nothing_else(store):

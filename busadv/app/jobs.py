@@ -19,7 +19,7 @@ import streamlit as st
 from busadv import plots
 from busadv.app.layout import legend_below, plain
 from busadv.attacks import attack_label, format_epsilon, format_epsilon_list, parse_epsilon_list
-from busadv.jobs import JOB_KINDS, Job, JobStateError, JobStatus, JobStore, JobStoreError, default_db_path
+from busadv.jobs import JOB_KINDS, Job, JobStateError, JobStatus, JobStore, JobStoreError, SavedEpoch, default_db_path
 from busadv.plots.style import text
 from busadv.progress import format_seconds
 from busadv.training import MODES
@@ -98,7 +98,7 @@ class PageJobStore:
     def logs(self, job_id: int, tail: int = 200) -> Lines:
         return self._read([], "logs", job_id, tail=tail)
 
-    def saved_epoch(self, job: Job) -> tuple[int, int] | None:
+    def saved_epoch(self, job: Job) -> SavedEpoch | None:
         return None if self.store is None else self.store.saved_epoch(job)
 
     def submit(self, kind: str, config: dict[str, Any]) -> int | None:
@@ -370,9 +370,9 @@ def _resume_button(job: Job, store: PageJobStore, side: Any, key: str) -> None:
     """Resume (training goes on after its last saved epoch) or run again, for a job that stopped unfinished."""
     saved = store.saved_epoch(job)
     if saved:
-        help_text = (f"Training state was saved after epoch {saved[0]} of {saved[1]}: the job goes on from there "
+        help_text = (f"Training state was saved after {saved}: the job goes on from there "
                      "with the same settings and random numbers.")
-        st.caption(f":material/restore: Saved after epoch {saved[0]} of {saved[1]}: **Resume** goes on from there.")
+        st.caption(f":material/restore: Saved after {saved}: **Resume** goes on from there.")
     else:
         help_text = "No training state was saved (it stopped before an epoch ended, or keeps none): runs it again."
     side.button("Resume" if saved else "Run again", key=f"{key}-resume-{job.id}", on_click=store.resume,

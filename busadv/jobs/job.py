@@ -22,6 +22,18 @@ class JobStateError(RuntimeError):
     """A job is not in a state that allows the request (e.g. running a job that already finished)."""
 
 
+@dataclass(frozen=True)
+class SavedEpoch:
+    """How far a stopped training job's saved state goes: the pass it resumes in and the epochs done there."""
+
+    epoch: int
+    epochs: int
+    refit: bool = False  # in a refit run's second pass (every training image, for the epochs validation chose)
+
+    def __str__(self) -> str:
+        return f"epoch {self.epoch}/{self.epochs}" + (" of the refit on every training image" if self.refit else "")
+
+
 @dataclass
 class Job:
     """One row of the job table, as pages and the CLI see it."""

@@ -26,7 +26,7 @@ from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from busadv.jobs.job import Job, JobStateError, JobStoreError, one_line
+from busadv.jobs.job import Job, JobStateError, JobStoreError, SavedEpoch, one_line
 from busadv.jobs.kinds import JOB_KINDS
 from busadv.jobs.processes import (
     collect_children,
@@ -258,15 +258,19 @@ class JobStore:
         """
         return self.path.parent / "job-state" / f"job-{int(job.id)}-{int(job.created * 1000)}.pt"
 
-    def saved_epoch(self, job: Job) -> tuple[int, int] | None:
-        """(finished epochs, planned epochs) of the job's saved training state; None when none is kept."""
+    def saved_epoch(self, job: Job) -> SavedEpoch | None:
+        """How far the job's saved training state goes; None when none is kept. A refit run that reached its
+        second pass resumes there (busadv.training.loop.refit_state_file names its state `<state>.refit`)."""
         path = self.state_path(job)
-        try:
-            info = json.loads(path.with_name(path.name + ".json").read_text())  # written by busadv.training.state
-            epoch, epochs = int(info["epoch"]), int(info["epochs"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        return (epoch, epochs) if 0 < epoch <= epochs and path.exists() else None
+        for state, refit in ((path.with_name(path.name + ".refit"), True), (path, False)):
+            try:
+                info = json.loads(state.with_name(state.name + ".json").read_text())  # busadv.training.state
+                epoch, epochs = int(info["epoch"]), int(info["epochs"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if 0 < epoch <= epochs and state.exists():
+                return SavedEpoch(epoch, epochs, refit)
+        return None
 
     def drop_state(self, job: Job) -> None:
         """Delete a finished job's training state (its checkpoint holds the model now): the state file and every
@@ -337,7 +341,7 @@ class JobStore:
                 raise JobStateError(f"Job {job_id} is {row['status']}; only an interrupted, failed or cancelled "
                                     f"job can be resumed.")
             saved = self.saved_epoch(self._job(row))
-            message = (f"queued to resume after epoch {saved[0]}/{saved[1]}" if saved
+            message = (f"queued to resume after {saved}" if saved
                        else "queued to run again from the start")
             conn.execute("UPDATE jobs SET status = ?, message = ?, error = NULL, result = NULL, finished = NULL, "
                          "eta_seconds = NULL, cancel_requested = 0, pid = NULL, pid_start = NULL, host = NULL, "
