@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from busadv import plots
-from busadv.app import checkpoints, dataset, forms, jobs, layout, widgets
+from busadv.app import checkpoints, dataset, forms, jobs, layout, recipes, widgets
 from busadv.data import DEFAULT_SPLIT_POLICY
 from busadv.models import MODELS, imagenet_weights_available
 from busadv.training import MODES
@@ -33,12 +33,7 @@ with train_tab:
                                        container=row, width=300,
                                        help="The largest pixel change of the training perturbations. "
                                             "Standard training uses none.")
-    recipe = st.radio("Recipe", list(forms.RECIPES), format_func=forms.RECIPES.get, key="t_recipe",
-                      horizontal=True, on_change=lambda: st.session_state.update(
-                          forms.recipe_widget_state(st.session_state["t_recipe"])),
-                      help="The study preset on the experiment tab always uses the study's recipe.")
-    for k, v in forms.recipe_widget_state("best").items():
-        st.session_state.setdefault(k, v)
+    recipe = recipes.recipe_radio("t_", help="The study preset on the experiment tab always uses the study's recipe.")
     row = layout.flow(gap="medium")
     epochs = row.number_input("Epochs", 1, 500, key="t_epochs", width=150)
     batch_size = row.number_input("Batch size", 1, 1024, 32, key="t_batch", width=150)
@@ -57,7 +52,7 @@ with train_tab:
                               width=200)
         random_start = widgets.random_start_select(mode, key="t_rs", container=row, width=200)
         class_balance = widgets.class_balance_select(mode, key="t_balance", container=row, width=380,
-                                                     recipe_value=forms.recipe_settings(recipe)["class_balance"])
+                                                     recipe_value=recipes.recipe_settings(recipe)["class_balance"])
         split_policy = widgets.split_policy_select("t_split", container=row, width=420)
         eval_steps = row.number_input("PGD steps when testing", 1, 200, 10, key="t_eval_steps", width=200)
         pretrained = st.checkbox("Start from ImageNet weights", key="t_pre",
@@ -111,12 +106,8 @@ with exp_tab:
         st.button("Fill in the frontier's settings", key="x_frontier",
                   on_click=lambda: st.session_state.update(forms.preset_state("frontier", "x_")),
                   help=forms.frontier_help())
-    x_recipe = st.radio("Recipe", list(forms.RECIPES), format_func=forms.RECIPES.get, key="x_recipe",
-                        horizontal=True, on_change=lambda: st.session_state.update(
-                            forms.recipe_widget_state(st.session_state["x_recipe"], "x_")),
-                        help="For every run of the grid; settings below that you change override it.")
+    x_recipe = recipes.recipe_radio("x_", help="For every run of the grid; settings below that you change override it.")
     for k, v in {"x_batch": 32, "x_name": "experiment", "x_split": DEFAULT_SPLIT_POLICY,
-                 **forms.recipe_widget_state("best", "x_"),
                  **{f"x_size_{m.name}": m.default_image_size for m in MODELS}}.items():
         st.session_state.setdefault(k, v)  # widget defaults live in Session State so the preset can set them
     row = layout.flow(gap="medium")
@@ -145,7 +136,7 @@ with exp_tab:
         x_lr = row.number_input("Learning rate (peak of the schedule)", 1e-6, 1.0, format="%.5f", key="x_lr",
                                 width=200)
         x_balance = widgets.class_balance_select(None, key="x_balance", container=row, width=380,
-                                                 recipe_value=forms.recipe_settings(x_recipe)["class_balance"])
+                                                 recipe_value=recipes.recipe_settings(x_recipe)["class_balance"])
         x_split = widgets.split_policy_select("x_split", container=row, width=420)
         x_eval_steps = row.number_input("PGD steps when testing", 1, 200, 10, key="x_eval_steps", width=200)
         x_name = row.text_input("Name", key="x_name", width=260)

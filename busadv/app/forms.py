@@ -12,37 +12,19 @@ from typing import Any
 
 from busadv.app.checkpoints import training_rates
 from busadv.app.dataset import DataFacts
+from busadv.app.recipes import recipe_settings
 from busadv.app.widgets import BALANCE_CHOICES, LABEL_CHOICES, RANDOM_START_CHOICES, choice_index
 from busadv.attacks import attack_label, format_epsilon_list
 from busadv.experiments import PRESETS, ExperimentConfig, grid_estimate, study_preset
 from busadv.experiments.backends import BACKENDS
 from busadv.models import MODELS
 from busadv.training import MODES, TrainConfig
-from busadv.training.config import BEST_TRAINING, STUDY_TRAINING
 
 DEFAULT_TEST_EPS = "2/255, 8/255, 0.05, 0.2, 0.5"
-RECIPES: dict[str, str] = {
-    "best": "busadv's best: augmentation, AdamW one-cycle, weight average, the epoch chosen on a validation split "
-            "(40 epochs)",
-    "study": "the study's: Adam at 1e-3, 10 epochs, nothing added, the last epoch",
-}
-
-
-def recipe_settings(recipe: str) -> dict[str, Any]:
-    """The training settings a recipe fixes (epochs, learning rate, class balance, the levers)."""
-    return dict(STUDY_TRAINING if recipe == "study" else BEST_TRAINING)
-
-
 def with_recipe(settings: dict[str, Any], recipe: str) -> dict[str, Any]:
     """A form's settings with those it left to the recipe (None) taken from the recipe."""
     base = recipe_settings(recipe)
     return {**base, **{k: v for k, v in settings.items() if not (v is None and k in base)}}
-
-
-def recipe_widget_state(recipe: str, prefix: str = "t_") -> dict[str, Any]:
-    """Session-state values that move the form's epochs and learning rate to a recipe's when it is picked."""
-    settings = recipe_settings(recipe)
-    return {f"{prefix}epochs": settings["epochs"], f"{prefix}lr": settings["lr"]}
 
 
 def train_config(settings: dict[str, Any], test_epsilons: list[float] | None,
