@@ -13,7 +13,9 @@ from busadv.data import split_dataset
 from busadv.data.phantoms import make_phantoms
 from busadv.experiments import study_preset
 from busadv.experiments.config import ExperimentConfig, frontier_preset
+from busadv.experiments.estimates import measured_rates
 from busadv.experiments.runner import run_one
+from busadv.models.checkpoints import read_checkpoint_info
 from busadv.results import read_rows, rows_to_csv
 from busadv.training import TrainConfig, train_model
 from busadv.training import modes as modes_module
@@ -399,6 +401,11 @@ def test_refit_trains_again_on_every_training_image_for_the_epochs_validation_ch
     blob = torch.load(outcome.checkpoint, map_location="cpu", weights_only=True)
     assert blob["train_config"]["refit"] is True and blob["data"]["n_val"] > 0
     assert blob["data"]["n_train"] + blob["data"]["n_test"] == len(phantoms), "it learnt from every training image"
+    second = blob["metrics"]["refit_history"]
+    assert len(second) == blob["metrics"]["chosen_epoch"] and all(h["val_balanced_accuracy"] is None for h in second)
+    info = read_checkpoint_info(outcome.checkpoint)
+    assert info.train_seconds == pytest.approx(sum(h["seconds"] for h in [*blob["history"], *second]))
+    assert measured_rates(tmp_path)[1] is False, "a refit run's two passes give no plain training rate"
     for bad in ({"val_fraction": 0.0, "select": "last"}, {"select": "last"}, {"refit": "yes"}):
         with pytest.raises(ValueError, match="refit"):
             TrainConfig(image_size=32, **{"refit": True, **bad})

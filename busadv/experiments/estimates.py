@@ -30,6 +30,8 @@ def measured_rates(folder: str | os.PathLike | None = None) -> tuple[dict[str, f
         seconds = info.train_seconds
         if info.arch in found or info.train_config.get("mode") != "standard" or not n_train or not seconds:
             continue
+        if info.train_config.get("refit"):  # two passes over different images and lengths: no plain rate
+            continue
         # Convolution cost grows with the pixel count: report the rate at the model's default size.
         scale = (info.image_size / MODELS.get(info.arch).default_image_size) ** 2
         rates[info.arch] = float(n_train) * int(info.train_config.get("epochs", 1)) / seconds * scale

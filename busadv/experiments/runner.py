@@ -70,6 +70,8 @@ def run_one(config: TrainConfig, dataset: ImageSet | None = None, test_attacks: 
                    "conditions": [{"attack": c.attack, "test_epsilon": c.epsilon, "accuracy": c.accuracy,
                                    "balanced_accuracy": c.balanced_accuracy, "sensitivity": c.sensitivity,
                                    "collapsed": c.collapsed} for c in conditions]}
+        if config.refit:  # the history above is the first pass's (the validation that chose the epoch count)
+            metrics["refit_history"] = [asdict(h) for h in result.refit_history]
         folder = checkpoint_folder or checkpoints_dir()
         checkpoint = save_checkpoint(result.model, folder / checkpoint_filename(config.to_dict(), dataset.simulated,
                                                                                 run_id),

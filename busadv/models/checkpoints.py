@@ -71,8 +71,10 @@ class CheckpointInfo:
 
     @property
     def train_seconds(self) -> float:
-        """Summed epoch times: how fast this machine trained it."""
-        return sum(float(h.get("seconds", 0.0) or 0.0) for h in self.history)
+        """Summed epoch times, a refit run's second pass included: how long this machine took to train it."""
+        refit = self.metrics.get("refit_history")
+        epochs = [*self.history, *(refit if isinstance(refit, list) else [])]
+        return sum(float(h.get("seconds", 0.0) or 0.0) for h in epochs if isinstance(h, dict))
 
     @property
     def simulated(self) -> bool:
