@@ -273,10 +273,15 @@ def test_cli_train_defaults_to_the_best_recipe_and_keeps_the_studys_on_request(c
 
     folder = Path(os.environ["BUSADV_CHECKPOINTS"])
     common = ["train", "--epochs", "1", "--image-size", "32", "--test-attacks", "fgsm", "--test-epsilons", "2/255"]
-    assert main(common) == 0
-    assert main(common + ["--recipe", "study"]) == 0
-    assert main(common + ["--ema-decay", "0", "--class-balance", "none"]) == 0
-    assert main(common + ["--refit"]) == 0
+    said = []
+    for extra in ([], ["--recipe", "study"], ["--ema-decay", "0", "--class-balance", "none"], ["--refit"]):
+        assert main(common + extra) == 0
+        said.append(next(line for line in capsys.readouterr().out.splitlines() if line.startswith("weights tested")))
+    assert said == ["weights tested: epoch 1 of 1, chosen on the validation split (best-both)",
+                    "weights tested: the model after its last epoch (1)",
+                    "weights tested: epoch 1 of 1, chosen on the validation split (best-both)",
+                    "weights tested: validation chose epoch 1 of 1; then trained again on every training image for "
+                    "that many epochs, the last kept"]
     recorded = [torch.load(p, weights_only=True)["train_config"]
                 for p in sorted(folder.glob("*.pt"), key=lambda p: p.stat().st_mtime_ns)]
     best, study, mixed, refit = recorded

@@ -124,12 +124,16 @@ def test_page_renders_after_a_job_of_each_kind_ended_each_way(finished_jobs, kin
             assert f"Job {job_id} — {ending}" in said, f"job {job_id} ({kind}, {ending}) is not listed"
         if kind == "report":
             assert "result rows behind it" in said and "Report written" in said
+        if kind == "train":  # one epoch, chosen on the validation split as the best recipe does
+            assert "Weights tested: epoch 1 of 1, chosen on the validation split (best-both)." in said
 
 
 @pytest.mark.parametrize("result", [None, "text", 3, [], {"rows": 7}, {"rows": "many"}, {"rows": [1, None, "x"]},
                                     {"rows": [{"run": "a", "attack": "fgsm", "test_epsilon": "oops"}]},
                                     {"flips": 2, "matrix": [], "findings": "none", "history": {"epoch": 1}},
-                                    {"diagnoses": "one", "checkpoint": ["a"], "html": 5}])
+                                    {"diagnoses": "one", "checkpoint": ["a"], "html": 5},
+                                    {"rows": [{"epochs": "40", "chosen_epoch": [1], "refit": "yes", "select": 5}]},
+                                    {"rows": [{"epochs": 40, "chosen_epoch": 99, "refit": True, "select": "best"}]}])
 @pytest.mark.parametrize("kind", ["train", "evaluate", "experiment", "report", "flips", "corruptions", "transfer"])
 def test_a_job_card_survives_any_stored_result_and_config(kind, result):
     """Jobs written by another version or tool: the summary lines and the description never raise."""

@@ -22,6 +22,7 @@ from busadv.attacks import attack_label, format_epsilon, format_epsilon_list, pa
 from busadv.jobs import JOB_KINDS, Job, JobStateError, JobStatus, JobStore, JobStoreError, SavedEpoch, default_db_path
 from busadv.plots.style import text
 from busadv.progress import format_seconds
+from busadv.results import kept_weights
 from busadv.training import MODES
 
 # The explorer's "train a quick model" job: the study's recipe on the active data, about a minute on
@@ -268,6 +269,8 @@ def result_summary(job: Job) -> list[str]:
     lines = []
     if result.get("checkpoint"):
         lines.append(f"Saved model: {_file_name(result['checkpoint'])}")
+    if job.kind == "train" and rows and (kept := kept_weights(rows[0])):
+        lines.append(f"Weights tested: {kept}.")
     if job.kind == "report" or result.get("html"):
         if result.get("html"):
             lines.append(f"Report written: {_file_name(result['html'])} (shown on the Study page)")

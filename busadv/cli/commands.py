@@ -33,6 +33,7 @@ def _report(result: dict[str, Any], args: argparse.Namespace) -> list[ResultRow]
 
 def cmd_train(args: argparse.Namespace) -> int:
     from busadv.experiments import train_job
+    from busadv.results import kept_weights
     from busadv.training.config import BEST_TRAINING, STUDY_TRAINING
 
     base: dict[str, Any] = dict(STUDY_TRAINING if args.recipe == "study" else BEST_TRAINING)
@@ -50,6 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               **_given(args, LEVER_OPTIONS + ("epochs", "lr"))}
     result = train_job(config, progress=ProgressPrinter())
     print(f"data: {result['rows'][0]['data_source']}")
+    print(f"weights tested: {kept_weights(result['rows'][0])}")
     _report(result, args)
     print(f"checkpoint: {result['checkpoint']}")
     return 0

@@ -8,7 +8,7 @@ a result are never averaged as if they were seeds.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -168,6 +168,22 @@ def rows_for(conditions: Sequence[ConditionResult], *, run: str, seed: int, trai
             simulated=simulated,
             checkpoint=checkpoint, test_images=test_images, train_seconds=train_seconds, **base, **measures))
     return rows
+
+
+def kept_weights(row: Mapping[str, Any]) -> str:
+    """Which weights a run's test figures are of, in words (a row, or a row as a job's result holds it): a model
+    chosen on validation should say which epoch, and a refit that it learnt from the validation images too."""
+    epochs, chosen = row.get("epochs"), row.get("chosen_epoch")
+    if not isinstance(epochs, int) or isinstance(epochs, bool):
+        return ""
+    if not isinstance(chosen, int) or isinstance(chosen, bool) or not 0 < chosen <= epochs:
+        return f"the model after its last epoch ({epochs})"
+    if row.get("refit") is True:
+        return (f"validation chose epoch {chosen} of {epochs}; then trained again on every training image for "
+                "that many epochs, the last kept")
+    if row.get("select") in ("best", "best-both"):
+        return f"epoch {chosen} of {epochs}, chosen on the validation split ({row['select']})"
+    return f"the model after its last epoch ({chosen})"
 
 
 def check_names(row: ResultRow) -> None:
