@@ -21,6 +21,8 @@ from busadv.models import MODELS
 from busadv.training import MODES, TrainConfig
 
 DEFAULT_TEST_EPS = "2/255, 8/255, 0.05, 0.2, 0.5"
+
+
 def with_recipe(settings: dict[str, Any], recipe: str) -> dict[str, Any]:
     """A form's settings with those it left to the recipe (None) taken from the recipe."""
     base = recipe_settings(recipe)
