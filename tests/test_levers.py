@@ -292,6 +292,14 @@ def test_cli_train_defaults_to_the_best_recipe_and_keeps_the_studys_on_request(c
     assert mixed["ema_decay"] == 0 and mixed["class_balance"] == "none" and mixed["augment"] == "ultrasound"
 
 
+def test_the_jobs_page_offers_the_recipes_train_offers():
+    from busadv.app.recipes import RECIPES, recipe_settings
+    from busadv.training.config import BEST_TRAINING, STUDY_TRAINING, TRAINING_RECIPES
+
+    assert tuple(RECIPES) == TRAINING_RECIPES
+    assert recipe_settings("best") == BEST_TRAINING and recipe_settings("study") == STUDY_TRAINING
+
+
 def test_the_train_form_defaults_to_the_best_recipe_and_offers_the_studys(monkeypatch):
     from busadv.jobs import JobStore
     from tests.test_app import JOBS, open_app, store

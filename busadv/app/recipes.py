@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from busadv.training.config import BEST_TRAINING, STUDY_TRAINING
+from busadv.training.config import recipe_training
 
 RECIPES: dict[str, str] = {
     "best": "busadv's best: augmentation, AdamW one-cycle, weight average, the epoch chosen on a validation split "
@@ -21,7 +21,7 @@ RECIPES: dict[str, str] = {
 
 def recipe_settings(recipe: str) -> dict[str, Any]:
     """The training settings a recipe fixes (epochs, learning rate, class balance, the levers)."""
-    return dict(STUDY_TRAINING if recipe == "study" else BEST_TRAINING)
+    return recipe_training(recipe)
 
 
 def recipe_widget_state(recipe: str, prefix: str = "t_") -> dict[str, Any]:

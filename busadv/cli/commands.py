@@ -34,9 +34,9 @@ def _report(result: dict[str, Any], args: argparse.Namespace) -> list[ResultRow]
 def cmd_train(args: argparse.Namespace) -> int:
     from busadv.experiments import train_job
     from busadv.results import kept_weights
-    from busadv.training.config import BEST_TRAINING, STUDY_TRAINING
+    from busadv.training.config import recipe_training
 
-    base: dict[str, Any] = dict(STUDY_TRAINING if args.recipe == "study" else BEST_TRAINING)
+    base: dict[str, Any] = recipe_training(args.recipe)
     config: dict[str, Any] = {"arch": args.model, "mode": args.mode, "epsilon": args.epsilon,
               "batch_size": args.batch_size, "seed": args.seed, "image_size": args.image_size,
               "adv_labels": args.adv_labels, "random_start": args.random_start, "clean_mix": args.clean_mix,
@@ -191,7 +191,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from busadv.experiments.backends import BACKENDS
     from busadv.models import MODELS
     from busadv.training import CLASS_BALANCE, LABEL_SOURCES, MODES
-    from busadv.training.config import AUGMENTATIONS, BEST_LEVERS, OPTIMIZERS, SCHEDULES, SELECTIONS
+    from busadv.training.config import AUGMENTATIONS, BEST_LEVERS, OPTIMIZERS, SCHEDULES, SELECTIONS, TRAINING_RECIPES
 
     attack_names = ", ".join(ATTACKS.names())
     attacks, epsilons, epsilon = arguments.attack_list, arguments.epsilon_list, arguments.epsilon
@@ -235,7 +235,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--mode", default="standard", choices=MODES.names(),
                    help="; ".join(f"{m.name}: {m.description}" for m in MODES))
     t.add_argument("--epsilon", type=epsilon, default=0.0, help="training epsilon (adversarial modes), e.g. 8/255")
-    t.add_argument("--recipe", choices=["best", "study"], default="best",
+    t.add_argument("--recipe", choices=TRAINING_RECIPES, default="best",
                    help="best: busadv's measured recipe (augmentation, AdamW one-cycle, weight average, the epoch "
                         "chosen on a validation split, 40 epochs); study: the study's (Adam 1e-3, 10 epochs, "
                         "nothing added). Options given beside it override it")

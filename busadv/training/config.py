@@ -106,6 +106,12 @@ BEST_TRAINING: dict[str, Any] = {"epochs": 40, "lr": 2e-3, "class_balance": "los
 # The study's own training: Adam at 1e-3, 10 epochs, batch 32, plain cross-entropy, nothing added.
 STUDY_TRAINING: dict[str, Any] = {"epochs": 10, "batch_size": 32, "lr": 1e-3, "class_balance": "none",
                                   **STUDY_LEVERS}
+TRAINING_RECIPES = ("best", "study")
+
+
+def recipe_training(recipe: str) -> dict[str, Any]:
+    """The training settings a named recipe fixes: "study" the study's, anything else busadv's best."""
+    return dict(STUDY_TRAINING if recipe == "study" else BEST_TRAINING)
 
 
 def check_levers(levers: TrainingLevers) -> list[str]:
