@@ -419,6 +419,9 @@ def test_refit_trains_again_on_every_training_image_for_the_epochs_validation_ch
     info = read_checkpoint_info(outcome.checkpoint)
     assert info.train_seconds == pytest.approx(sum(h["seconds"] for h in [*blob["history"], *second]))
     assert measured_rates(tmp_path)[1] is False, "a refit run's two passes give no plain training rate"
+    odd = dataclasses.replace(info, history=[{"seconds": "soon"}, {"seconds": float("nan")}, {"seconds": 2}, "x"],
+                              metrics={"refit_history": [{"seconds": True}, {"seconds": 3.5}, None]})
+    assert odd.train_seconds == 5.5, "a checkpoint's odd epoch times count as nothing, never as an error"
     for bad in ({"val_fraction": 0.0, "select": "last"}, {"select": "last"}, {"refit": "yes"}):
         with pytest.raises(ValueError, match="refit"):
             TrainConfig(image_size=32, **{"refit": True, **bad})

@@ -13,6 +13,7 @@ import errno
 import hashlib
 import io
 import json
+import math
 import os
 import pickle
 import re
@@ -74,7 +75,9 @@ class CheckpointInfo:
         """Summed epoch times, a refit run's second pass included: how long this machine took to train it."""
         refit = self.metrics.get("refit_history")
         epochs = [*self.history, *(refit if isinstance(refit, list) else [])]
-        return sum(float(h.get("seconds", 0.0) or 0.0) for h in epochs if isinstance(h, dict))
+        times = (h.get("seconds") for h in epochs if isinstance(h, dict))
+        return sum(float(t) for t in times if isinstance(t, (int, float)) and not isinstance(t, bool)
+                   and math.isfinite(t) and t > 0)
 
     @property
     def simulated(self) -> bool:
