@@ -13,7 +13,9 @@ task is Ray's tool for exactly that; Tune's search, schedulers and trial state w
 - Cancel: when the caller's progress callback raises Cancelled (the user cancelled the job), every
   outstanding task is cancelled with force (its worker process ends) before the exception goes on.
 - Checkpoints (--save-checkpoints): written on the worker into a scratch folder, shipped back as bytes
-  and saved here, so they land in this machine's checkpoints folder as a local run's do.
+  and saved here, so they land in this machine's checkpoints folder as a local run's do. A task cancelled
+  with force never removes its scratch folder; the folder's name carries its worker's pid, and the next
+  task on that machine removes the folders of workers that have ended.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import shutil
 import socket
 import tempfile
 import threading
@@ -51,6 +54,7 @@ from busadv.settings import checkpoints_dir
 POLL_SECONDS = 0.25
 CONNECT_SECONDS = 5.0
 WORKER_ENV = ("BUSADV_PLUGINS",)  # what a worker must share with the driver (plugins register models, attacks)
+SCRATCH_PREFIX = "busadv-ray-"
 
 
 def _ray() -> Any:
@@ -137,6 +141,27 @@ class Finished:
     checkpoint: bytes | None
 
 
+def _process_ended(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's process: alive
+        return False
+    return False
+
+
+def sweep_scratch(folder: Path | None = None) -> list[Path]:
+    """Removes the scratch folders of ended workers (a force-cancelled task leaves its own behind)."""
+    swept = []
+    for path in Path(folder or tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = path.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if path.is_dir() and not path.is_symlink() and pid.isdigit() and _process_ended(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            swept.append(path)
+    return swept
+
+
 def run_task(dataset: ImageSet, fingerprint: str, task: RunTask, options: RunOptions, run_fn: RunFn,
              version: str) -> Iterator[ProgressEvent | Finished]:
     """The body of a Ray task: a thread runs the run while this generator yields its progress, then its outcome."""
@@ -144,12 +169,13 @@ def run_task(dataset: ImageSet, fingerprint: str, task: RunTask, options: RunOpt
         raise BackendError(f"this Ray worker has busadv {busadv.__version__} but the driver {version}; "
                            "install the same busadv on every node")
     check_arrival(dataset, fingerprint)
+    sweep_scratch()
     events: queue.Queue[ProgressEvent | None] = queue.Queue()
     result: dict[str, Any] = {}
 
     def body() -> None:
         try:
-            with tempfile.TemporaryDirectory(prefix="busadv-ray-") as scratch:
+            with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
                 outcome = execute(task, dataset, options, run_fn, Throttle(events.put), threads=task.cpus,
                                   checkpoint_folder=Path(scratch))
                 blob = Path(outcome.checkpoint).read_bytes() if outcome.checkpoint else None
