@@ -307,22 +307,22 @@ def test_cancelling_a_ray_experiment_job_stops_it():
 
 
 def test_scratch_folders_of_ended_workers_are_swept_and_others_kept(tmp_path):
-    from busadv.experiments.backends.ray import SCRATCH_PREFIX, sweep_scratch
+    from busadv.experiments.backends.ray import SCRATCH_PREFIX, scratch_prefix, sweep_scratch
 
     ended = multiprocessing.get_context("spawn").Process(target=os.getpid)
     ended.start()
     ended.join()
-    left_behind = tmp_path / f"{SCRATCH_PREFIX}{ended.pid}-abc"
+    left_behind = tmp_path / f"{scratch_prefix(ended.pid)}abc"
     (left_behind / "inner").mkdir(parents=True)
     (left_behind / "inner" / "run.pt").write_bytes(b"x")
-    running = tmp_path / f"{SCRATCH_PREFIX}{os.getpid()}-def"
-    running.mkdir()
-    not_ours = [tmp_path / f"{SCRATCH_PREFIX}abc-1", tmp_path / "other-1-x"]
+    running = tmp_path / f"{scratch_prefix(os.getpid())}def"
+    another_host = tmp_path / f"{SCRATCH_PREFIX}another_host-{ended.pid}-ghi"  # a /tmp shared between hosts
+    not_ours = [running, another_host, tmp_path / f"{scratch_prefix()}abc-1", tmp_path / "other-1-x"]
     for path in not_ours:
         path.mkdir()
-    a_file = tmp_path / f"{SCRATCH_PREFIX}{ended.pid}-file"
+    a_file = tmp_path / f"{scratch_prefix(ended.pid)}file"
     a_file.write_text("kept")
 
     assert sweep_scratch(tmp_path) == [left_behind]
     assert not left_behind.exists()
-    assert running.is_dir() and all(path.is_dir() for path in not_ours) and a_file.read_text() == "kept"
+    assert all(path.is_dir() for path in not_ours) and a_file.read_text() == "kept"

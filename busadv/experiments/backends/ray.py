@@ -14,8 +14,8 @@ task is Ray's tool for exactly that; Tune's search, schedulers and trial state w
   outstanding task is cancelled with force (its worker process ends) before the exception goes on.
 - Checkpoints (--save-checkpoints): written on the worker into a scratch folder, shipped back as bytes
   and saved here, so they land in this machine's checkpoints folder as a local run's do. A task cancelled
-  with force never removes its scratch folder; the folder's name carries its worker's pid, and the next
-  task on that machine removes the folders of workers that have ended.
+  with force never removes its scratch folder; the folder's name carries its worker's host and pid, and the
+  next task on that host removes the folders of workers that have ended (never another host's: a /tmp may be shared).
 """
 
 from __future__ import annotations
@@ -151,11 +151,17 @@ def _process_ended(pid: int) -> bool:
     return False
 
 
+def scratch_prefix(pid: int | None = None) -> str:
+    """The start of a scratch folder's name: this host's, then the worker's pid when given."""
+    host = "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:40] or "host"
+    return f"{SCRATCH_PREFIX}{host}-" + (f"{pid}-" if pid is not None else "")
+
+
 def sweep_scratch(folder: Path | None = None) -> list[Path]:
-    """Removes the scratch folders of ended workers (a force-cancelled task leaves its own behind)."""
-    swept = []
-    for path in Path(folder or tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
-        pid = path.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+    """Removes this host's scratch folders of ended workers (a force-cancelled task leaves its own behind)."""
+    swept, ours = [], scratch_prefix()
+    for path in Path(folder or tempfile.gettempdir()).glob(f"{ours}*-*"):
+        pid = path.name[len(ours):].split("-", 1)[0]
         if path.is_dir() and not path.is_symlink() and pid.isdigit() and _process_ended(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
             swept.append(path)
@@ -175,7 +181,7 @@ def run_task(dataset: ImageSet, fingerprint: str, task: RunTask, options: RunOpt
 
     def body() -> None:
         try:
-            with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
+            with tempfile.TemporaryDirectory(prefix=scratch_prefix(os.getpid())) as scratch:
                 outcome = execute(task, dataset, options, run_fn, Throttle(events.put), threads=task.cpus,
                                   checkpoint_folder=Path(scratch))
                 blob = Path(outcome.checkpoint).read_bytes() if outcome.checkpoint else None
