@@ -149,7 +149,9 @@ class TradeoffAnswer:
 
 
 def _family(row: ResultRow) -> tuple[Any, ...]:
-    return tuple(getattr(row, f) for f in FAMILY_FIELDS)
+    """Runs of one frontier; where other seeds chose each training ε's epoch count, that count varies along it."""
+    return tuple(f"chosen on seeds {row.epochs_chosen_on}" if f == "epochs" and row.epochs_chosen_on
+                 else getattr(row, f) for f in FAMILY_FIELDS)
 
 
 def epsilon_tradeoffs(rows: Sequence[ResultRow], attack: str = "autoattack",
@@ -235,7 +237,7 @@ def _judge(points: list[EpsilonPoint], mode: str, attack: str, epsilon: float, s
     else:
         clean_text = (f"Adversarial training at the smallest ε ({smallest.label}) does not measurably change clean "
                       f"balanced accuracy: {diff.text()}; the interval includes no change.")
-    recipe = {f: getattr(sample, f) for f in FAMILY_FIELDS}
+    recipe = dict(zip(FAMILY_FIELDS, _family(sample), strict=True))
     return TradeoffAnswer(sample.arch, mode, attack, epsilon, points, best, rule, best_text, clean_text, recipe)
 
 

@@ -82,6 +82,9 @@ class TrainingLevers:
     select: str = "last"           # SELECTIONS; all but "last" need a validation split
     patience: int = 0              # stop after this many epochs without a better validation score; 0 = never
     refit: bool = False            # then train again on every training image for the epochs validation chose
+    # The seeds whose runs' pooled validation chose `epochs` ("5-9"; busadv.training.epoch_count), for a run
+    # trained that many epochs on every training image; "" = the epoch count was not chosen that way.
+    epochs_chosen_on: str = ""
 
 
 LEVERS: tuple[str, ...] = tuple(f.name for f in fields(TrainingLevers))
@@ -138,6 +141,14 @@ def check_levers(levers: TrainingLevers) -> list[str]:
                         "set val_fraction > 0 (e.g. 0.15)")
     if levers.patience and not levers.val_fraction:
         problems.append("patience stops on the validation score: set val_fraction > 0 (e.g. 0.15)")
+    if not isinstance(levers.epochs_chosen_on, str):
+        problems.append(f"epochs_chosen_on must be seeds like 5-9, got {str(levers.epochs_chosen_on)[:40]!r}")
+    elif levers.epochs_chosen_on:
+        try:
+            if not parse_seed_list(levers.epochs_chosen_on, "epochs_chosen_on"):
+                problems.append("epochs_chosen_on names no seed")
+        except ValueError as exc:
+            problems.append(str(exc))
     if not isinstance(levers.refit, bool):
         problems.append(f"refit must be true or false, got {str(levers.refit)[:40]!r}")
     elif levers.refit and not (levers.val_fraction and levers.select in CHOOSING_SELECTIONS):
@@ -233,8 +244,26 @@ class TrainConfig(ModeSettings, BestLevers):
               f"PGD steps must be a whole number from 1 to 1000, got {self.pgd_steps}")
         check(isinstance(self.monitor_images, int) and 0 <= self.monitor_images <= 100_000,
               f"monitor_images must be a whole number >= 0, got {self.monitor_images}")
+        self._check_chosen_epochs(problems)
         if problems:
             raise ValueError("; ".join(problems))
+
+    def _check_chosen_epochs(self, problems: list[str]) -> None:
+        """A run whose epoch count other seeds chose trains it on every training image and keeps the last epoch;
+        its own seed among them would mean it chose on itself after all."""
+        if not self.epochs_chosen_on or not isinstance(self.epochs_chosen_on, str):
+            return
+        try:
+            chosen_on = parse_seed_list(self.epochs_chosen_on, "epochs_chosen_on")
+        except ValueError:
+            return  # said by check_levers
+        self.epochs_chosen_on = format_seed_list(chosen_on)
+        if self.val_fraction or self.select != "last" or self.refit or self.patience:
+            problems.append("a run whose epoch count other seeds chose trains on every training image for it: "
+                            "set val_fraction 0, select last, no refit and no patience")
+        if self.seed in chosen_on:
+            problems.append(f"seed {self.seed} is among the seeds that chose its epoch count "
+                            f"({self.epochs_chosen_on}): choose on other seeds")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -301,3 +330,17 @@ def parse_seed_list(text: str | list | tuple, option: str = "seeds") -> list[int
                 seen.add(value)
                 out.append(value)
     return out
+
+
+def format_seed_list(seeds: list[int] | tuple[int, ...]) -> str:
+    """[5, 6, 7, 8, 9, 12] -> '5-9, 12': the short form parse_seed_list reads back."""
+    parts: list[str] = []
+    ordered = sorted(set(seeds))
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(str(ordered[i]) if j == i else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ", ".join(parts)
