@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from busadv.attacks import ATTACKS, STUDY_EPSILONS, check_epsilon
@@ -11,10 +11,18 @@ from busadv.data.split import DEFAULT_SPLIT_POLICY
 from busadv.experiments.backends import BACKENDS, DEFAULT_BACKEND
 from busadv.models.registry import MODELS
 from busadv.registry import parse_name_list
-from busadv.training import MODES, TrainConfig
-from busadv.training.config import BEST_TRAINING, LEVERS, STUDY_TRAINING, BestLevers, ModeSettings
+from busadv.training import MODES, TrainConfig, format_seed_list, parse_seed_list
+from busadv.training.config import (
+    BEST_TRAINING,
+    CHOOSING_SELECTIONS,
+    LEVERS,
+    STUDY_TRAINING,
+    BestLevers,
+    ModeSettings,
+)
 
 MAX_RUNS = 10_000
+RunGroup = tuple[str, str, float]  # (model, training mode, training epsilon): the runs one epoch count is chosen for
 
 
 @dataclass
@@ -71,9 +79,14 @@ class ExperimentConfig(ModeSettings, BestLevers):
         if not str(self.name).strip() or len(str(self.name)) > 80:
             raise ValueError("an experiment name has 1 to 80 characters")
         self._check_backend()
+        self._check_epochs_chosen_on()
         runs = self.runs()  # validates every run's settings up front, before hours are spent
         if len(runs) > MAX_RUNS:
             raise ValueError(f"{len(runs)} runs is more than {MAX_RUNS}; split the grid")
+        choosing = len(runs) // len(self.seeds) * len(parse_seed_list(self.epochs_chosen_on))
+        if choosing > MAX_RUNS:
+            raise ValueError(f"{choosing} runs to choose the epoch counts is more than {MAX_RUNS}; choose on fewer "
+                             "seeds")
 
     def _check_backend(self) -> None:
         try:
@@ -90,6 +103,37 @@ class ExperimentConfig(ModeSettings, BestLevers):
                                          or not 1 <= self.workers <= 4096):
             raise ValueError(f"workers must be a whole number from 1 to 4096, got {self.workers!r}")
 
+    def _check_epochs_chosen_on(self) -> None:
+        """Seeds that choose each group's epoch count first (on validation), apart from the seeds then tested."""
+        given = self.epochs_chosen_on
+        if isinstance(given, (list, tuple)):
+            if any(isinstance(s, bool) or not isinstance(s, int) for s in given):
+                raise ValueError(f"epochs_chosen_on must be seeds like 5-9, got {list(given)[:10]}")
+            chosen_on = parse_seed_list(list(given), "epochs chosen on")
+        elif isinstance(given, str):
+            chosen_on = parse_seed_list(given, "epochs chosen on")
+        else:
+            raise ValueError(f"epochs_chosen_on must be seeds like 5-9, got {str(given)[:40]!r}")
+        self.epochs_chosen_on = format_seed_list(chosen_on)
+        if not chosen_on:
+            return
+        shared = sorted(set(chosen_on) & set(self.seeds))
+        if shared:
+            raise ValueError(f"seed(s) {format_seed_list(shared)} both choose the epoch counts and are tested: the "
+                             "seeds that choose must be others (e.g. seeds 0-4, epochs chosen on 5-9)")
+        if not (self.val_fraction and self.select in CHOOSING_SELECTIONS) or self.patience or self.refit:
+            raise ValueError("the epoch counts are chosen on the validation split of every epoch: the choosing runs "
+                             f"need val_fraction > 0, select {' or '.join(CHOOSING_SELECTIONS)}, no patience and no "
+                             "refit (busadv's best recipe has them)")
+
+    def epoch_chooser(self) -> ExperimentConfig:
+        """The first stage of a grid with epochs_chosen_on: the recipe as given, with validation, on those seeds;
+        tested clean only (their test images choose nothing and AutoAttack would take hours)."""
+        if not self.epochs_chosen_on:
+            raise ValueError("this grid's epoch count is fixed: no epochs_chosen_on")
+        return replace(self, seeds=parse_seed_list(self.epochs_chosen_on), epochs_chosen_on="", test_attacks=[],
+                       name=f"{self.name[:60]}-choosing-epochs")
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
         values = dict(values)
@@ -103,23 +147,31 @@ class ExperimentConfig(ModeSettings, BestLevers):
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def runs(self) -> list[TrainConfig]:
-        """Every training run of the grid; standard training has no epsilon, so it runs once per seed."""
+    def runs(self, epoch_counts: Mapping[RunGroup, int] | None = None) -> list[TrainConfig]:
+        """Every training run of the grid; standard training has no epsilon, so it runs once per seed.
+
+        With epochs_chosen_on, each run trains on every training image for its group's epoch count (from
+        `epoch_counts`, chosen by the epoch_chooser's runs; before that, `epochs` stands in) and keeps its last.
+        """
+        refit: dict[str, Any] = {}
+        if self.epochs_chosen_on:
+            refit = {"val_fraction": 0.0, "select": "last", "patience": 0, "refit": False}
         out = []
         for arch in self.archs:
             size = self.image_sizes.get(arch, MODELS.get(arch).default_image_size)
             for mode in self.modes:
                 epsilons = self.train_epsilons if MODES.get(mode).adversarial else [0.0]
                 for eps in epsilons:
+                    epochs = (epoch_counts or {}).get((arch, mode, eps), self.epochs)
                     for seed in self.seeds:
                         out.append(TrainConfig(
-                            arch=arch, mode=mode, epsilon=eps, epochs=self.epochs, batch_size=self.batch_size,
+                            arch=arch, mode=mode, epsilon=eps, epochs=epochs, batch_size=self.batch_size,
                             lr=self.lr, seed=seed, image_size=size, test_fraction=self.test_fraction,
                             split_policy=self.split_policy, adv_labels=self.adv_labels,
                             random_start=self.random_start, clean_mix=self.clean_mix,
                             warmup_epochs=self.warmup_epochs, class_balance=self.class_balance,
                             trades_beta=self.trades_beta,
-                            **{name: getattr(self, name) for name in LEVERS},
+                            **{name: getattr(self, name) for name in LEVERS} | refit,
                             pgd_steps=self.train_pgd_steps,
                             pretrained=self.pretrained and MODELS.get(arch).pretrained_available is not None,
                             device=self.device, data=self.data, monitor_images=self.monitor_images))

@@ -153,13 +153,15 @@ def grid_conditions(config: ExperimentConfig) -> list[tuple[str, float]]:
 
 
 def grid_seconds(config: ExperimentConfig, rates: dict[str, float], n_train: int, n_test: int) -> TimeEstimate:
-    """Training and testing every run of a grid, one after another."""
+    """Training and testing every run of a grid, one after another (with epochs_chosen_on, the choosing seeds'
+    runs first; the grid's own are counted at its `epochs`, as their counts are not chosen yet)."""
     total = TimeEstimate()
-    conditions = grid_conditions(config)
-    for run in config.runs():
-        evaluation = evaluation_seconds(run.arch, int(run.image_size or 0), conditions, rates, n_test,
-                                        config.eval_pgd_steps, trained_to_resist(run))
-        total += evaluation.plus(run_seconds(run, rates, n_train, n_test))
+    for grid in ([config.epoch_chooser()] if config.epochs_chosen_on else []) + [config]:
+        conditions = grid_conditions(grid)
+        for run in grid.runs():
+            evaluation = evaluation_seconds(run.arch, int(run.image_size or 0), conditions, rates, n_test,
+                                            grid.eval_pgd_steps, trained_to_resist(run))
+            total += evaluation.plus(run_seconds(run, rates, n_train, n_test))
     return total
 
 

@@ -6,7 +6,8 @@ import contextlib
 import functools
 import time
 import uuid
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,14 +15,16 @@ from typing import Any
 from busadv.attacks import STUDY_EPSILONS
 from busadv.data import ImageSet, dataset_summary, load_dataset, split_dataset
 from busadv.evaluation import evaluate
-from busadv.experiments.backends import RunFailure, RunOutcome, run_grid
-from busadv.experiments.config import ExperimentConfig
+from busadv.experiments.backends import GridOutcome, RunFailure, RunOutcome, run_grid
+from busadv.experiments.config import ExperimentConfig, RunGroup
 from busadv.models.checkpoints import checkpoint_filename, save_checkpoint
 from busadv.progress import ProgressEvent, ProgressFn, ignore_progress
 from busadv.results import Diagnosis, GroupSummary, ResultRow, diagnose, rows_for, summarize, write_rows
 from busadv.results.store import keep_unsaved, unsaved_folder
 from busadv.settings import checkpoints_dir
 from busadv.training import TrainConfig, train_model
+from busadv.training.epoch_count import PooledEpochs, pooled_epoch_count
+from busadv.training.optim import first_eligible_epoch
 
 
 def new_run_id(prefix: str = "run") -> str:
@@ -95,6 +98,8 @@ class ExperimentResult:
     diagnoses: list[Diagnosis]
     seconds: float
     failures: list[RunFailure] = field(default_factory=list)  # runs that failed twice: no rows, reported
+    # With epochs_chosen_on: each group's epoch count and how the choosing seeds' pooled validation chose it.
+    epoch_choices: dict[RunGroup, PooledEpochs] = field(default_factory=dict)
     unsaved: Path | None = None  # the runs' own row files: discard_unsaved() once the grid's file holds the rows
 
 
@@ -115,9 +120,28 @@ def run_and_keep(config: TrainConfig, *args: Any, keep_in: Path, **kwargs: Any) 
     return outcome
 
 
+def choose_epoch_counts(outcomes: Iterable[RunOutcome]) -> dict[RunGroup, PooledEpochs]:
+    """Each (model, mode, training ε)'s epoch count, chosen on the validation scores of its runs pooled over
+    their seeds (busadv.training.epoch_count), each epoch judged as a run judges it."""
+    groups: dict[RunGroup, list[RunOutcome]] = defaultdict(list)
+    for outcome in outcomes:
+        c = outcome.config
+        groups[(c.arch, c.mode, c.epsilon)].append(outcome)
+    return {group: pooled_epoch_count([o.history for o in members], first_eligible_epoch(members[0].config),
+                                      names=[f"seed {o.config.seed} of {o.config.describe()}" for o in members])
+            for group, members in groups.items()}
+
+
+def describe_epoch_choice(config: TrainConfig, choice: PooledEpochs) -> str:
+    """'simplecnn, fgsm training at eps=4/255: 26 epochs (pooled validation 0.521; the runs' own: 26, 34)'."""
+    return (f"{config.describe()}: {choice.epoch} epochs (pooled validation score {choice.score:.3f}; each "
+            f"choosing run's own choice: {', '.join(map(str, choice.per_run))})")
+
+
 def run(config: ExperimentConfig, progress: ProgressFn = ignore_progress) -> ExperimentResult:
     """Every run of the grid on `config.backend` (a local process pool by default, or Ray), each one `run_one`;
     the data is decoded once per image size. Rows come in grid order; runs that failed twice are in `failures`.
+    With epochs_chosen_on, the choosing seeds' runs come first (their rows too: clean only), then the grid's.
 
     Stopped early (SIGTERM, Ctrl-C, a cancel, an error), the finished runs' rows become a file of the results
     store before the exception goes on; its note says where."""
@@ -127,11 +151,20 @@ def run(config: ExperimentConfig, progress: ProgressFn = ignore_progress) -> Exp
     try:
         # Kept twice: where the run ran, and here as its outcome lands (a Ray worker on another machine wrote to
         # its own disk).
-        grid = run_grid(config, functools.partial(run_and_keep, keep_in=unsaved), grid_id, progress,
-                        keep=functools.partial(keep_rows, folder=unsaved))
-        rows = grid.rows()
+        run_fn = functools.partial(run_and_keep, keep_in=unsaved)
+        keep = functools.partial(keep_rows, folder=unsaved)
+        first: GridOutcome | None = None
+        choices: dict[RunGroup, PooledEpochs] = {}
+        share = 0.0
+        if config.epochs_chosen_on:
+            first, choices, share = _choose_epochs(config, run_fn, grid_id, progress, keep)
+        grid = run_grid(config, run_fn, grid_id, scaled(progress, share, 1.0 - share), keep=keep,
+                        runs=config.runs({group: choice.epoch for group, choice in choices.items()}))
+        rows = (first.rows() if first else []) + grid.rows()
         return ExperimentResult(config=config, rows=rows, summary=summarize(rows), diagnoses=diagnose(rows),
-                                seconds=time.perf_counter() - started, failures=grid.failures, unsaved=unsaved)
+                                seconds=time.perf_counter() - started,
+                                failures=(first.failures if first else []) + grid.failures, unsaved=unsaved,
+                                epoch_choices=choices)
     except BaseException as exc:
         try:
             kept = keep_unsaved(unsaved, f"{config.name}-stopped")
@@ -140,3 +173,23 @@ def run(config: ExperimentConfig, progress: ProgressFn = ignore_progress) -> Exp
         if kept is not None:
             exc.add_note(f"the rows of every finished run are kept in {kept}")
         raise
+
+
+def _choose_epochs(config: ExperimentConfig, run_fn: Any, grid_id: str, progress: ProgressFn,
+                   keep: Any) -> tuple[GridOutcome, dict[RunGroup, PooledEpochs], float]:
+    """The first stage of a grid with epochs_chosen_on: the choosing seeds' runs, then each group's count.
+    Returns their outcome, the choices and the share of the grid's progress they stand for."""
+    chooser = config.epoch_chooser()
+    planned = len(chooser.runs())
+    share = planned / (planned + len(config.runs()))
+    first = run_grid(chooser, run_fn, f"{grid_id}-choosing", scaled(progress, 0.0, share, "choosing epochs: "),
+                     keep=keep)
+    choices = choose_epoch_counts(first.outcomes.values())
+    groups = {(c.arch, c.mode, c.epsilon): c for c in chooser.runs()}
+    missing = [c.describe() for group, c in groups.items() if group not in choices]
+    if missing:
+        raise RuntimeError(f"no run that chooses the epoch count of {'; '.join(missing)} finished (seeds "
+                           f"{config.epochs_chosen_on}; each failed twice)")
+    for group, c in groups.items():
+        progress(ProgressEvent(share, f"epoch count chosen for {describe_epoch_choice(c, choices[group])}"))
+    return first, choices, share

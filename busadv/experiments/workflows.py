@@ -142,6 +142,11 @@ def experiment_job(config: dict[str, Any], progress: ProgressFn = ignore_progres
     result = run(experiment, progress=progress)
     outcome = _outcome(result.rows, experiment.name, summary=[s.to_dict() for s in result.summary],
                        seconds=round(result.seconds, 2))
+    if result.epoch_choices:
+        outcome["epoch_choices"] = [
+            {"model": arch, "mode": mode, "epsilon": eps, "epochs": c.epoch, "score": c.score,
+             "per_run": list(c.per_run), "chosen_on": experiment.epochs_chosen_on}
+            for (arch, mode, eps), c in result.epoch_choices.items()]
     discard_unsaved(result.unsaved)  # the grid's file holds every row now
     return outcome
 

@@ -31,6 +31,7 @@ from busadv.models.registry import MODELS
 from busadv.progress import ProgressFn
 from busadv.registry import Choice, Registry
 from busadv.settings import checkpoints_dir
+from busadv.training import TrainConfig
 
 DEFAULT_BACKEND = "local"
 
@@ -69,9 +70,11 @@ register_backend(BackendSpec(
 
 def plan_grid(config: GridSettings, run_fn: RunFn, prefix: str,
               datasets: dict[int, ImageSet] | None = None,
-              keep: Callable[[RunOutcome], None] | None = None) -> GridPlan:
-    """The grid's runs as tasks (ids `prefix-001`, ...) with their resources, and the images decoded once per size."""
-    runs = config.runs()
+              keep: Callable[[RunOutcome], None] | None = None,
+              runs: list[TrainConfig] | None = None) -> GridPlan:
+    """The grid's runs (`config.runs()` unless given) as tasks (ids `prefix-001`, ...) with their resources, and
+    the images decoded once per size."""
+    runs = config.runs() if runs is None else runs
     datasets = dict(datasets or {})
     tasks = []
     for i, train_config in enumerate(runs):
@@ -89,12 +92,13 @@ def plan_grid(config: GridSettings, run_fn: RunFn, prefix: str,
 
 
 def run_grid(config: GridSettings, run_fn: RunFn, prefix: str,
-             progress: ProgressFn, keep: Callable[[RunOutcome], None] | None = None) -> GridOutcome:
-    """Every run of the grid on the configured backend; outcomes by grid position, failed runs reported;
-    `keep` sees each outcome here as it lands (GridPlan.keep)."""
+             progress: ProgressFn, keep: Callable[[RunOutcome], None] | None = None,
+             runs: list[TrainConfig] | None = None) -> GridOutcome:
+    """Every run of the grid (or `runs`) on the configured backend; outcomes by grid position, failed runs
+    reported; `keep` sees each outcome here as it lands (GridPlan.keep)."""
     spec = BACKENDS.get(config.backend)
     spec.preflight(config.address)
-    return spec.runner()(plan_grid(config, run_fn, prefix, keep=keep), progress)
+    return spec.runner()(plan_grid(config, run_fn, prefix, keep=keep, runs=runs), progress)
 
 
 __all__ = ["BACKENDS", "DEFAULT_BACKEND", "MAX_ATTEMPTS", "BackendError", "BackendSpec", "DataMismatch",
