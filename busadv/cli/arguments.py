@@ -46,6 +46,16 @@ def _seeds(text: str) -> list[int]:
     return parse_seed_list(text)
 
 
+def _seed_text(text: str) -> str:
+    """Seeds as a recipe records them ('5-9'), checked at parse time."""
+    from busadv.training import format_seed_list, parse_seed_list
+
+    seeds = parse_seed_list(text)
+    if not seeds:
+        raise ValueError("names no seed; give seeds like 5-9")
+    return format_seed_list(seeds)
+
+
 def _device(text: str) -> str:
     """auto, cpu, cuda or cuda:N, checked at parse time: spelling always, CUDA's presence when CUDA is named."""
     from busadv.settings import check_device, pick_device
@@ -111,6 +121,7 @@ mode_list = _names("busadv.training.MODES", "modes")
 epsilon_list = typed(_epsilons)
 epsilon = typed(_epsilon)
 seed_list = typed(_seeds)
+seed_text = typed(_seed_text)
 device = typed(_device)
 image_sizes = typed(_image_sizes)  # per model, e.g. resnet50=64: the CPU budget for a large model
 

@@ -58,7 +58,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 LEVER_OPTIONS = ("augment", "optimizer", "weight_decay", "schedule", "ema_decay", "val_fraction", "select", "patience",
-                 "refit")
+                 "refit", "epochs_chosen_on")
 
 
 def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
@@ -111,15 +111,18 @@ def grid_config(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
+    from busadv.attacks import format_epsilon
     from busadv.cli.frontier import print_tradeoffs
     from busadv.experiments import experiment_job
     from busadv.results.tradeoff import epsilon_tradeoffs
 
     config = grid_config(args)
-    runs = config.runs()
+    runs = config.runs() + (config.epoch_chooser().runs() if config.epochs_chosen_on else [])
     where = f"Ray at {config.address}" if config.address else config.backend
-    print(f"{len(runs)} runs: {', '.join(config.archs)} x {', '.join(config.modes)} x seeds {config.seeds}, "
-          f"on {where}" + (f" ({config.workers} at once)" if config.workers else ""), file=sys.stderr)
+    print(f"{len(runs)} runs: {', '.join(config.archs)} x {', '.join(config.modes)} x seeds {config.seeds}"
+          + (f" (their epoch counts chosen first on validation of seeds {config.epochs_chosen_on})"
+             if config.epochs_chosen_on else "")
+          + f", on {where}" + (f" ({config.workers} at once)" if config.workers else ""), file=sys.stderr)
     estimate = grid_estimate(config)
     if estimate:
         print(f"time: {estimate}, one run after another", file=sys.stderr)
@@ -127,6 +130,11 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     rows = _rows(result)
     print_summary(summarize(rows))
     print_diagnosis_texts(result["diagnoses"])
+    for choice in result.get("epoch_choices", []):
+        print(f"epochs of {choice['model']} {choice['mode']}"
+              + (f" at eps={format_epsilon(choice['epsilon'])}" if choice["epsilon"] else "")
+              + f": {choice['epochs']}, chosen on validation pooled over seeds {choice['chosen_on']} (score "
+              f"{choice['score']:.3f}; each run's own choice: {', '.join(map(str, choice['per_run']))})")
     print_tradeoffs(epsilon_tradeoffs(rows))  # the study's question, wherever the grid holds a frontier
     print(f"results store: {result['results_file']}")
     if args.out:
@@ -227,6 +235,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
                        help="after validation has chosen the epoch, train again on every training image (validation "
                             f"split included) for that many epochs and keep the last (default {BEST_LEVERS['refit']})")
+        p.add_argument("--epochs-chosen-on", type=arguments.seed_text, metavar="SEEDS",
+                       help="seeds (e.g. 5-9) whose runs' validation, pooled, chooses the epoch count, so that the "
+                            "seeds tested choose nothing; experiment: trains them first (the recipe with its "
+                            "validation split), then trains its own seeds that many epochs on every training image "
+                            "and keeps the last; train: records which seeds chose --epochs (see `busadv epochs`)")
         p.add_argument("--lr", type=float, help="learning rate (the peak of a schedule)")
 
     t = sub.add_parser("train", help="train one model, evaluate it and save a checkpoint")

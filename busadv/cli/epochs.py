@@ -39,8 +39,11 @@ def cmd_epochs(args: argparse.Namespace) -> int:
           f"{choice.start} on can be chosen)")
     print("pooled score by epoch: " + ", ".join(f"{e} {s:.3f}" for e, s in enumerate(choice.curve, start=1)
                                               if e >= choice.start))
-    print(f"to refit on every training image for that many epochs, train with: --epochs {choice.epoch} "
-          "--val-fraction 0 --select last")
+    from busadv.training import format_seed_list
+
+    print(f"to refit on every training image for that many epochs, train other seeds with: --epochs {choice.epoch} "
+          f"--val-fraction 0 --select last --epochs-chosen-on {format_seed_list(seeds)}")
+    print(f"(or let a grid do both: experiment --seeds OTHERS --epochs-chosen-on {format_seed_list(seeds)})")
     return 0
 
 
