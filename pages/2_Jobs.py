@@ -140,6 +140,11 @@ with exp_tab:
         x_split = widgets.split_policy_select("x_split", container=row, width=420)
         x_eval_steps = row.number_input("PGD steps when testing", 1, 200, 10, key="x_eval_steps", width=200)
         x_name = row.text_input("Name", key="x_name", width=260)
+        x_epochs_on = row.text_input(
+            "Choose the epoch counts first on seeds", key="x_epochs_on", width=300, placeholder="empty: epochs as set",
+            help="e.g. 5-9: these seeds train first with the recipe's validation split; their validation, pooled, "
+                 "chooses each model, mode and training ε's epoch count; then the seeds above train that many epochs "
+                 "on every training image and keep the last, so the seeds tested choose nothing")
         save = st.checkbox("Save every model as a checkpoint", key="x_save")
     row = layout.flow(gap="medium")
     backends = forms.backend_labels()
@@ -161,7 +166,8 @@ with exp_tab:
         "image_sizes": {name: sizes[name] for name in archs}, "random_start": x_rs, "class_balance": x_balance,
         "split_policy": x_split, "eval_pgd_steps": int(x_eval_steps), "save_checkpoints": bool(save),
         "name": x_name.strip() or "experiment", "backend": x_backend,
-        "address": (x_address.strip() or None) if x_backend == "ray" else None, "workers": int(x_workers) or None},
+        "address": (x_address.strip() or None) if x_backend == "ray" else None, "workers": int(x_workers) or None,
+        "epochs_chosen_on": x_epochs_on.strip()},
         x_recipe)
     if experiment is None:
         st.error(problem)

@@ -536,6 +536,18 @@ def test_jobs_page_validates_settings_and_fills_in_the_study():
     assert at.button(key="x_start").proto.disabled
 
 
+def test_jobs_page_chooses_epoch_counts_on_other_seeds_when_asked():
+    at = open_app(JOBS)
+    at.button(key="x_frontier").click().run()
+    at.text_input(key="x_epochs_on").input("5-9").run()
+    said = texts(at)
+    assert "25 runs on seeds 5-9 first choose each group's epoch count on validation" in said
+    assert "then 25 training runs" in said and not at.button(key="x_start").proto.disabled
+    at.text_input(key="x_epochs_on").input("3-7").run()
+    assert any("seed(s) 3-4 both choose the epoch counts and are tested" in e.value for e in at.error)
+    assert at.button(key="x_start").proto.disabled
+
+
 # ----------------------------------------------------------------------------- results
 
 

@@ -133,7 +133,10 @@ def test_page_renders_after_a_job_of_each_kind_ended_each_way(finished_jobs, kin
                                     {"flips": 2, "matrix": [], "findings": "none", "history": {"epoch": 1}},
                                     {"diagnoses": "one", "checkpoint": ["a"], "html": 5},
                                     {"rows": [{"epochs": "40", "chosen_epoch": [1], "refit": "yes", "select": 5}]},
-                                    {"rows": [{"epochs": 40, "chosen_epoch": 99, "refit": True, "select": "best"}]}])
+                                    {"rows": [{"epochs": 40, "chosen_epoch": 99, "refit": True, "select": "best"}]},
+                                    {"epoch_choices": "many"}, {"epoch_choices": [None, {"epochs": True}]},
+                                    {"epoch_choices": [{"epochs": 3, "mode": "fgsm", "epsilon": float("nan")},
+                                                       {"epochs": 3, "mode": ["x"], "epsilon": 7.0}]}])
 @pytest.mark.parametrize("kind", ["train", "evaluate", "experiment", "report", "flips", "corruptions", "transfer"])
 def test_a_job_card_survives_any_stored_result_and_config(kind, result):
     """Jobs written by another version or tool: the summary lines and the description never raise."""
@@ -147,3 +150,19 @@ def test_a_job_card_survives_any_stored_result_and_config(kind, result):
         assert isinstance(describe_job(job), str)
         assert all(isinstance(line, str) for line in result_summary(job))
         assert isinstance(training_history(job), list)
+
+
+def test_an_experiment_card_says_which_epoch_counts_other_seeds_chose():
+    from busadv.app.jobs import result_summary
+    from busadv.jobs import Job, JobStatus
+
+    choices = [{"model": "simplecnn", "mode": "standard", "epsilon": 0.0, "epochs": 31, "chosen_on": "5-9"},
+               {"model": "simplecnn", "mode": "fgsm", "epsilon": 2 / 255, "epochs": 26, "chosen_on": "5-9"},
+               {"model": "simplecnn", "mode": "<b>x</b>", "epsilon": 0.0, "epochs": 2, "chosen_on": "5-9"}]
+    job = Job(id=1, kind="experiment", status=JobStatus.DONE, config={}, progress=1.0, message="", epoch=None,
+              epochs=None, loss=None, accuracy=None, eta_seconds=None, result={"epoch_choices": choices}, error=None,
+              pid=None, created=0.0, started=None, finished=None, heartbeat=None)
+    (line,) = result_summary(job)
+    assert line.startswith("Epoch counts chosen on validation of seeds 5-9: simplecnn standard: 31; simplecnn fgsm "
+                           "at ε=0.00784 (2/255): 26; ")
+    assert "<b>" not in line, "names from a stored job are shown as plain text"

@@ -95,7 +95,12 @@ def experiment_summary(experiment: ExperimentConfig, facts: DataFacts) -> str:
     """'24 training runs, each tested clean and at …, on this machine …; roughly 2.0 h …'."""
     runs = len(experiment.runs())
     estimate = estimate_text(experiment, facts)
-    return (f"{runs} training run{'s' if runs != 1 else ''}, each tested clean and at "
+    chooser = ""
+    if experiment.epochs_chosen_on:
+        first = len(experiment.epoch_chooser().runs())
+        chooser = (f"{first} run{'s' if first != 1 else ''} on seeds {experiment.epochs_chosen_on} first choose each "
+                   "group's epoch count on validation (tested clean only); then ")
+    return (f"{chooser}{runs} training run{'s' if runs != 1 else ''}, each tested clean and at "
             f"{format_epsilon_list(experiment.test_epsilons)}, {where_text(experiment)}"
             + (f"; {estimate} (one run after another)." if estimate else "."))
 

@@ -308,7 +308,28 @@ def result_summary(job: Job) -> list[str]:
             lines.append(f"{_plural(graded, 'scanner-corruption row')}: see the Results page.")
     elif rows:
         lines.append(f"{len(runs)} runs, {len(rows)} result rows: see the Results page.")
+    chosen = _epoch_choices(result.get("epoch_choices"))
+    if chosen:
+        lines.append(chosen)
     return lines
+
+
+def _epoch_choices(value: Any) -> str:
+    """'Epoch counts chosen on validation of seeds 5-9: simplecnn standard: 31; …' from an experiment job's
+    result; '' when it holds none (or nothing readable)."""
+    choices = [c for c in value if isinstance(c, dict)] if isinstance(value, list) else []
+    parts, seeds = [], ""
+    for c in choices[:50]:
+        epochs, mode, eps = c.get("epochs"), c.get("mode"), c.get("epsilon")
+        if not (isinstance(epochs, int) and not isinstance(epochs, bool) and isinstance(mode, str)
+                and isinstance(eps, (int, float)) and math.isfinite(eps) and 0 <= eps <= 1):
+            continue
+        seeds = seeds or str(c.get("chosen_on", ""))[:40]
+        where = f" at ε={format_epsilon(float(eps))}" if eps else ""
+        parts.append(f"{plain(str(c.get('model', ''))[:40])} {plain(mode[:40])}{where}: {epochs}")
+    if not parts:
+        return ""
+    return f"Epoch counts chosen on validation of seeds {plain(seeds)}: {'; '.join(parts)}."
 
 
 def training_history(job: Job) -> list[dict[str, Any]]:
