@@ -71,6 +71,16 @@ def test_ray_and_the_local_pool_give_the_same_rows(local_ray):
     assert on_ray["results_file"], "a Ray grid's rows land in the results store"
 
 
+def test_a_grid_that_chooses_its_epoch_counts_first_gives_the_same_on_ray(local_ray):
+    grid = dict(modes=["standard"], seeds=[0], epochs=3, epochs_chosen_on="5-6")
+    local = experiment_job(_grid(backend="local", workers=2, **grid).to_dict())
+    on_ray = experiment_job(_grid(backend="ray", **grid).to_dict())
+    assert local["epoch_choices"] == on_ray["epoch_choices"] and len(on_ray["epoch_choices"]) == 1
+    assert [_comparable(r) for r in local["rows"]] == [_comparable(r) for r in on_ray["rows"]]
+    assert [(r["seed"], r["epochs_chosen_on"]) for r in on_ray["rows"] if r["attack"] == "none"] == \
+        [(5, ""), (6, ""), (0, "5-6")], "the choosing runs first, then the grid's, trained for the chosen count"
+
+
 def test_the_sequential_mode_and_the_pool_give_the_same_rows():
     grid = _grid(modes=["standard"], epochs=2)
     in_turn = experiment_job(dataclasses.replace(grid, workers=1).to_dict())
