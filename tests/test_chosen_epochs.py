@@ -18,7 +18,7 @@ from busadv.experiments import ExperimentConfig, experiment_job, run
 from busadv.experiments.backends import plan_grid
 from busadv.experiments.estimates import grid_seconds
 from busadv.experiments.runner import choose_epoch_counts, run_one
-from busadv.results import ResultRow, read_rows, write_rows
+from busadv.results import ResultRow, read_rows, recipe_labels, write_rows
 from busadv.results.tradeoff import epsilon_tradeoffs
 from busadv.training import TrainConfig, format_seed_list, parse_seed_list
 from busadv.training.epoch_count import pooled_epoch_count
@@ -60,6 +60,9 @@ def test_the_grid_chooses_each_groups_epochs_on_other_seeds_then_trains_its_own_
         assert {r.epochs for r in group} == {choice.epoch}, "the grid's runs train for their group's count"
         assert {r.chosen_epoch for r in group} == {choice.epoch}, "and keep their last epoch"
         assert len(choice.per_run) == 2 and 1 <= choice.epoch <= 4
+    labels = recipe_labels(result.summary)
+    by_seed = {g.first.seed: labels[g.recipe] for g in result.summary if g.first.train_mode == "standard"}
+    assert "epochs chosen on 5-6" in by_seed[0] and "epochs chosen on" not in by_seed[5], by_seed
     path = write_rows(result.rows, tmp_path / "rows.csv")
     assert [r.epochs_chosen_on for r in read_rows(path.read_text())] == [r.epochs_chosen_on for r in result.rows], \
         "the record survives a results file"

@@ -135,6 +135,7 @@ def recipe_labels(groups: Sequence[GroupSummary]) -> dict[tuple[Any, ...], str]:
         adversarial = mode is not None and mode.adversarial
         defaults = {**FALLBACK, **(mode.defaults if mode else {})}
         extra = ", ".join(f"{f.replace('_', ' ')} {getattr(row, f)}" for f in varying
-                          if (adversarial or f not in ADVERSARIAL_ONLY) and getattr(row, f) != defaults.get(f))
+                          if (adversarial or f not in ADVERSARIAL_ONLY)
+                          and getattr(row, f) not in ("", defaults.get(f)))
         labels[recipe] = model_name(row) + (f" ({extra})" if extra else "")
     return labels
