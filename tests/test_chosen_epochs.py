@@ -18,7 +18,7 @@ from busadv.experiments import ExperimentConfig, experiment_job, run
 from busadv.experiments.backends import plan_grid
 from busadv.experiments.estimates import grid_seconds
 from busadv.experiments.runner import choose_epoch_counts, run_one
-from busadv.results import ResultRow, read_rows, recipe_labels, write_rows
+from busadv.results import ResultRow, kept_weights, read_rows, recipe_labels, write_rows
 from busadv.results.tradeoff import epsilon_tradeoffs
 from busadv.training import TrainConfig, format_seed_list, parse_seed_list
 from busadv.training.epoch_count import pooled_epoch_count
@@ -40,6 +40,12 @@ def _grid(**overrides) -> ExperimentConfig:
 def test_seed_lists_are_recorded_short_and_read_back(seeds, text):
     assert format_seed_list(seeds) == text
     assert parse_seed_list(text) == sorted(set(seeds))
+
+
+@pytest.mark.parametrize("chosen_on", ["[x](http://e.vil)", "5" * 80, 7, None])
+def test_a_stored_row_names_its_choosing_seeds_only_when_they_read_as_seeds(chosen_on):
+    said = kept_weights({"epochs": 26, "chosen_epoch": 26, "select": "last", "epochs_chosen_on": chosen_on})
+    assert said == "the model after its last epoch (26)"
 
 
 def test_the_grid_chooses_each_groups_epochs_on_other_seeds_then_trains_its_own_for_them(tmp_path):
@@ -174,6 +180,8 @@ def test_the_epochs_command_prints_the_refit_that_records_its_seeds(capsys):
     assert main(common[:1] + ["--epochs", str(epochs), "--image-size", "32", "--test-attacks", "fgsm",
                               "--test-epsilons", "2/255", "--seed", "0", "--val-fraction", "0", "--select", "last",
                               "--epochs-chosen-on", "5-6"]) == 0
+    assert (f"weights tested: the model after its last epoch ({epochs}), trained on every training image for the "
+            "epoch count that validation pooled over seeds 5-6 chose") in capsys.readouterr().out
     newest = max(folder.glob("*.pt"), key=lambda p: p.stat().st_mtime)
     recorded = torch.load(newest, weights_only=True)["train_config"]
     assert (recorded["epochs"], recorded["epochs_chosen_on"], recorded["seed"]) == (epochs, "5-6", 0)

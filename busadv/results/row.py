@@ -8,6 +8,7 @@ a result are never averaged as if they were seeds.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -183,6 +184,10 @@ def kept_weights(row: Mapping[str, Any]) -> str:
                 "that many epochs, the last kept")
     if row.get("select") in ("best", "best-both"):
         return f"epoch {chosen} of {epochs}, chosen on the validation split ({row['select']})"
+    chosen_on = row.get("epochs_chosen_on")
+    if isinstance(chosen_on, str) and re.fullmatch(r"[0-9][0-9, -]{0,39}", chosen_on):
+        return (f"the model after its last epoch ({chosen}), trained on every training image for the epoch count "
+                f"that validation pooled over seeds {chosen_on} chose")
     return f"the model after its last epoch ({chosen})"
 
 
