@@ -115,6 +115,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from busadv.cli.frontier import print_tradeoffs
     from busadv.experiments import experiment_job
     from busadv.results.tradeoff import epsilon_tradeoffs
+    from busadv.training import format_seed_list
 
     config = grid_config(args)
     runs = config.runs() + (config.epoch_chooser().runs() if config.epochs_chosen_on else [])
@@ -128,7 +129,14 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         print(f"time: {estimate}, one run after another", file=sys.stderr)
     result = experiment_job(config.to_dict(), progress=ProgressPrinter())
     rows = _rows(result)
-    print_summary(summarize(rows))
+    choosing = [r for r in rows if r.seed in config.epoch_chooser().seeds] if config.epochs_chosen_on else []
+    if choosing:  # the same models and modes as the grid's: said apart, or two "standard training" lines puzzle
+        print(f"the runs that chose the epoch counts (seeds {config.epochs_chosen_on}, {config.epochs} epochs with a "
+              "validation split; tested clean only):")
+        print_summary(summarize(choosing))
+        print(f"the grid's runs (seeds {format_seed_list(config.seeds)}, each trained for its chosen epoch count on "
+              "every training image):")
+    print_summary(summarize([r for r in rows if r not in choosing]))
     print_diagnosis_texts(result["diagnoses"])
     for choice in result.get("epoch_choices", []):
         print(f"epochs of {choice['model']} {choice['mode']}"
