@@ -147,6 +147,12 @@ class _Pool:
                 process.kill()
                 process.join(1.0)
         self.executor.shutdown(wait=False, cancel_futures=True)
+        # Its manager thread closes its wake-up pipe as it ends; at exit Python wakes every executor's thread, and a
+        # close racing that wake-up printed "OSError: Bad file descriptor" after a SIGTERM (CPython 3.11). Waited
+        # for here, the pipe is closed before exit and the wake-up skips it.
+        manager = getattr(self.executor, "_executor_manager_thread", None)
+        if manager is not None and manager.is_alive():
+            manager.join(STOP_SECONDS)
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)
