@@ -158,7 +158,7 @@ def test_the_job_and_the_command_line_say_what_was_chosen(capsys, tmp_path):
     assert main(common + ["--epochs-chosen-on", "4"]) == 0
     captured = capsys.readouterr()
     assert "2 runs:" in captured.err and "chosen first on validation of seeds 4" in captured.err
-    assert "epochs of simplecnn standard: " in captured.out and "pooled over seeds 4" in captured.out
+    assert "epoch count chosen on seeds 4: simplecnn, standard training: " in captured.out
     assert captured.out.index("the runs that chose the epoch counts (seeds 4, 3 epochs with a validation split") \
         < captured.out.index("the grid's runs (seeds 0, each trained for its chosen epoch count")
     assert main(common + ["--epochs-chosen-on", "0-1"]) == 2

@@ -111,7 +111,6 @@ def grid_config(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from busadv.attacks import format_epsilon
     from busadv.cli.frontier import print_tradeoffs
     from busadv.experiments import experiment_job
     from busadv.results.tradeoff import epsilon_tradeoffs
@@ -129,20 +128,18 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         print(f"time: {estimate}, one run after another", file=sys.stderr)
     result = experiment_job(config.to_dict(), progress=ProgressPrinter())
     rows = _rows(result)
-    choosing = [r for r in rows if r.seed in config.epoch_chooser().seeds] if config.epochs_chosen_on else []
+    choosing_seeds = set(config.epoch_chooser().seeds) if config.epochs_chosen_on else set()
+    choosing = [r for r in rows if r.seed in choosing_seeds]
     if choosing:  # the same models and modes as the grid's: said apart, or two "standard training" lines puzzle
         print(f"the runs that chose the epoch counts (seeds {config.epochs_chosen_on}, {config.epochs} epochs with a "
               "validation split; tested clean only):")
         print_summary(summarize(choosing))
         print(f"the grid's runs (seeds {format_seed_list(config.seeds)}, each trained for its chosen epoch count on "
               "every training image):")
-    print_summary(summarize([r for r in rows if r not in choosing]))
+    print_summary(summarize([r for r in rows if r.seed not in choosing_seeds]))
     print_diagnosis_texts(result["diagnoses"])
     for choice in result.get("epoch_choices", []):
-        print(f"epochs of {choice['model']} {choice['mode']}"
-              + (f" at eps={format_epsilon(choice['epsilon'])}" if choice["epsilon"] else "")
-              + f": {choice['epochs']}, chosen on validation pooled over seeds {choice['chosen_on']} (score "
-              f"{choice['score']:.3f}; each run's own choice: {', '.join(map(str, choice['per_run']))})")
+        print(f"epoch count chosen on seeds {choice['chosen_on']}: {choice['text']}")
     print_tradeoffs(epsilon_tradeoffs(rows))  # the study's question, wherever the grid holds a frontier
     print(f"results store: {result['results_file']}")
     if args.out:

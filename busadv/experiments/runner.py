@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from busadv.attacks import STUDY_EPSILONS
+from busadv.attacks import STUDY_EPSILONS, format_epsilon
 from busadv.data import ImageSet, dataset_summary, load_dataset, split_dataset
 from busadv.evaluation import evaluate
 from busadv.experiments.backends import GridOutcome, RunFailure, RunOutcome, run_grid
@@ -132,10 +132,12 @@ def choose_epoch_counts(outcomes: Iterable[RunOutcome]) -> dict[RunGroup, Pooled
             for group, members in groups.items()}
 
 
-def describe_epoch_choice(config: TrainConfig, choice: PooledEpochs) -> str:
-    """'simplecnn, fgsm training at eps=4/255: 26 epochs (pooled validation 0.521; the runs' own: 26, 34)'."""
-    return (f"{config.describe()}: {choice.epoch} epochs (pooled validation score {choice.score:.3f}; each "
-            f"choosing run's own choice: {', '.join(map(str, choice.per_run))})")
+def describe_epoch_choice(group: RunGroup, choice: PooledEpochs) -> str:
+    """'simplecnn, fgsm training at eps=…: 26 epochs (pooled validation score 0.521; each choosing run's own …)'."""
+    arch, mode, eps = group
+    what = f"{arch}, {mode} training" + (f" at eps={format_epsilon(eps)}" if eps else "")
+    return (f"{what}: {choice.epoch} epochs (pooled validation score {choice.score:.3f}; each choosing run's own "
+            f"choice: {', '.join(map(str, choice.per_run))})")
 
 
 def run(config: ExperimentConfig, progress: ProgressFn = ignore_progress) -> ExperimentResult:
@@ -190,6 +192,6 @@ def _choose_epochs(config: ExperimentConfig, run_fn: Any, grid_id: str, progress
     if missing:
         raise RuntimeError(f"no run that chooses the epoch count of {'; '.join(missing)} finished (seeds "
                            f"{config.epochs_chosen_on}; each failed twice)")
-    for group, c in groups.items():
-        progress(ProgressEvent(share, f"epoch count chosen for {describe_epoch_choice(c, choices[group])}"))
+    for group in groups:
+        progress(ProgressEvent(share, f"epoch count chosen for {describe_epoch_choice(group, choices[group])}"))
     return first, choices, share
