@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from busadv import jobs
+from busadv import jobs, pids
 from busadv.jobs import JobStore, JobStoreError, processes
-from busadv.jobs.processes import proc_start_time
 from busadv.jobs.store import STALE_SECONDS
+from busadv.pids import proc_start_time
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 15.0  # generous: the machine is shared; a passing run takes well under a second per wait
@@ -173,7 +173,7 @@ def test_reused_pid_is_not_mistaken_for_the_worker(store):
 
 def test_zombie_worker_counts_as_dead(store):
     child = subprocess.Popen([sys.executable, "-c", "pass"])
-    wait_for(lambda: processes._proc_state(child.pid) == "Z", "the child to become a zombie")
+    wait_for(lambda: pids._proc_state(child.pid) == "Z", "the child to become a zombie")
     try:
         job_id = _fake_running(store, child.pid, proc_start_time(child.pid), time.time())
         assert store.reap() == 1

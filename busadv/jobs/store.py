@@ -31,13 +31,12 @@ from busadv.jobs.kinds import JOB_KINDS
 from busadv.jobs.processes import (
     collect_children,
     max_concurrent,
-    pid_alive,
-    proc_start_time,
     terminate,
     track_child,
     visible_gpus,
 )
 from busadv.jobs.status import JobStatus
+from busadv.pids import pid_alive, proc_start_time
 from busadv.settings import PROJECT_ROOT, home
 
 HEARTBEAT_SECONDS = 5.0        # how often a running worker proves it is alive

@@ -25,9 +25,9 @@ from typing import Any
 
 from busadv.jobs.job import Job, JobStateError, finite, json_default, one_line
 from busadv.jobs.kinds import JOB_KINDS
-from busadv.jobs.processes import proc_start_time
 from busadv.jobs.status import JobStatus
 from busadv.jobs.store import HEARTBEAT_SECONDS, JobStore
+from busadv.pids import proc_start_time
 from busadv.progress import Cancelled, ProgressEvent
 
 log = logging.getLogger("busadv.jobs")

@@ -48,6 +48,7 @@ from busadv.experiments.backends.base import (
     check_arrival,
     execute,
 )
+from busadv.pids import pid_alive
 from busadv.progress import ProgressEvent, ProgressFn
 from busadv.settings import checkpoints_dir
 
@@ -141,16 +142,6 @@ class Finished:
     checkpoint: bytes | None
 
 
-def _process_ended(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # another user's process: alive
-        return False
-    return False
-
-
 def scratch_prefix(pid: int | None = None) -> str:
     """The start of a scratch folder's name: this host's, then the worker's pid when given."""
     host = "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:40] or "host"
@@ -162,7 +153,7 @@ def sweep_scratch(folder: Path | None = None) -> list[Path]:
     swept, ours = [], scratch_prefix()
     for path in Path(folder or tempfile.gettempdir()).glob(f"{ours}*-*"):
         pid = path.name[len(ours):].split("-", 1)[0]
-        if path.is_dir() and not path.is_symlink() and pid.isdigit() and _process_ended(int(pid)):
+        if path.is_dir() and not path.is_symlink() and pid.isdigit() and not pid_alive(int(pid), None):
             shutil.rmtree(path, ignore_errors=True)
             swept.append(path)
     return swept
