@@ -16,7 +16,7 @@ import torch
 from busadv.cli import main
 from busadv.experiments import ExperimentConfig, experiment_job, run
 from busadv.experiments.backends import plan_grid
-from busadv.experiments.estimates import grid_seconds
+from busadv.experiments.estimates import choosing_share, grid_seconds
 from busadv.experiments.runner import choose_epoch_counts, run_one
 from busadv.results import ResultRow, kept_weights, read_rows, recipe_labels, write_rows
 from busadv.results.tradeoff import epsilon_tradeoffs
@@ -124,6 +124,21 @@ def test_a_grid_estimate_counts_the_choosing_runs():
     with_choice, without = _grid(), _grid(epochs_chosen_on="")
     rates = {"simplecnn": 0.01}
     assert grid_seconds(with_choice, rates, 600, 150).seconds > 1.5 * grid_seconds(without, rates, 600, 150).seconds
+
+
+def test_the_choosing_stage_takes_its_share_of_the_progress_bar_by_cost_not_by_runs():
+    """Ten choosing runs and ten grid runs: the choosing half is tested clean only, the grid faces AutoAttack."""
+    attacked = _grid(test_attacks=["autoattack", "pgd"], test_epsilons=[4 / 255], image_sizes={"simplecnn": 128},
+                     epochs=40)
+    clean_only = _grid(test_attacks=[], image_sizes={"simplecnn": 128}, epochs=40)
+    assert choosing_share(attacked) < 0.4 < choosing_share(clean_only), (choosing_share(attacked),
+                                                                        choosing_share(clean_only))
+    assert choosing_share(_grid(epochs_chosen_on="")) == 0.0
+    events = []
+    run(_grid(modes=["standard"]), progress=events.append)
+    chosen = [e for e in events if e.message.startswith("epoch count chosen")]
+    assert [e.fraction for e in chosen] == [pytest.approx(choosing_share(_grid(modes=["standard"])))]
+    assert all(later.fraction >= chosen[0].fraction for later in events[events.index(chosen[0]):])
 
 
 def _frontier_rows(epochs_by_eps: dict[float, int], chosen_on: str) -> list[ResultRow]:

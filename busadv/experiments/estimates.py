@@ -165,6 +165,24 @@ def grid_seconds(config: ExperimentConfig, rates: dict[str, float], n_train: int
     return total
 
 
+def choosing_share(config: ExperimentConfig, images: int = 780) -> float:
+    """The share of a grid's time its epoch-choosing stage takes (0 without one), for the progress bar.
+
+    Why by cost and not by runs: the choosing runs validate every epoch but are tested clean only, while the
+    grid's own runs face AutoAttack, so counting runs made the first stage's bar, and its ETA, run slow. Every
+    term grows with the image count alike, so a nominal BUSI-sized set gives the share."""
+    if not config.epochs_chosen_on:
+        return 0.0
+    n_test = max(1, math.ceil(config.test_fraction * images))
+    n_train = max(1, images - n_test)
+    first = grid_seconds(config.epoch_chooser(), {}, n_train, n_test).seconds
+    total = grid_seconds(config, {}, n_train, n_test).seconds
+    if not (math.isfinite(first) and math.isfinite(total)) or total <= 0:
+        planned = len(config.epoch_chooser().runs())
+        return planned / (planned + len(config.runs()))
+    return min(max(first / total, 0.01), 0.99)
+
+
 def grid_estimate(config: ExperimentConfig, images: int, rates: dict[str, float], measured: bool) -> str:
     """A grid's rough time in words, from how many images its data holds (its test share held out), or ''."""
     n_test = math.ceil(config.test_fraction * images)

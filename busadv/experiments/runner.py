@@ -17,6 +17,7 @@ from busadv.data import ImageSet, dataset_summary, load_dataset, split_dataset
 from busadv.evaluation import evaluate
 from busadv.experiments.backends import GridOutcome, RunFailure, RunOutcome, run_grid
 from busadv.experiments.config import ExperimentConfig, RunGroup
+from busadv.experiments.estimates import choosing_share
 from busadv.models.checkpoints import checkpoint_filename, save_checkpoint
 from busadv.progress import ProgressEvent, ProgressFn, ignore_progress
 from busadv.results import Diagnosis, GroupSummary, ResultRow, diagnose, rows_for, summarize, write_rows
@@ -182,8 +183,7 @@ def _choose_epochs(config: ExperimentConfig, run_fn: Any, grid_id: str, progress
     """The first stage of a grid with epochs_chosen_on: the choosing seeds' runs, then each group's count.
     Returns their outcome, the choices and the share of the grid's progress they stand for."""
     chooser = config.epoch_chooser()
-    planned = len(chooser.runs())
-    share = planned / (planned + len(config.runs()))
+    share = choosing_share(config)
     first = run_grid(chooser, run_fn, f"{grid_id}-choosing", scaled(progress, 0.0, share, "choosing epochs: "),
                      keep=keep)
     choices = choose_epoch_counts(first.outcomes.values())
