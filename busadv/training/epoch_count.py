@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from busadv.training.optim import SELECTION_WINDOW
+from busadv.training.optim import SELECTION_WINDOW, EpochChoice
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,19 @@ class PooledEpochs:
 
 
 def windowed(scores: Sequence[float], window: int = SELECTION_WINDOW) -> list[float]:
-    """Each epoch's score as a run judges it: the mean of it and the window - 1 before it."""
-    return [sum(scores[max(0, e - window):e]) / len(scores[max(0, e - window):e]) for e in range(1, len(scores) + 1)]
+    """Each epoch's score as a run judges it (EpochChoice.smoothed): the mean of it and the window - 1 before it."""
+    choice = EpochChoice(window=window)
+    return [choice.smoothed(score) for score in scores]
+
+
+def chosen_epoch(scores: Sequence[float], start: int, window: int = SELECTION_WINDOW) -> int:
+    """The epoch a run with these validation scores keeps: EpochChoice replayed (the earliest of equals)."""
+    choice = EpochChoice(window=window, start=start)
+    for epoch, score in enumerate(scores, start=1):
+        choice.judge(epoch, score)
+    if choice.best_epoch is None:
+        raise ValueError("no epoch from the first eligible one on has a finite score")
+    return choice.best_epoch
 
 
 def validation_scores(history: Sequence[Mapping[str, Any]], name: str = "run") -> list[float]:
@@ -52,7 +63,8 @@ def pooled_epoch_count(histories: Sequence[Sequence[Mapping[str, Any]]], start: 
     names = list(names) if names is not None else [f"run {i + 1}" for i in range(len(histories))]
     if not histories:
         raise ValueError("no runs to pool")
-    curves = [windowed(validation_scores(h, n), window) for h, n in zip(histories, names, strict=True)]
+    scores = [validation_scores(h, n) for h, n in zip(histories, names, strict=True)]
+    curves = [windowed(s, window) for s in scores]
     lengths = {len(c) for c in curves}
     if len(lengths) > 1:
         raise ValueError(f"the runs trained for different numbers of epochs ({', '.join(map(str, sorted(lengths)))}):"
@@ -60,11 +72,6 @@ def pooled_epoch_count(histories: Sequence[Sequence[Mapping[str, Any]]], start: 
     epochs = lengths.pop()
     start = max(1, min(int(start), epochs))
     pooled = [sum(c[e] for c in curves) / len(curves) if e + 1 >= start else math.nan for e in range(epochs)]
-    best = _first_best(pooled, start)
-    per_run = [_first_best(curve, start) for curve in curves]
+    best = chosen_epoch(pooled, start, window=1)  # the pooled curve is already windowed
+    per_run = [chosen_epoch(s, start, window) for s in scores]
     return PooledEpochs(epoch=best, score=pooled[best - 1], curve=tuple(pooled), per_run=tuple(per_run), start=start)
-
-
-def _first_best(curve: Sequence[float], start: int) -> int:
-    """The epoch (from 1) of the highest value from `start` on; the earliest of equals, as a run keeps its first."""
-    return max(range(start, len(curve) + 1), key=lambda epoch: (curve[epoch - 1], -epoch))

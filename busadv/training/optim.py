@@ -138,8 +138,9 @@ class EpochChoice:
         self.recent = [*self.recent, score][-max(1, self.window):]
         return sum(self.recent) / len(self.recent)
 
-    def offer(self, epoch: int, score: float, model: nn.Module) -> bool:
-        """Record an epoch's score; True when it is the best so far (its weights are kept)."""
+    def judge(self, epoch: int, score: float) -> bool:
+        """Record an epoch's score; True when it is the best so far. The one rule for choosing an epoch: a run
+        applies it as it trains (offer), busadv.training.epoch_count replays it on stored scores."""
         if not math.isfinite(score):
             self.recent = []
             return False
@@ -147,6 +148,12 @@ class EpochChoice:
         if epoch < self.start or judged <= self.best_score:
             return False
         self.best_score, self.best_epoch = judged, epoch
+        return True
+
+    def offer(self, epoch: int, score: float, model: nn.Module) -> bool:
+        """As judge, keeping the weights of the best epoch so far."""
+        if not self.judge(epoch, score):
+            return False
         self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return True
 
