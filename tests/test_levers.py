@@ -384,6 +384,18 @@ def test_a_run_too_short_for_its_weight_average_says_what_the_average_really_was
     train_model(TrainConfig(epochs=1, image_size=32, batch_size=16, device="cpu", val_fraction=0.2), phantoms,
                 progress=lambda event: messages.append(event.message))
     assert "the weight average's decay ramps up to" in messages[0], messages[0]
+    assert "validation images carved from the training side choose the epoch" in messages[0], messages[0]
+
+
+def test_a_run_that_watches_the_test_split_says_it_chooses_nothing_there(phantoms):
+    """A run without a validation split (the study's, or one refit for an epoch count chosen elsewhere) reports
+    test numbers every epoch; its first line says they are for the record, so no reader takes them for a choice."""
+    train_set, test_set = split_dataset(phantoms, 0.25, seed=0)
+    messages: list[str] = []
+    train_model(TrainConfig(epochs=1, image_size=32, batch_size=16, device="cpu", val_fraction=0.0, select="last"),
+                train_set, test_set, progress=lambda event: messages.append(event.message))
+    assert "the test images are watched after each epoch for the record" in messages[0], messages[0]
+    assert "never to choose" in messages[0] and "test acc" in messages[-1], messages[-1]
 
 
 def test_refit_trains_again_on_every_training_image_for_the_epochs_validation_chose(phantoms, tmp_path):
