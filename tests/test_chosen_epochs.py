@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from busadv.cli import main
 from busadv.experiments import ExperimentConfig, experiment_job, run
 from busadv.experiments.backends import plan_grid
 from busadv.experiments.estimates import choosing_share, grid_seconds
-from busadv.experiments.runner import choose_epoch_counts, run_one
+from busadv.experiments.runner import choose_epoch_counts, describe_epoch_choice, run_one
 from busadv.results import ResultRow, kept_weights, read_rows, recipe_labels, write_rows
 from busadv.results.tradeoff import epsilon_tradeoffs
 from busadv.training import TrainConfig, format_seed_list, parse_seed_list
@@ -80,6 +81,18 @@ def test_the_pooled_choice_is_the_one_the_epochs_command_makes_from_the_choosing
     (choice,) = choose_epoch_counts(outcomes).values()
     expected = pooled_epoch_count([o.history for o in outcomes], first_eligible_epoch(outcomes[0].config))
     assert (choice.epoch, choice.per_run, choice.score) == (expected.epoch, expected.per_run, expected.score)
+
+
+def test_each_choosing_runs_own_choice_is_listed_seed_by_seed_whichever_ended_first():
+    def outcome(seed: int, best: int) -> SimpleNamespace:
+        scores = [0.9 if epoch == best else 0.5 for epoch in range(1, 9)]
+        return SimpleNamespace(config=TrainConfig(seed=seed, epochs=8, schedule="constant"),
+                               history=[{"epoch": e, "score": v} for e, v in enumerate(scores, start=1)])
+
+    ended = [outcome(7, 8), outcome(5, 6), outcome(6, 7)]  # in the order two workers finished them
+    (choice,) = choose_epoch_counts(ended).values()  # type: ignore[arg-type]
+    assert choice.per_run == (6, 7, 8)
+    assert "seed by seed: 6, 7, 8" in describe_epoch_choice(("simplecnn", "standard", 0.0), choice)
 
 
 def test_each_group_trains_for_its_own_count_and_the_backend_plans_those_runs():

@@ -125,7 +125,7 @@ def choose_epoch_counts(outcomes: Iterable[RunOutcome]) -> dict[RunGroup, Pooled
     """Each (model, mode, training ε)'s epoch count, chosen on the validation scores of its runs pooled over
     their seeds (busadv.training.epoch_count), each epoch judged as a run judges it."""
     groups: dict[RunGroup, list[RunOutcome]] = defaultdict(list)
-    for outcome in outcomes:
+    for outcome in sorted(outcomes, key=lambda o: o.config.seed):  # per_run by seed, not by which ended first
         c = outcome.config
         groups[(c.arch, c.mode, c.epsilon)].append(outcome)
     return {group: pooled_epoch_count([o.history for o in members], first_eligible_epoch(members[0].config),
@@ -138,7 +138,7 @@ def describe_epoch_choice(group: RunGroup, choice: PooledEpochs) -> str:
     arch, mode, eps = group
     what = f"{arch}, {mode} training" + (f" at eps={format_epsilon(eps)}" if eps else "")
     return (f"{what}: {choice.epoch} epochs (pooled validation score {choice.score:.3f}; each choosing run's own "
-            f"choice: {', '.join(map(str, choice.per_run))})")
+            f"choice, seed by seed: {', '.join(map(str, choice.per_run))})")
 
 
 def run(config: ExperimentConfig, progress: ProgressFn = ignore_progress) -> ExperimentResult:
