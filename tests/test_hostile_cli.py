@@ -65,3 +65,11 @@ def test_an_output_path_that_is_a_folder_is_refused(no_work, capsys, tmp_path):
 def test_image_sizes_for_unknown_models_or_impossible_sizes_are_refused(no_work, capsys, text, says):
     err = _refused(["experiment", "--image-sizes", text], capsys)
     assert "argument --image-sizes" in err and says in err
+
+
+@pytest.mark.parametrize("command", [["train"], ["experiment"]])
+@pytest.mark.parametrize(("text", "says"), [("-1", "from 0 to 100000"), ("lots", "whole number of test images"),
+                                            ("1e9", "whole number"), ("200000", "from 0 to 100000")])
+def test_a_watch_size_that_is_not_a_count_of_test_images_is_refused(no_work, capsys, command, text, says):
+    said = _refused(command + ["--watch-images", text], capsys)
+    assert "--watch-images" in said and says in said, said

@@ -398,6 +398,28 @@ def test_a_run_that_watches_the_test_split_says_it_chooses_nothing_there(phantom
     assert "never to choose" in messages[0] and "test acc" in messages[-1], messages[-1]
 
 
+def test_the_command_line_sets_how_many_test_images_the_per_epoch_watch_attacks(phantoms, monkeypatch):
+    """--watch-images 0 keeps the clean test pass and drops FGSM/PGD (and with them the overfitting flag); the
+    default attacks 64. A grid passes it to every run."""
+    from busadv.cli import build_parser, main
+    from busadv.cli.commands import grid_config
+
+    seen: list[TrainConfig] = []
+    real = train_model
+
+    def spy(config, *args, **kwargs):
+        seen.append(config)
+        return real(config, *args, **kwargs)
+
+    monkeypatch.setattr("busadv.experiments.runner.train_model", spy)
+    common = ["train", "--mode", "fgsm", "--epsilon", "8/255", "--epochs", "1", "--image-size", "32",
+              "--val-fraction", "0", "--select", "last", "--test-attacks", "fgsm", "--test-epsilons", "2/255"]
+    assert main(common + ["--watch-images", "0"]) == 0 and main(common) == 0
+    assert [c.monitor_images for c in seen] == [0, 64]
+    assert grid_config(build_parser().parse_args(["experiment", "--watch-images", "16"])).monitor_images == 16
+    assert grid_config(build_parser().parse_args(["experiment"])).monitor_images == 64
+
+
 def test_refit_trains_again_on_every_training_image_for_the_epochs_validation_chose(phantoms, tmp_path):
     """Validation chooses the epoch count; the model then learns from the validation images too. The test split
     still chooses nothing and is not looked at by either pass."""

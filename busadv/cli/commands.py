@@ -48,7 +48,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         config["split_policy"] = args.split_policy
     # A setting left out takes the recipe's value (the mode's default where the recipe has none).
     config = {**base, **{k: v for k, v in config.items() if not (v is None and k in base)},
-              **_given(args, LEVER_OPTIONS + ("epochs", "lr"))}
+              **_given(args, LEVER_OPTIONS + ("epochs", "lr", "monitor_images"))}
     result = train_job(config, progress=ProgressPrinter())
     print(f"data: {result['rows'][0]['data_source']}")
     print(f"weights tested: {kept_weights(result['rows'][0])}")
@@ -104,7 +104,7 @@ def grid_config(args: argparse.Namespace) -> ExperimentConfig:
         "adv_labels": args.adv_labels,
         "random_start": args.random_start, "clean_mix": args.clean_mix, "split_policy": args.split_policy,
         "warmup_epochs": args.warmup_epochs, "class_balance": args.class_balance, "trades_beta": args.trades_beta,
-        "save_checkpoints": args.save_checkpoints or None, **_given(args, LEVER_OPTIONS + ("lr",)),
+        "save_checkpoints": args.save_checkpoints or None, **_given(args, LEVER_OPTIONS + ("lr", "monitor_images")),
         "backend": args.backend, "address": args.address, "workers": args.workers,
     }.items() if v is not None}
     return PRESETS[args.preset](**overrides) if args.preset else ExperimentConfig(**overrides)
@@ -264,6 +264,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="default: " + ", ".join(f"{m.name} {m.default_image_size}" for m in MODELS))
     recipe_args(t)
     t.add_argument("--pgd-steps", type=int, default=7, help="PGD steps of PGD training and of the per-epoch watch")
+    arguments.watch_images_arg(t)
     t.add_argument("--pretrained", action="store_true", help="ImageNet weights from torchvision's cache (resnet50)")
     t.add_argument("--test-epsilons", type=epsilons, default="2/255,8/255,0.05,0.2,0.5")
     t.add_argument("--test-attacks", type=attacks, default="fgsm,pgd", help=f"comma list of {attack_names}")
@@ -294,6 +295,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--image-sizes", type=arguments.image_sizes,
                    help="per model, e.g. resnet50=64 (default: each model's own, SimpleCNN 128, ResNet50 224)")
     recipe_args(x)
+    arguments.watch_images_arg(x)
     x.add_argument("--save-checkpoints", action="store_true")
     x.add_argument("--backend", choices=BACKENDS.names(),
                    help="; ".join(f"{b.name}: {b.description}" for b in BACKENDS) + " (default: local)")
