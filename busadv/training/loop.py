@@ -320,8 +320,9 @@ def train_model(config: TrainConfig, train_set: ImageSet, test_set: ImageSet | N
         if val_set is not None:
             note += f"; {len(val_set)} validation images carved from the training side choose the epoch"
         elif test_set is not None and len(test_set):
-            note += ("; no validation split: the test images are watched after each epoch for the record (and the "
-                     "overfitting flag), never to choose; the last epoch is kept")
+            note += ("; no validation split: the test images are watched after each epoch for the record"
+                     + (" (and the overfitting flag)" if watch_set is not None else "")
+                     + ", never to choose; the last epoch is kept")
         if averager is not None and (ramp := ema_ramp_note(config.ema_decay, steps_per_epoch * config.epochs)):
             note += f"; {ramp}"
         progress(ProgressEvent(0.0, note, epoch=0, epochs=config.epochs))
