@@ -58,7 +58,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 LEVER_OPTIONS = ("augment", "optimizer", "weight_decay", "schedule", "ema_decay", "val_fraction", "select", "patience",
-                 "refit", "epochs_chosen_on")
+                 "refit", "epochs_chosen_on", "critical_weight")
 
 
 def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
@@ -222,6 +222,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="; ".join(f"{k}: {v}" for k, v in CLASS_BALANCE.items())
                        + " (default: the recipe's, loss for busadv's best and none for the study's)")
         p.add_argument("--trades-beta", type=float, help="weight of TRADES' robustness term (trades mode)")
+        p.add_argument("--critical-weight", "--malignant-weight", type=float, dest="critical_weight",
+                       help="the malignant class's loss weight times this, on top of --class-balance: a missed "
+                            "cancer costs more than a false alarm (default 1: as the balance sets it)")
         p.add_argument("--split-policy", choices=list(SPLIT_POLICIES),
                        help="grouped: copies of an image stay on one side (default); random: the study's split")
         p.add_argument("--augment", choices=list(AUGMENTATIONS),

@@ -115,7 +115,8 @@ def _epsilon_short(eps: float) -> str:
 
 SHORT_FIELDS = {"split_policy": "split", "class_balance": "balance", "random_start": "random start",
                 "train_pgd_steps": "steps", "image_size": "px", "clean_mix": "clean mix", "weight_decay": "wd",
-                "ema_decay": "EMA", "val_fraction": "val", "warmup_epochs": "warm-up", "trades_beta": "β"}
+                "ema_decay": "EMA", "val_fraction": "val", "warmup_epochs": "warm-up", "trades_beta": "β",
+                "critical_weight": "malignant weight"}
 NAMED_ELSEWHERE = {"arch", "train_mode", "train_epsilon", "adv_labels", "data_fingerprint"}
 
 

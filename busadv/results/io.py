@@ -141,6 +141,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "random_start": _bool, "pretrained": _bool, "collapsed": _bool, "simulated": _bool,
     "weight_decay": _between(0.0, 1.0), "ema_decay": _between(0.0, 1.0), "val_fraction": _between(0.0, 1.0),
     "patience": _non_negative_int, "chosen_epoch": _non_negative_int, "refit": _bool,
+    "critical_weight": _between(0.0, 10.0),
 }
 TEXT_FIELDS = {f.name for f in fields(ResultRow) if f.type in ("str", "str | None")}
 

@@ -15,6 +15,7 @@ MAX_BATCH_SIZE = 4096
 MAX_SEED = 2**32 - 1
 MAX_SEED_RANGE = 10_000  # one range's width (first-last)
 LABEL_SOURCES = ("true", "predicted")
+MIN_CRITICAL_WEIGHT, MAX_CRITICAL_WEIGHT = 0.1, 10.0
 CLASS_BALANCE: dict[str, str] = {
     "none": "plain cross-entropy over the images as they come",
     "loss": "cross-entropy weighted by inverse class frequency",
@@ -85,6 +86,9 @@ class TrainingLevers:
     # The seeds whose runs' pooled validation chose `epochs` ("5-9"; busadv.training.epoch_count), for a run
     # trained that many epochs on every training image; "" = the epoch count was not chosen that way.
     epochs_chosen_on: str = ""
+    # The critical class's (malignant's on BUSI) share of the loss, times this, on top of class_balance: missing a
+    # cancer is a worse error than a false alarm. 1 = as class_balance sets it.
+    critical_weight: float = 1.0
 
 
 LEVERS: tuple[str, ...] = tuple(f.name for f in fields(TrainingLevers))
@@ -136,6 +140,10 @@ def check_levers(levers: TrainingLevers) -> list[str]:
     if not (isinstance(levers.patience, int) and not isinstance(levers.patience, bool)
             and 0 <= levers.patience <= MAX_EPOCHS):
         problems.append(f"patience must be a whole number >= 0, got {levers.patience!r}")
+    if not (isinstance(levers.critical_weight, (int, float)) and not isinstance(levers.critical_weight, bool)
+            and MIN_CRITICAL_WEIGHT <= levers.critical_weight <= MAX_CRITICAL_WEIGHT):
+        problems.append(f"critical_weight must be in [{MIN_CRITICAL_WEIGHT:g}, {MAX_CRITICAL_WEIGHT:g}], "
+                        f"got {str(levers.critical_weight)[:40]!r}")
     if levers.select in CHOOSING_SELECTIONS and not levers.val_fraction:
         problems.append(f"select={levers.select} chooses the epoch on a validation split: "
                         "set val_fraction > 0 (e.g. 0.15)")

@@ -119,6 +119,19 @@ def class_weights(train_set: ImageSet, device: torch.device) -> torch.Tensor:
     return (counts.sum() / (len(counts) * counts)).to(device)
 
 
+def loss_weights(train_set: ImageSet, config: TrainConfig, device: torch.device) -> torch.Tensor | None:
+    """Per-class weights of the training loss: inverse frequency (class_balance='loss'), the critical class's
+    times critical_weight; None where every class counts the same."""
+    weighted = config.critical_weight != 1
+    if config.class_balance != "loss" and not weighted:
+        return None
+    weights = (class_weights(train_set, device) if config.class_balance == "loss"
+               else torch.ones(len(train_set.classes), device=device))
+    if weighted:
+        weights[train_set.classes.index(train_set.spec.critical)] *= float(config.critical_weight)
+    return weights
+
+
 def epoch_order(train_set: ImageSet, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
     """The images of one epoch: a permutation, or (class_balance='sampler') a class-balanced draw."""
     if config.class_balance == "sampler":
@@ -169,7 +182,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train_se
     model.train()
     channels_last = device.type == "cpu"
     order = epoch_order(train_set, config, generator)
-    weights = class_weights(train_set, device) if config.class_balance == "loss" else None
+    weights = loss_weights(train_set, config, device)
     batches = math.ceil(len(order) / config.batch_size)
     total_loss, correct, seen = 0.0, 0, 0
     for b in range(batches):
