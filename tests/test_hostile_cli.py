@@ -73,3 +73,12 @@ def test_image_sizes_for_unknown_models_or_impossible_sizes_are_refused(no_work,
 def test_a_watch_size_that_is_not_a_count_of_test_images_is_refused(no_work, capsys, command, text, says):
     said = _refused(command + ["--watch-images", text], capsys)
     assert "--watch-images" in said and says in said, said
+
+
+@pytest.mark.parametrize("command", [["train"], ["experiment"]])
+@pytest.mark.parametrize(("text", "says"), [("0", "from 0.1 to 10"), ("nan", "from 0.1 to 10"),
+                                            ("11", "from 0.1 to 10"), ("two", "must be a number"),
+                                            ("1e9", "from 0.1 to 10")])
+def test_a_malignant_weight_out_of_range_is_refused(no_work, capsys, command, text, says):
+    said = _refused(command + ["--malignant-weight", text], capsys)
+    assert "--critical-weight" in said and says in said, said

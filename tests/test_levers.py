@@ -199,9 +199,21 @@ def test_levers_are_checked_before_any_work():
     for bad, message in (({"augment": "vertical"}, "augment"), ({"optimizer": "sgd"}, "optimizer"),
                          ({"ema_decay": 1.5}, "ema_decay"), ({"val_fraction": 0.9}, "val_fraction"),
                          ({"select": "best", "val_fraction": 0.0}, "validation split"),
-                         ({"patience": -1}, "patience"), ({"schedule": "step"}, "schedule")):
+                         ({"patience": -1}, "patience"), ({"schedule": "step"}, "schedule"),
+                         ({"critical_weight": 0.0}, "critical_weight"), ({"critical_weight": float("nan")}, "critical"),
+                         ({"critical_weight": True}, "critical_weight"), ({"critical_weight": "2"}, "critical")):
         with pytest.raises(ValueError, match=message):
             TrainConfig(image_size=32, **bad)
+
+
+def test_a_heavier_malignant_weight_makes_the_model_call_more_images_malignant(small_phantoms):
+    def malignant_calls(weight: float) -> int:
+        config = TrainConfig(epochs=4, image_size=32, device="cpu", batch_size=16, critical_weight=weight,
+                             val_fraction=0.0, select="last", seed=0)
+        clean = run_one(config, small_phantoms, test_attacks=[], test_epsilons=[]).rows[0]
+        return sum(row[small_phantoms.classes.index("malignant")] for row in clean.confusion)
+
+    assert malignant_calls(8.0) > malignant_calls(1.0)
 
 
 def test_levers_are_recorded_in_rows_checkpoints_and_csv(phantoms, tmp_path):

@@ -126,6 +126,19 @@ def test_class_balance_weights_and_sampler_even_out_the_classes(small_phantoms):
     assert shares.tolist() == pytest.approx([1 / 3] * 3, abs=0.03)
 
 
+def test_a_malignant_weight_multiplies_only_the_malignant_share_of_the_loss(small_phantoms):
+    from busadv.training.loop import class_weights, loss_weights
+
+    cpu = torch.device("cpu")
+    m = small_phantoms.classes.index("malignant")
+    assert loss_weights(small_phantoms, TrainConfig(class_balance="none", image_size=32), cpu) is None
+    plain = loss_weights(small_phantoms, TrainConfig(class_balance="none", critical_weight=3.0, image_size=32), cpu)
+    assert plain.tolist() == [3.0 if c == m else 1.0 for c in range(3)]
+    balanced = class_weights(small_phantoms, cpu)
+    both = loss_weights(small_phantoms, TrainConfig(class_balance="loss", critical_weight=2.0, image_size=32), cpu)
+    assert both.tolist() == pytest.approx([w * (2.0 if c == m else 1.0) for c, w in enumerate(balanced.tolist())])
+
+
 def test_the_offline_protocol_trains_a_fresh_model_on_a_fixed_perturbed_set(small_phantoms):
     from busadv.training import MODES
 

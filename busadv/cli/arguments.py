@@ -66,6 +66,18 @@ def _watch_images(text: str) -> int:
     return count
 
 
+def _critical_weight(text: str) -> float:
+    from busadv.training.config import MAX_CRITICAL_WEIGHT, MIN_CRITICAL_WEIGHT
+
+    try:
+        weight = float(text)
+    except ValueError:
+        raise ValueError(f"must be a number, e.g. 2 (1: as --class-balance sets it), got {text[:40]!r}") from None
+    if not MIN_CRITICAL_WEIGHT <= weight <= MAX_CRITICAL_WEIGHT:  # NaN fails this too
+        raise ValueError(f"must be from {MIN_CRITICAL_WEIGHT:g} to {MAX_CRITICAL_WEIGHT:g}, got {text[:40]}")
+    return weight
+
+
 def watch_images_arg(p: argparse.ArgumentParser) -> None:
     """The per-epoch test watch of runs without a validation split (not a recipe setting: it never chooses)."""
     p.add_argument("--watch-images", dest="monitor_images", type=watch_images, metavar="N",
@@ -142,6 +154,7 @@ epsilon = typed(_epsilon)
 seed_list = typed(_seeds)
 seed_text = typed(_seed_text)
 watch_images = typed(_watch_images)
+critical_weight = typed(_critical_weight)
 device = typed(_device)
 image_sizes = typed(_image_sizes)  # per model, e.g. resnet50=64: the CPU budget for a large model
 
