@@ -8,7 +8,7 @@ import pytest
 
 from busadv import plots
 from busadv.results import ResultRow
-from busadv.results.tradeoff import CLEAN_TOLERANCE, epsilon_tradeoffs, paired_difference
+from busadv.results.tradeoff import CLEAN_TOLERANCE, epsilon_tradeoffs, paired_difference, unpaired_runs
 
 AA = 4 / 255
 
@@ -76,6 +76,18 @@ def test_runs_of_another_recipe_are_never_paired_with_standard_training():
         "no rows under the asked attack"
 
 
+def test_adversarial_runs_with_no_standard_of_their_recipe_are_named_with_what_differs():
+    frontier = _rows(0, [0.75, 0.74], [0.0, 0.0]) + _rows(8 / 255, [0.70, 0.71], [0.45, 0.47])
+    other_lr = _rows(8 / 255, [0.66, 0.64], [0.40, 0.41], lr=1e-3)
+    assert unpaired_runs(frontier, "autoattack", AA) == [], "every adversarial run is on a frontier"
+    lines = unpaired_runs(frontier + other_lr, "autoattack", AA)
+    assert len(lines) == 1 and "fgsm at training ε 0.0314 (8/255) (2 seeds) is left out" in lines[0]
+    assert "lr 0.001 (the frontier's: 0.002)" in lines[0] and "Train standard runs" in lines[0]
+    assert unpaired_runs(frontier + other_lr, "pgd", AA) == [], "not tested under the asked attack: not named"
+    assert "nearest frontier" not in unpaired_runs(other_lr, "autoattack", AA)[0], "no frontier to compare with"
+    assert len(epsilon_tradeoffs(frontier + other_lr, "autoattack", AA)) == 1, "the frontier itself is unchanged"
+
+
 def test_the_results_page_answers_the_question_in_words_picture_and_table():
     from tests.test_app import RESULTS, chart, open_app, result_row, stored, texts, unescape
 
@@ -86,11 +98,14 @@ def test_the_results_page_answers_the_question_in_words_picture_and_table():
         mode = "standard" if eps == 0 else "fgsm"
         for seed, (c, r) in enumerate(zip(clean, robust)):
             rows += [result_row(mode, eps, "none", 0.0, seed, c), result_row(mode, eps, "autoattack", AA, seed, r)]
+    rows += [result_row("fgsm", 8 / 255, attack, eps, seed, 0.6, critical_weight=2.0)
+             for seed in range(3) for attack, eps in (("none", 0.0), ("autoattack", AA))]
     stored(rows)
     at = open_app(RESULTS)
     page = unescape(texts(at))
     assert "Best training ε by the rule: 0.00784 (2/255)" in page and "AutoAttack at ε = 0.0157 (4/255)" in page
     assert "lowers clean balanced accuracy" in page
+    assert "(8/255) (3 seeds) is left out" in page and "critical_weight 2.0 (the frontier's: 1.0)" in page
     names = [t.get("name") for t in chart(at, "tradeoff_0")["data"]]
     assert sum(1 for n in names if n and n.startswith("training ε")) == 3
 
@@ -137,3 +152,24 @@ def test_the_frontier_command_says_when_the_rows_hold_no_frontier(tmp_path, caps
     write_rows(only_standard, tmp_path / "standard.csv")
     assert main(["frontier", str(tmp_path / "standard.csv")]) == 1
     assert "no frontier in 4 rows" in capsys.readouterr().err
+
+
+def test_the_frontier_command_names_a_lever_run_that_has_no_standard_beside_it(tmp_path, capsys):
+    """A lever compared across two files (its adversarial runs only) is named, not silently dropped."""
+    from busadv.cli import main
+    from busadv.results import write_rows
+
+    def written(rows: list[ResultRow]) -> list[ResultRow]:
+        return [dataclasses.replace(r, confusion=[[5, 0, 0], [0, 5, 0], [0, 0, 5]]) for r in rows]
+
+    write_rows(written(_rows(0, [0.75, 0.74], [0.0, 0.01]) + _rows(8 / 255, [0.73, 0.73], [0.45, 0.47])),
+               tmp_path / "base.csv")
+    lever = [dataclasses.replace(r, critical_weight=2.0) for r in _rows(8 / 255, [0.64, 0.65], [0.41, 0.40])]
+    write_rows(written(lever), tmp_path / "lever.csv")
+    assert main(["frontier", str(tmp_path / "base.csv"), str(tmp_path / "lever.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "note: simplecnn fgsm at training ε 0.0314 (8/255) (2 seeds) is left out" in out
+    assert "critical_weight 2.0 (the frontier's: 1.0)" in out and "(a) Best training ε by the rule" in out
+    assert main(["frontier", str(tmp_path / "lever.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "is left out: no standard training with its recipe" in err and "no frontier in 4 rows" in err

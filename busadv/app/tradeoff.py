@@ -11,7 +11,7 @@ from busadv import plots
 from busadv.app.layout import plain
 from busadv.attacks import attack_label, format_epsilon
 from busadv.results import ResultRow
-from busadv.results.tradeoff import epsilon_tradeoffs
+from busadv.results.tradeoff import epsilon_tradeoffs, unpaired_runs
 
 ROBUST_ATTACKS = ("autoattack", "pgd")  # AutoAttack first: the word on robustness; PGD the faster, optimistic one
 
@@ -35,6 +35,8 @@ def tradeoff_section(rows: Sequence[ResultRow]) -> None:
                         format_func=lambda c: plain(f"{attack_label(c[0])} at ε = {format_epsilon(c[1])}"
                                                     + (" (faster, optimistic estimate)" if c[0] == "pgd" else "")))
     answers = epsilon_tradeoffs(rows, pick[0], pick[1])
+    for line in unpaired_runs(rows, pick[0], pick[1]):
+        st.caption(plain(line))
     if not answers:
         st.caption("These rows hold no frontier: standard training and at least one training ε of one adversarial "
                    "recipe, with everything else equal, tested under this attack. `python -m busadv experiment "

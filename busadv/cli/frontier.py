@@ -53,12 +53,15 @@ def _read(paths: Sequence[str]) -> list[ResultRow]:
 
 def cmd_frontier(args: argparse.Namespace) -> int:
     from busadv import plots
-    from busadv.results.tradeoff import epsilon_tradeoffs
+    from busadv.results.tradeoff import epsilon_tradeoffs, unpaired_runs
 
     if len(args.attack) != 1:
         raise ValueError(f"--attack takes one attack, got {len(args.attack)}")
     rows = _read(args.results)
     answers = epsilon_tradeoffs(rows, attack=args.attack[0], epsilon=args.epsilon)
+    left_out = unpaired_runs(rows, attack=args.attack[0], epsilon=args.epsilon)
+    for line in left_out:
+        print(f"note: {line}", file=sys.stderr if not answers else sys.stdout)
     if not answers:
         print(f"error: no frontier in {len(rows)} rows: it needs standard training and an adversarial mode with "
               "the same recipe, each tested clean and under the chosen attack at the chosen ε "

@@ -174,6 +174,35 @@ def epsilon_tradeoffs(rows: Sequence[ResultRow], attack: str = "autoattack",
     return sorted(answers, key=lambda a: (-len(a.points), -sum(len(p.seeds) for p in a.points)))
 
 
+def unpaired_runs(rows: Sequence[ResultRow], attack: str = "autoattack", epsilon: float = 4 / 255) -> list[str]:
+    """Adversarial runs tested under the attack that no frontier holds, because no standard training with their
+    recipe is among the rows: one line each, naming where they differ from the nearest frontier's recipe. Without
+    this, a lever compared across two files (its adversarial runs only) would vanish from the answer unsaid."""
+    families: dict[tuple[Any, ...], list[ResultRow]] = defaultdict(list)
+    for row in rows:
+        families[_family(row)].append(row)
+    anchored = [family for family, members in families.items() if any(r.train_mode == "standard" for r in members)]
+    lines = []
+    for family, members in families.items():
+        if family in anchored:
+            continue
+        tested = [r for r in members if r.train_mode != "standard" and r.attack == attack
+                  and math.isclose(r.test_epsilon, epsilon, abs_tol=1e-6)]
+        if not tested:
+            continue
+        modes = ", ".join(sorted({r.train_mode for r in tested}))
+        epsilons = ", ".join(format_epsilon(e) for e in sorted({r.train_epsilon for r in tested}))
+        line = (f"{tested[0].arch} {modes} at training ε {epsilons} ({len({r.seed for r in tested})} seeds) is left "
+                "out: no standard training with its recipe is among these rows")
+        if anchored:
+            nearest = min(anchored, key=lambda other: sum(a != b for a, b in zip(family, other, strict=True)))
+            differs = [f"{name} {str(mine)[:30]} (the frontier's: {str(theirs)[:30]})"
+                       for name, mine, theirs in zip(FAMILY_FIELDS, family, nearest, strict=True) if mine != theirs]
+            line += f"; it differs from the nearest frontier in {'; '.join(differs)}"
+        lines.append(line + ". Train standard runs with the same settings to see it on a frontier.")
+    return lines
+
+
 def _answer(rows: Sequence[ResultRow], mode: str, attack: str, epsilon: float) -> TradeoffAnswer | None:
     by_eps: dict[float, dict[str, dict[int, ResultRow]]] = defaultdict(lambda: defaultdict(dict))
     exact: dict[float, float] = {}
@@ -242,4 +271,4 @@ def _judge(points: list[EpsilonPoint], mode: str, attack: str, epsilon: float, s
 
 
 __all__ = ["CLEAN_TOLERANCE", "EpsilonPoint", "PairedDifference", "TradeoffAnswer", "epsilon_tradeoffs",
-           "paired_difference"]
+           "paired_difference", "unpaired_runs"]
