@@ -121,8 +121,10 @@ def recipe_training(recipe: str) -> dict[str, Any]:
     return dict(STUDY_TRAINING if recipe == "study" else BEST_TRAINING)
 
 
-def check_levers(levers: TrainingLevers) -> list[str]:
-    """What is wrong with a run's levers, one message each (empty: all fine)."""
+def check_levers(levers: TrainingLevers, seed: int | None = None) -> list[str]:
+    """What is wrong with a run's levers, one message each (empty: all fine); epochs_chosen_on is rewritten in
+    its short form. A run whose epoch count other seeds chose trains it on every training image and keeps the last
+    epoch; its own `seed` among them would mean it chose on itself after all."""
     problems = []
     for name, allowed in (("augment", AUGMENTATIONS), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
                           ("select", SELECTIONS)):
@@ -153,15 +155,31 @@ def check_levers(levers: TrainingLevers) -> list[str]:
         problems.append(f"epochs_chosen_on must be seeds like 5-9, got {str(levers.epochs_chosen_on)[:40]!r}")
     elif levers.epochs_chosen_on:
         try:
-            if not parse_seed_list(levers.epochs_chosen_on, "epochs_chosen_on"):
-                problems.append("epochs_chosen_on names no seed")
+            chosen_on = parse_seed_list(levers.epochs_chosen_on, "epochs_chosen_on")
         except ValueError as exc:
             problems.append(str(exc))
+        else:
+            if chosen_on:
+                levers.epochs_chosen_on = format_seed_list(chosen_on)
+                problems += _chosen_epochs_problems(levers, chosen_on, seed)
+            else:
+                problems.append("epochs_chosen_on names no seed")
     if not isinstance(levers.refit, bool):
         problems.append(f"refit must be true or false, got {str(levers.refit)[:40]!r}")
     elif levers.refit and not (levers.val_fraction and levers.select in CHOOSING_SELECTIONS):
         problems.append("refit trains again for the number of epochs validation chose: set val_fraction > 0 "
                         f"and select to {' or '.join(CHOOSING_SELECTIONS)}")
+    return problems
+
+
+def _chosen_epochs_problems(levers: TrainingLevers, chosen_on: list[int], seed: int | None) -> list[str]:
+    problems = []
+    if levers.val_fraction or levers.select != "last" or levers.refit or levers.patience:
+        problems.append("a run whose epoch count other seeds chose trains on every training image for it: "
+                        "set val_fraction 0, select last, no refit and no patience")
+    if seed is not None and seed in chosen_on:
+        problems.append(f"seed {seed} is among the seeds that chose its epoch count "
+                        f"({levers.epochs_chosen_on}): choose on other seeds")
     return problems
 
 
@@ -190,7 +208,7 @@ class TrainConfig(ModeSettings, BestLevers):
     deterministic: bool = False    # on CUDA: deterministic cuDNN kernels instead of the fastest ones
 
     def __post_init__(self) -> None:
-        problems: list[str] = check_levers(self)
+        problems: list[str] = check_levers(self, self.seed if isinstance(self.seed, int) else None)
 
         def check(condition: bool, message: str) -> None:
             if not condition:
@@ -252,26 +270,8 @@ class TrainConfig(ModeSettings, BestLevers):
               f"PGD steps must be a whole number from 1 to 1000, got {self.pgd_steps}")
         check(isinstance(self.monitor_images, int) and 0 <= self.monitor_images <= 100_000,
               f"monitor_images must be a whole number >= 0, got {self.monitor_images}")
-        self._check_chosen_epochs(problems)
         if problems:
             raise ValueError("; ".join(problems))
-
-    def _check_chosen_epochs(self, problems: list[str]) -> None:
-        """A run whose epoch count other seeds chose trains it on every training image and keeps the last epoch;
-        its own seed among them would mean it chose on itself after all."""
-        if not self.epochs_chosen_on or not isinstance(self.epochs_chosen_on, str):
-            return
-        try:
-            chosen_on = parse_seed_list(self.epochs_chosen_on, "epochs_chosen_on")
-        except ValueError:
-            return  # said by check_levers
-        self.epochs_chosen_on = format_seed_list(chosen_on)
-        if self.val_fraction or self.select != "last" or self.refit or self.patience:
-            problems.append("a run whose epoch count other seeds chose trains on every training image for it: "
-                            "set val_fraction 0, select last, no refit and no patience")
-        if self.seed in chosen_on:
-            problems.append(f"seed {self.seed} is among the seeds that chose its epoch count "
-                            f"({self.epochs_chosen_on}): choose on other seeds")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
