@@ -222,7 +222,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="; ".join(f"{k}: {v}" for k, v in CLASS_BALANCE.items())
                        + " (default: the recipe's, loss for busadv's best and none for the study's)")
         p.add_argument("--trades-beta", type=float, help="weight of TRADES' robustness term (trades mode)")
-        p.add_argument("--critical-weight", "--malignant-weight", type=arguments.critical_weight,
+        p.add_argument("--critical-weight", "--malignant-weight", type=arguments.critical_weight, metavar="W",
                        dest="critical_weight",
                        help="the malignant class's loss weight times this, on top of --class-balance: a missed "
                             "cancer costs more than a false alarm (default 1: as the balance sets it)")
