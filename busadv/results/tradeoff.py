@@ -154,15 +154,19 @@ def _family(row: ResultRow) -> tuple[Any, ...]:
                  else getattr(row, f) for f in FAMILY_FIELDS)
 
 
+def _families(rows: Sequence[ResultRow]) -> dict[tuple[Any, ...], list[ResultRow]]:
+    families: dict[tuple[Any, ...], list[ResultRow]] = defaultdict(list)
+    for row in rows:
+        families[_family(row)].append(row)
+    return families
+
+
 def epsilon_tradeoffs(rows: Sequence[ResultRow], attack: str = "autoattack",
                       epsilon: float = 4 / 255) -> list[TradeoffAnswer]:
     """Every frontier the rows hold: standard training plus one adversarial mode at two or more training epsilons
     (or one epsilon beside standard), with the same everything else; the fullest first."""
-    families: dict[tuple[Any, ...], list[ResultRow]] = defaultdict(list)
-    for row in rows:
-        families[_family(row)].append(row)
     answers = []
-    for members in families.values():
+    for members in _families(rows).values():
         standard = [r for r in members if r.train_mode == "standard"]
         if not standard:
             continue
@@ -178,9 +182,7 @@ def unpaired_runs(rows: Sequence[ResultRow], attack: str = "autoattack", epsilon
     """Adversarial runs tested under the attack that no frontier holds, because no standard training with their
     recipe is among the rows: one line each, naming where they differ from the nearest frontier's recipe. Without
     this, a lever compared across two files (its adversarial runs only) would vanish from the answer unsaid."""
-    families: dict[tuple[Any, ...], list[ResultRow]] = defaultdict(list)
-    for row in rows:
-        families[_family(row)].append(row)
+    families = _families(rows)
     anchored = [family for family, members in families.items() if any(r.train_mode == "standard" for r in members)]
     lines = []
     for family, members in families.items():
