@@ -20,8 +20,8 @@ from busadv.results import read_rows, rows_to_csv
 from busadv.training import TrainConfig, train_model
 from busadv.training import modes as modes_module
 from busadv.training.augment import augment_batch
-from busadv.training.config import BEST_LEVERS, LEVERS, STUDY_LEVERS
-from busadv.training.loop import carve_validation
+from busadv.training.config import BEST_LEVERS, LEVERS, SENSITIVITY_FLOOR, STUDY_LEVERS
+from busadv.training.loop import carve_validation, sensitivity_shortfall
 from busadv.training.optim import SELECTION_WINDOW, EpochChoice, ema_decay_at, first_eligible_epoch
 
 
@@ -153,6 +153,29 @@ def test_select_best_both_scores_an_adversarial_epoch_by_clean_and_robust_togeth
     assert all(h.score == h.val_balanced_accuracy for h in standard.history), "no attack: clean alone"
     with pytest.raises(ValueError, match="select=best-both chooses"):
         TrainConfig(image_size=32, select="best-both", val_fraction=0.0)
+
+
+def test_select_best_sensitive_docks_the_malignant_sensitivity_shortfall(phantoms):
+    """BA alone chose 8/255 epochs that find under half the cancers under attack: best-sensitive counts them."""
+    train_set, test_set = split_dataset(phantoms, 0.25, seed=0)
+    config = TrainConfig(mode="fgsm", epsilon=4 / 255, epochs=3, image_size=32, device="cpu", batch_size=16,
+                         ema_decay=0.0, select="best-sensitive")
+    result = train_model(config, train_set, test_set)
+    for h in result.history:
+        assert 0.0 <= h.val_pgd_sensitivity <= 1.0 and 0.0 <= h.val_sensitivity <= 1.0
+        both = (h.val_balanced_accuracy + h.val_pgd_balanced_accuracy) / 2
+        assert h.score == pytest.approx(both - max(0.0, SENSITIVITY_FLOOR - h.val_pgd_sensitivity))
+    standard = train_model(dataclasses.replace(config, mode="standard", epsilon=0.0), train_set, test_set)
+    for h in standard.history:
+        assert h.score == pytest.approx(h.val_balanced_accuracy - max(0.0, SENSITIVITY_FLOOR - h.val_sensitivity))
+        assert h.val_pgd_sensitivity is None
+
+
+@pytest.mark.parametrize(("sensitivity", "select", "docked"), [
+    (0.2, "best-sensitive", 0.3), (0.5, "best-sensitive", 0.0), (0.9, "best-sensitive", 0.0),
+    (0.2, "best-both", 0.0), (0.2, "best", 0.0), (math.nan, "best-sensitive", 0.0)])
+def test_sensitivity_shortfall_is_docked_only_below_the_floor_and_only_by_best_sensitive(sensitivity, select, docked):
+    assert sensitivity_shortfall(sensitivity, select) == pytest.approx(docked)
 
 
 def test_the_weight_average_is_what_is_judged_and_saved(phantoms):

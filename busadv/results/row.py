@@ -18,7 +18,7 @@ from busadv.attacks.base import CORRUPTION
 from busadv.evaluation import ConditionResult
 from busadv.models.registry import MODELS
 from busadv.training import NOT_RECIPE, TrainConfig
-from busadv.training.config import LEVERS, MODE_SETTINGS, ModeSettings, TrainingLevers
+from busadv.training.config import CHOOSING_SELECTIONS, LEVERS, MODE_SETTINGS, ModeSettings, TrainingLevers
 from busadv.training.modes import MODES
 
 # TrainConfig field -> row column, where the row's name says more (a row also has a *test* epsilon).
@@ -182,7 +182,7 @@ def kept_weights(row: Mapping[str, Any]) -> str:
     if row.get("refit") is True:
         return (f"validation chose epoch {chosen} of {epochs}; then trained again on every training image for "
                 "that many epochs, the last kept")
-    if row.get("select") in ("best", "best-both"):
+    if row.get("select") in CHOOSING_SELECTIONS:
         return f"epoch {chosen} of {epochs}, chosen on the validation split ({row['select']})"
     chosen_on = row.get("epochs_chosen_on")
     if isinstance(chosen_on, str) and re.fullmatch(r"[0-9][0-9, -]{0,39}", chosen_on):

@@ -62,8 +62,12 @@ SELECTIONS: dict[str, str] = {
     "best-both": "as best, but an adversarial run is scored by the mean of its clean and its PGD-5 balanced accuracy "
                  "on validation (robust accuracy alone peaks early on some splits, before the model has learnt "
                  "its clean task)",
+    "best-sensitive": "as best-both, less the shortfall of malignant sensitivity on validation (under PGD-5 for "
+                      "adversarial training, clean for standard) below 0.5: an epoch that misses most cancers is "
+                      "not chosen for its balanced accuracy alone",
 }
-CHOOSING_SELECTIONS = ("best", "best-both")  # the selections that need a validation split
+CHOOSING_SELECTIONS = ("best", "best-both", "best-sensitive")  # the selections that need a validation split
+SENSITIVITY_FLOOR = 0.5  # select=best-sensitive: the malignant sensitivity below which an epoch's score is docked
 
 
 @dataclass(kw_only=True)

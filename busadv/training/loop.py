@@ -36,7 +36,7 @@ from busadv.progress import ProgressEvent, ProgressFn, ignore_progress
 from busadv.settings import pick_device
 from busadv.training import state
 from busadv.training.augment import augment_batch
-from busadv.training.config import CHOOSING_SELECTIONS, TrainConfig
+from busadv.training.config import CHOOSING_SELECTIONS, SENSITIVITY_FLOOR, TrainConfig
 from busadv.training.modes import MODES
 from busadv.training.optim import (
     SELECTION_WINDOW,
@@ -67,6 +67,8 @@ class EpochStats:
     val_fgsm_accuracy: float | None = None
     val_pgd_accuracy: float | None = None
     val_pgd_balanced_accuracy: float | None = None  # PGD-5 at the training epsilon: adversarial runs' score
+    val_sensitivity: float | None = None        # malignant recall on validation (select=best-sensitive counts it)
+    val_pgd_sensitivity: float | None = None    # the same under PGD-5 at the training epsilon
     score: float | None = None                  # what chooses the epoch (select=best), from validation only
     lr: float | None = None                     # at the end of the epoch
     seconds: float = 0.0
@@ -233,23 +235,36 @@ def validate_epoch(model: nn.Module, stats: EpochStats, val_set: ImageSet, confi
 
     Standard training is scored by clean balanced accuracy; adversarial training by balanced accuracy under
     PGD-5 at the training epsilon (cheap, and what robust training is for), clean balanced accuracy breaking ties;
-    with select=best-both by the mean of the two.
+    with select=best-both by the mean of the two; with select=best-sensitive as best-both, less the malignant
+    sensitivity's shortfall below SENSITIVITY_FLOOR (balanced accuracy alone chose epochs that miss half the
+    cancers under attack).
     """
     adversarial = MODES.get(config.mode).adversarial and config.epsilon > 0
     results = evaluate(model, val_set, ["fgsm", "pgd"] if adversarial else [], [config.epsilon] if adversarial else [],
                        device=device, pgd_steps=VALIDATION_PGD_STEPS, seed=config.seed)
     clean = results[0]
     stats.val_accuracy, stats.val_balanced_accuracy = clean.accuracy, clean.balanced_accuracy
+    stats.val_sensitivity = clean.sensitivity
     if not adversarial:
-        return float(clean.balanced_accuracy)
+        return float(clean.balanced_accuracy) - sensitivity_shortfall(clean.sensitivity, config.select)
     by_attack = {r.attack: r for r in results[1:]}
     stats.val_fgsm_accuracy = by_attack["fgsm"].accuracy
     stats.val_pgd_accuracy = by_attack["pgd"].accuracy
     stats.val_pgd_balanced_accuracy = by_attack["pgd"].balanced_accuracy
+    stats.val_pgd_sensitivity = by_attack["pgd"].sensitivity
     robust = float(by_attack["pgd"].balanced_accuracy)
-    if config.select == "best-both":
-        return (robust + float(clean.balanced_accuracy)) / 2
+    if config.select in ("best-both", "best-sensitive"):
+        return ((robust + float(clean.balanced_accuracy)) / 2
+                - sensitivity_shortfall(by_attack["pgd"].sensitivity, config.select))
     return robust + 1e-3 * float(clean.balanced_accuracy)
+
+
+def sensitivity_shortfall(sensitivity: float, select: str) -> float:
+    """What select=best-sensitive docks from an epoch's score: how far malignant sensitivity falls short of the
+    floor (0 for other selections, and where the validation split holds no malignant image)."""
+    if select != "best-sensitive" or math.isnan(sensitivity):
+        return 0.0
+    return max(0.0, SENSITIVITY_FLOOR - float(sensitivity))
 
 
 def carve_validation(train_set: ImageSet, config: TrainConfig) -> tuple[ImageSet, ImageSet | None]:
