@@ -426,8 +426,12 @@ def test_jobs_page_starts_a_training_job_and_follows_it_to_done(app_checkpoints)
 
 def test_jobs_page_submits_the_chosen_registry_settings(no_workers):
     at = open_app(JOBS)
+    from busadv.app.widgets import SELECTION_CHOICES
     from busadv.models import MODELS
-    from busadv.training import CLASS_BALANCE, MODES
+    from busadv.training import CLASS_BALANCE, MODES, TrainConfig
+    from busadv.training.config import SELECTIONS
+
+    assert list(SELECTION_CHOICES) == list(SELECTIONS), "every way to keep an epoch is offered"
 
     assert at.selectbox(key="t_arch").options == [m.label for m in MODELS]
     assert at.selectbox(key="t_mode").options == [m.label for m in MODES]
@@ -441,6 +445,8 @@ def test_jobs_page_submits_the_chosen_registry_settings(no_workers):
     at.selectbox(key="t_split").set_value("random")
     at.selectbox(key="t_labels").select_index(2)  # predicted labels
     at.selectbox(key="t_balance").select_index(3)  # sampler
+    at.selectbox(key="t_select").select_index(1 + list(SELECTION_CHOICES).index("best-sensitive"))
+    at.number_input(key="t_cw").set_value(2.5)
     at.multiselect(key="t_attacks").unselect("pgd")
     at.run()
     at.button(key="t_start").click().run()
@@ -450,6 +456,10 @@ def test_jobs_page_submits_the_chosen_registry_settings(no_workers):
     assert config["random_start"] is True and config["split_policy"] == "random"
     assert config["adv_labels"] == "predicted" and config["test_attacks"] == ["fgsm"]
     assert config["class_balance"] == list(CLASS_BALANCE)[2]
+    assert config["select"] == "best-sensitive" and config["critical_weight"] == 2.5
+    trained = TrainConfig.from_dict({k: v for k, v in config.items()  # the worker's own check takes what it sent
+                                     if k not in ("test_attacks", "test_epsilons", "eval_pgd_steps")})
+    assert trained.select == "best-sensitive" and trained.critical_weight == 2.5
 
 
 def test_jobs_page_shows_a_failed_jobs_error_and_log():

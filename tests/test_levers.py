@@ -374,6 +374,8 @@ def test_the_experiment_form_defaults_to_the_best_recipe_and_offers_the_studys(m
     # The class-balance choice says what the recipe will apply, not what each mode would on its own.
     assert at.selectbox(key="x_balance").options[0] == "default: cross-entropy weighted by inverse class frequency"
     assert at.selectbox(key="t_balance").options[0] == at.selectbox(key="x_balance").options[0]
+    assert at.selectbox(key="x_select").options[0] == "default: best on validation: clean and robust balanced accuracy"
+    assert at.number_input(key="x_cw").value == 1.0
     at.button(key="x_start").click().run()
     runs = ExperimentConfig(**store().list()[0].config).runs()
     assert runs and all({k: getattr(r, k) for k in LEVERS} == BEST_LEVERS for r in runs)
@@ -381,6 +383,7 @@ def test_the_experiment_form_defaults_to_the_best_recipe_and_offers_the_studys(m
     at.radio(key="x_recipe").set_value("study").run()
     assert at.number_input(key="x_epochs").value == 10
     assert at.selectbox(key="x_balance").options[0] == "default: plain cross-entropy over the images as they come"
+    assert at.selectbox(key="x_select").options[0] == "default: the last epoch"
     at.button(key="x_start").click().run()
     runs = ExperimentConfig(**store().list()[0].config).runs()
     assert all({k: getattr(r, k) for k in LEVERS} == STUDY_LEVERS for r in runs)

@@ -13,7 +13,7 @@ from typing import Any
 from busadv.app.checkpoints import training_rates
 from busadv.app.dataset import DataFacts
 from busadv.app.recipes import recipe_settings
-from busadv.app.widgets import BALANCE_CHOICES, LABEL_CHOICES, RANDOM_START_CHOICES, choice_index
+from busadv.app.widgets import BALANCE_CHOICES, LABEL_CHOICES, RANDOM_START_CHOICES, SELECTION_CHOICES, choice_index
 from busadv.attacks import attack_label, format_epsilon_list
 from busadv.experiments import PRESETS, ExperimentConfig, grid_estimate, study_preset
 from busadv.experiments.backends import BACKENDS
@@ -131,6 +131,9 @@ def preset_state(name: str, prefix: str = "x_") -> dict[str, Any]:
         # Left to the recipe (index 0) when it is the recipe's, so the selector says which value that is.
         "balance": 0 if preset.class_balance == recipe_settings(PRESET_RECIPES[name])["class_balance"]
         else choice_index(BALANCE_CHOICES, preset.class_balance),
+        "select": 0 if preset.select == recipe_settings(PRESET_RECIPES[name])["select"]
+        else choice_index(SELECTION_CHOICES, preset.select),
+        "cw": preset.critical_weight,
     }
     state.update({f"size_{m.name}": preset.image_sizes.get(m.name, m.default_image_size) for m in MODELS})
     return {prefix + k: v for k, v in state.items()}
