@@ -21,7 +21,7 @@ from busadv.training import TrainConfig, train_model
 from busadv.training import modes as modes_module
 from busadv.training.augment import augment_batch
 from busadv.training.config import BEST_LEVERS, LEVERS, SENSITIVITY_FLOOR, STUDY_LEVERS
-from busadv.training.loop import carve_validation, sensitivity_shortfall
+from busadv.training.loop import carve_validation, epoch_message, sensitivity_shortfall
 from busadv.training.optim import SELECTION_WINDOW, EpochChoice, ema_decay_at, first_eligible_epoch
 
 
@@ -165,6 +165,7 @@ def test_select_best_sensitive_docks_the_malignant_sensitivity_shortfall(phantom
         assert 0.0 <= h.val_pgd_sensitivity <= 1.0 and 0.0 <= h.val_sensitivity <= 1.0
         both = (h.val_balanced_accuracy + h.val_pgd_balanced_accuracy) / 2
         assert h.score == pytest.approx(both - max(0.0, SENSITIVITY_FLOOR - h.val_pgd_sensitivity))
+        assert f"cancers found {h.val_pgd_sensitivity:.2f} under PGD-5" in epoch_message(h)
     standard = train_model(dataclasses.replace(config, mode="standard", epsilon=0.0), train_set, test_set)
     for h in standard.history:
         assert h.score == pytest.approx(h.val_balanced_accuracy - max(0.0, SENSITIVITY_FLOOR - h.val_sensitivity))

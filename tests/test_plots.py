@@ -263,6 +263,22 @@ def test_training_curves_from_checkpoint_history():
     assert len(standard.data) == 4
 
 
+def test_training_curves_show_the_validation_that_chose_the_epoch():
+    """The best recipe watches no test image: without its validation curves a run showed only its training."""
+    history = [{"epoch": e, "train_loss": 1.0 / e, "train_accuracy": 0.4 + 0.1 * e, "val_balanced_accuracy": 0.5,
+                "val_pgd_balanced_accuracy": 0.3, "val_sensitivity": 0.7, "val_pgd_sensitivity": 0.4 + 0.1 * e}
+               for e in (1, 2)]
+    names = [t.name for t in plots.training_curves(history).data]
+    assert names == ["train accuracy", "validation balanced accuracy (clean)",
+                     "validation balanced accuracy under PGD-5", "validation: cancers found under PGD-5",
+                     "training loss"]
+    found = next(t for t in plots.training_curves(history).data if t.name.startswith("validation: cancers"))
+    assert list(found.y) == pytest.approx([0.5, 0.6])
+    standard = [{k: v for k, v in h.items() if "pgd" not in k} for h in history]
+    names = [t.name for t in plots.training_curves(standard).data]
+    assert "validation: cancers found" in names and not any("PGD" in n for n in names)
+
+
 def test_labels_say_epsilon_both_ways_and_name_measures():
     assert plots.short_epsilon(0) == "clean"
     assert plots.short_epsilon(8 / 255) == "0.0314<br>(8/255)"

@@ -41,7 +41,8 @@ def training_curves(history: Sequence[dict[str, Any]], title: str | None = None,
     `epochs`: the run's planned number of epochs, so a running job's axis shows how far it has come.
 
     Adversarial runs also show FGSM and PGD accuracy at the training epsilon: FGSM accuracy rising
-    while PGD accuracy falls is catastrophic overfitting.
+    while PGD accuracy falls is catastrophic overfitting. Runs with a validation split show what chose their
+    epoch: validation balanced accuracy, clean and under PGD-5, and the share of cancers found.
     """
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     epochs_seen = [h.get("epoch") for h in history]
@@ -50,7 +51,13 @@ def training_curves(history: Sequence[dict[str, Any]], title: str | None = None,
               ("test_balanced_accuracy", "test balanced accuracy (clean)", "#1F5A96", "dash"),
               ("test_fgsm_accuracy", "watch accuracy under FGSM", "#C4560C", "solid"),
               ("test_pgd_accuracy", "watch accuracy under PGD", "#2E7D32", "solid"),
-              ("test_pgd_balanced_accuracy", "watch balanced accuracy under PGD", "#2E7D32", "dash"))
+              ("test_pgd_balanced_accuracy", "watch balanced accuracy under PGD", "#2E7D32", "dash"),
+              # The validation split (busadv's best recipe) is what chooses the epoch: its curves say why.
+              ("val_balanced_accuracy", "validation balanced accuracy (clean)", "#6A3D9A", "solid"),
+              ("val_pgd_balanced_accuracy", "validation balanced accuracy under PGD-5", "#6A3D9A", "dash"),
+              ("val_pgd_sensitivity", "validation: cancers found under PGD-5", "#B2182B", "dot"))
+    if not any(h.get("val_pgd_sensitivity") is not None for h in history):
+        series += (("val_sensitivity", "validation: cancers found", "#B2182B", "dot"),)
     for key, name, color, dash in series:
         values = [h.get(key) for h in history]
         if any(v is not None for v in values):

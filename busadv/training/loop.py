@@ -285,6 +285,9 @@ def epoch_message(stats: EpochStats) -> str:
         message += f", validation balanced acc {stats.val_balanced_accuracy:.3f}"
     if stats.val_pgd_balanced_accuracy is not None:
         message += f" (under PGD-5 {stats.val_pgd_balanced_accuracy:.3f})"
+    found = stats.val_pgd_sensitivity if stats.val_pgd_sensitivity is not None else stats.val_sensitivity
+    if found is not None and not math.isnan(found):
+        message += f", cancers found {found:.2f}" + (" under PGD-5" if stats.val_pgd_sensitivity is not None else "")
     if stats.test_accuracy is not None:
         message += f", test acc {stats.test_accuracy:.3f} (balanced {stats.test_balanced_accuracy:.3f})"
     if stats.test_pgd_accuracy is not None:
