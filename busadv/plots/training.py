@@ -46,7 +46,7 @@ def training_curves(history: Sequence[dict[str, Any]], title: str | None = None,
     """
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     epochs_seen = [h.get("epoch") for h in history]
-    series = (("train_accuracy", "train accuracy", "#9ECAE9", "dot"),
+    series: tuple[tuple[str, str, str, str], ...] = (("train_accuracy", "train accuracy", "#9ECAE9", "dot"),
               ("test_accuracy", "test accuracy (clean)", "#1F5A96", "solid"),
               ("test_balanced_accuracy", "test balanced accuracy (clean)", "#1F5A96", "dash"),
               ("test_fgsm_accuracy", "watch accuracy under FGSM", "#C4560C", "solid"),
