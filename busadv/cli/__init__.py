@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "busadv.cli.robustness",
     "busadv.cli.explain",
     "busadv.cli.frontier",
+    "busadv.cli.compare",
     "busadv.cli.epochs",
 )
 

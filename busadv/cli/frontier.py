@@ -34,7 +34,8 @@ def print_tradeoffs(answers: Sequence[TradeoffAnswer], stream: IO[str] | None = 
         out.write(f"rule: {answer.rule}\n(a) {answer.best_text}\n(b) {answer.clean_text}\n")
 
 
-def _read(paths: Sequence[str]) -> list[ResultRow]:
+def read_result_files(paths: Sequence[str]) -> list[ResultRow]:
+    """The rows of result files named on the command line; ValueError naming the file that is missing or bad."""
     from busadv.results import read_rows_file
 
     rows: list[ResultRow] = []
@@ -57,7 +58,7 @@ def cmd_frontier(args: argparse.Namespace) -> int:
 
     if len(args.attack) != 1:
         raise ValueError(f"--attack takes one attack, got {len(args.attack)}")
-    rows = _read(args.results)
+    rows = read_result_files(args.results)
     answers = epsilon_tradeoffs(rows, attack=args.attack[0], epsilon=args.epsilon)
     left_out = unpaired_runs(rows, attack=args.attack[0], epsilon=args.epsilon)
     for line in left_out:

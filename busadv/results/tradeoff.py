@@ -81,7 +81,7 @@ def paired_difference(values: dict[int, float], reference: dict[int, float]) -> 
     return PairedDifference(len(diffs), mean, mean - half, mean + half, p_value)
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         return math.nan, math.nan
@@ -107,7 +107,7 @@ class EpsilonPoint:
         return sorted(set(self.clean) & set(self.robust))
 
     def stat(self, which: str) -> tuple[float, float]:
-        return _mean_std(list(getattr(self, which).values()))
+        return mean_std(list(getattr(self, which).values()))
 
     @property
     def label(self) -> str:
