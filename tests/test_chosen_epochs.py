@@ -7,6 +7,7 @@ training image and keep the last. The seeds tested choose nothing, on their test
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +21,7 @@ from busadv.experiments.backends import plan_grid
 from busadv.experiments.estimates import choosing_share, grid_seconds
 from busadv.experiments.runner import choose_epoch_counts, describe_epoch_choice, run_one
 from busadv.results import ResultRow, kept_weights, read_rows, recipe_labels, write_rows
+from busadv.results.comparison import compare_recipes
 from busadv.results.tradeoff import epsilon_tradeoffs
 from busadv.training import TrainConfig, format_seed_list, parse_seed_list
 from busadv.training.epoch_count import pooled_epoch_count
@@ -57,10 +59,12 @@ def test_the_grid_chooses_each_groups_epochs_on_other_seeds_then_trains_its_own_
     result = run(config)
     choosing = [r for r in result.rows if r.seed in (5, 6)]
     assert {r.attack for r in choosing} == {"none"}, "the choosing runs are tested clean only"
-    assert {(r.val_fraction, r.select, r.epochs_chosen_on) for r in choosing} == {(0.15, "best-both", "")}
+    assert {(r.val_fraction, r.select, r.epochs_chosen_on, r.epochs_chosen_by) for r in choosing} == \
+        {(0.15, "best-both", "", "")}
     tested = [r for r in result.rows if r.seed in (0, 1)]
     assert len(tested) == 2 * 2 * 2 and {r.attack for r in tested} == {"none", "fgsm"}
-    assert {(r.val_fraction, r.select, r.epochs_chosen_on) for r in tested} == {(0.0, "last", "5-6")}
+    assert {(r.val_fraction, r.select, r.epochs_chosen_on, r.epochs_chosen_by) for r in tested} == \
+        {(0.0, "last", "5-6", "best-both")}, "each refit records the rule that chose its count"
     assert set(result.epoch_choices) == {("simplecnn", "standard", 0.0), ("simplecnn", "fgsm", EPS)}
     for (arch, mode, eps), choice in result.epoch_choices.items():
         group = [r for r in tested if (r.arch, r.train_mode, r.train_epsilon) == (arch, mode, eps)]
@@ -71,8 +75,8 @@ def test_the_grid_chooses_each_groups_epochs_on_other_seeds_then_trains_its_own_
     by_seed = {g.first.seed: labels[g.recipe] for g in result.summary if g.first.train_mode == "standard"}
     assert "epochs chosen on 5-6" in by_seed[0] and "epochs chosen on" not in by_seed[5], by_seed
     path = write_rows(result.rows, tmp_path / "rows.csv")
-    assert [r.epochs_chosen_on for r in read_rows(path.read_text())] == [r.epochs_chosen_on for r in result.rows], \
-        "the record survives a results file"
+    assert [(r.epochs_chosen_on, r.epochs_chosen_by) for r in read_rows(path.read_text())] == \
+        [(r.epochs_chosen_on, r.epochs_chosen_by) for r in result.rows], "the record survives a results file"
 
 
 def test_the_pooled_choice_is_the_one_the_epochs_command_makes_from_the_choosing_runs():
@@ -128,7 +132,9 @@ def test_a_run_records_which_seeds_chose_its_epochs_and_never_its_own():
     assert TrainConfig.recorded({"seed": 1}).epochs_chosen_on == "", "a checkpoint from before reads as not chosen"
     for values, message in (({"seed": 7}, "seed 7 is among the seeds that chose its epoch count"),
                             ({"val_fraction": 0.15, "select": "best"}, "set val_fraction 0, select last"),
-                            ({"epochs_chosen_on": "a"}, "not a whole number")):
+                            ({"epochs_chosen_on": "a"}, "not a whole number"),
+                            ({"epochs_chosen_by": "last"}, "epochs_chosen_by must be one of best, best-both"),
+                            ({"epochs_chosen_by": "best", "epochs_chosen_on": ""}, "set epochs_chosen_on")):
         with pytest.raises(ValueError, match=message):
             TrainConfig(**{"epochs": 26, "val_fraction": 0.0, "select": "last", "epochs_chosen_on": "5-9", **values})
 
@@ -165,6 +171,19 @@ def _frontier_rows(epochs_by_eps: dict[float, int], chosen_on: str) -> list[Resu
             rows.append(ResultRow(attack="autoattack", test_epsilon=4 / 255,
                                   balanced_accuracy=0.1 + 5 * eps + 0.01 * seed, **common))
     return rows
+
+
+def test_refits_chosen_by_different_rules_are_different_recipes_never_one_frontier_point():
+    """Two grids chosen on the same seeds, one by best-both and one by best-sensitive, once looked alike."""
+    both = [dataclasses.replace(r, epochs_chosen_by="best-both") for r in _frontier_rows({0.0: 31, 8 / 255: 37}, "5-9")]
+    sensitive = [dataclasses.replace(r, epochs_chosen_by="best-sensitive", balanced_accuracy=r.balanced_accuracy - 0.1)
+                 for r in _frontier_rows({0.0: 30, 8 / 255: 34}, "5-9")]
+    answers = epsilon_tradeoffs(both + sensitive)
+    assert len(answers) == 2 and {a.recipe["epochs_chosen_by"] for a in answers} == {"best-both", "best-sensitive"}
+    (comparison,) = [c for c in compare_recipes(sensitive, both) if c.arm.startswith("simplecnn, fgsm")]
+    assert "epochs_chosen_by best-sensitive (the reference's: best-both)" in comparison.differs
+    with pytest.raises(ValueError, match="leave epochs_chosen_by unset"):
+        _grid(epochs_chosen_by="best")
 
 
 def test_a_frontier_whose_epoch_counts_were_chosen_per_epsilon_is_one_frontier():
@@ -205,15 +224,16 @@ def test_the_epochs_command_prints_the_refit_that_records_its_seeds(capsys):
     capsys.readouterr()
     assert main(["epochs", *map(str, paths)]) == 0
     out = capsys.readouterr().out
-    assert "--val-fraction 0 --select last --epochs-chosen-on 5-6" in out
+    assert "--val-fraction 0 --select last --epochs-chosen-on 5-6 --epochs-chosen-by best-both" in out
     epochs = int(out.split("pooled validation chooses ")[1].split()[0])
     assert main(common[:1] + ["--epochs", str(epochs), "--image-size", "32", "--test-attacks", "fgsm",
                               "--test-epsilons", "2/255", "--seed", "0", "--val-fraction", "0", "--select", "last",
-                              "--epochs-chosen-on", "5-6"]) == 0
+                              "--epochs-chosen-on", "5-6", "--epochs-chosen-by", "best-both"]) == 0
     assert (f"weights tested: the model after its last epoch ({epochs}), trained on every training image for the "
-            "epoch count that validation pooled over seeds 5-6 chose") in capsys.readouterr().out
+            "epoch count that validation (best-both) pooled over seeds 5-6 chose") in capsys.readouterr().out
     newest = max(folder.glob("*.pt"), key=lambda p: p.stat().st_mtime)
     recorded = torch.load(newest, weights_only=True)["train_config"]
-    assert (recorded["epochs"], recorded["epochs_chosen_on"], recorded["seed"]) == (epochs, "5-6", 0)
+    assert (recorded["epochs"], recorded["epochs_chosen_on"], recorded["epochs_chosen_by"], recorded["seed"]) == \
+        (epochs, "5-6", "best-both", 0)
     assert main(common + ["--seed", "5", "--val-fraction", "0", "--select", "last", "--epochs-chosen-on", "5-6"]) == 2
     assert "seed 5 is among the seeds that chose its epoch count" in capsys.readouterr().err

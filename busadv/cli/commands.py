@@ -58,7 +58,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 LEVER_OPTIONS = ("augment", "optimizer", "weight_decay", "schedule", "ema_decay", "val_fraction", "select", "patience",
-                 "refit", "epochs_chosen_on", "critical_weight")
+                 "refit", "epochs_chosen_on", "epochs_chosen_by", "critical_weight")
 
 
 def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
@@ -204,7 +204,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     from busadv.experiments.backends import BACKENDS
     from busadv.models import MODELS
     from busadv.training import CLASS_BALANCE, LABEL_SOURCES, MODES
-    from busadv.training.config import AUGMENTATIONS, BEST_LEVERS, OPTIMIZERS, SCHEDULES, SELECTIONS, TRAINING_RECIPES
+    from busadv.training.config import (
+        AUGMENTATIONS,
+        BEST_LEVERS,
+        CHOOSING_SELECTIONS,
+        OPTIMIZERS,
+        SCHEDULES,
+        SELECTIONS,
+        TRAINING_RECIPES,
+    )
 
     attack_names = ", ".join(ATTACKS.names())
     attacks, epsilons, epsilon = arguments.attack_list, arguments.epsilon_list, arguments.epsilon
@@ -249,6 +257,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "seeds tested choose nothing; experiment: trains them first (the recipe with its "
                             "validation split), then trains its own seeds that many epochs on every training image "
                             "and keeps the last; train: records which seeds chose --epochs (see `busadv epochs`)")
+        p.add_argument("--epochs-chosen-by", choices=list(CHOOSING_SELECTIONS), metavar="SELECT",
+                       help="train, with --epochs-chosen-on: the select whose validation scores chose --epochs "
+                            f"({', '.join(CHOOSING_SELECTIONS)}; `busadv epochs` says which); a grid records its "
+                            "own --select")
         p.add_argument("--lr", type=float, help="learning rate (the peak of a schedule)")
 
     t = sub.add_parser("train", help="train one model, evaluate it and save a checkpoint")

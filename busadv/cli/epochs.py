@@ -42,7 +42,8 @@ def cmd_epochs(args: argparse.Namespace) -> int:
     from busadv.training import format_seed_list
 
     print(f"to refit on every training image for that many epochs, train other seeds with: --epochs {choice.epoch} "
-          f"--val-fraction 0 --select last --epochs-chosen-on {format_seed_list(seeds)}")
+          f"--val-fraction 0 --select last --epochs-chosen-on {format_seed_list(seeds)} "
+          f"--epochs-chosen-by {config.select}")
     print(f"(or let a grid do both: experiment --seeds OTHERS --epochs-chosen-on {format_seed_list(seeds)})")
     return 0
 

@@ -105,6 +105,9 @@ class ExperimentConfig(ModeSettings, BestLevers):
 
     def _check_epochs_chosen_on(self) -> None:
         """Seeds that choose each group's epoch count first (on validation), apart from the seeds then tested."""
+        if self.epochs_chosen_by:
+            raise ValueError("a grid's runs record the select that chose their epoch counts themselves: leave "
+                             "epochs_chosen_by unset")
         given = self.epochs_chosen_on
         if isinstance(given, (list, tuple)):
             if any(isinstance(s, bool) or not isinstance(s, int) for s in given):
@@ -155,7 +158,8 @@ class ExperimentConfig(ModeSettings, BestLevers):
         """
         refit: dict[str, Any] = {}
         if self.epochs_chosen_on:
-            refit = {"val_fraction": 0.0, "select": "last", "patience": 0, "refit": False}
+            refit = {"val_fraction": 0.0, "select": "last", "patience": 0, "refit": False,
+                     "epochs_chosen_by": self.select}
         out = []
         for arch in self.archs:
             size = self.image_sizes.get(arch, MODELS.get(arch).default_image_size)

@@ -88,7 +88,7 @@ def _differs(candidate: tuple[object, ...], reference: tuple[object, ...]) -> tu
     chosen_on = RECIPE_FIELDS.index("epochs_chosen_on")
 
     def value(recipe: tuple[object, ...], name: str, text: object) -> str:
-        shown = str(text)[:30]
+        shown = str(text)[:30] if text != "" else "not recorded"
         if name == "epochs" and recipe[chosen_on]:
             shown += f", chosen on seeds {str(recipe[chosen_on])[:30]}"
         return shown

@@ -184,10 +184,11 @@ def kept_weights(row: Mapping[str, Any]) -> str:
                 "that many epochs, the last kept")
     if row.get("select") in CHOOSING_SELECTIONS:
         return f"epoch {chosen} of {epochs}, chosen on the validation split ({row['select']})"
-    chosen_on = row.get("epochs_chosen_on")
+    chosen_on, chosen_by = row.get("epochs_chosen_on"), row.get("epochs_chosen_by")
     if isinstance(chosen_on, str) and re.fullmatch(r"[0-9][0-9, -]{0,39}", chosen_on):
+        rule = f" ({chosen_by})" if chosen_by in CHOOSING_SELECTIONS else ""
         return (f"the model after its last epoch ({chosen}), trained on every training image for the epoch count "
-                f"that validation pooled over seeds {chosen_on} chose")
+                f"that validation{rule} pooled over seeds {chosen_on} chose")
     return f"the model after its last epoch ({chosen})"
 
 

@@ -90,6 +90,10 @@ class TrainingLevers:
     # The seeds whose runs' pooled validation chose `epochs` ("5-9"; busadv.training.epoch_count), for a run
     # trained that many epochs on every training image; "" = the epoch count was not chosen that way.
     epochs_chosen_on: str = ""
+    # The selection (SELECTIONS) whose pooled validation scores chose that count; "" = not recorded (runs and rows
+    # from before it was; they chose by best-both). Two grids chosen on the same seeds by different rules are
+    # different recipes.
+    epochs_chosen_by: str = ""
     # The critical class's (malignant's on BUSI) share of the loss, times this, on top of class_balance: missing a
     # cancer is a worse error than a false alarm. 1 = as class_balance sets it.
     critical_weight: float = 1.0
@@ -168,6 +172,12 @@ def check_levers(levers: TrainingLevers, seed: int | None = None) -> list[str]:
                 problems += _chosen_epochs_problems(levers, chosen_on, seed)
             else:
                 problems.append("epochs_chosen_on names no seed")
+    if levers.epochs_chosen_by not in ("", *CHOOSING_SELECTIONS):
+        problems.append(f"epochs_chosen_by must be one of {', '.join(CHOOSING_SELECTIONS)}, got "
+                        f"{str(levers.epochs_chosen_by)[:40]!r}")
+    elif levers.epochs_chosen_by and not levers.epochs_chosen_on:
+        problems.append("epochs_chosen_by says how other seeds' validation chose the epoch count: set "
+                        "epochs_chosen_on to those seeds too")
     if not isinstance(levers.refit, bool):
         problems.append(f"refit must be true or false, got {str(levers.refit)[:40]!r}")
     elif levers.refit and not (levers.val_fraction and levers.select in CHOOSING_SELECTIONS):
