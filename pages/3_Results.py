@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from busadv import plots
-from busadv.app import dataset, image_robustness, layout, results, robustness_views, tradeoff
+from busadv.app import comparison, dataset, image_robustness, layout, results, robustness_views, tradeoff
 from busadv.results import HEADLINE, rows_to_csv, summarize, unique_rows
 
 layout.page_setup("Results")
@@ -91,6 +91,9 @@ image_robustness.frontier_section(groups)
 
 st.subheader("Which training ε buys how much robustness")
 tradeoff.tradeoff_section(shown)
+
+st.subheader("Two recipes compared, seed by seed")
+comparison.comparison_section(shown)
 
 st.subheader("Which images flip first")
 image_robustness.flips_section(source)

@@ -86,3 +86,37 @@ def test_the_compare_command_prints_the_pairing_and_refuses_bad_files_in_one_lin
             code = stop.code
         err = capsys.readouterr().err
         assert code in (1, 2) and message in err and "Traceback" not in err, (args, err)
+
+
+def test_the_results_page_compares_two_recipes_seed_by_seed():
+    from tests.test_app import RESULTS, open_app, result_row, stored, texts, unescape
+
+    rows = []
+    for weight, clean, robust in ((1.0, [0.70, 0.72, 0.68], [0.45, 0.47, 0.43]),
+                                  (2.0, [0.65, 0.66, 0.64], [0.40, 0.43, 0.38])):
+        for seed in range(3):
+            common = dict(critical_weight=weight, run=f"w{weight}-s{seed}")
+            rows += [result_row("fgsm", 8 / 255, "none", 0.0, seed, clean[seed], **common),
+                     result_row("fgsm", 8 / 255, "autoattack", AA, seed, robust[seed], **common)]
+    stored(rows)
+    at = open_app(RESULTS)
+    assert not at.exception
+    page = unescape(texts(at))
+    assert "Two recipes compared, seed by seed" in page and "paired over 3 seeds" in page
+    table = next(d.value for d in at.dataframe if "Δ (candidate - reference), 95% CI" in d.value.columns)
+    first = table["Δ (candidate - reference), 95% CI"][0]
+    assert first.startswith(("+0.050 [", "-0.050 [")), first
+    at.selectbox(key="compare_candidate").select_index(1).run()
+    table = next(d.value for d in at.dataframe if "Δ (candidate - reference), 95% CI" in d.value.columns)
+    assert table["Δ (candidate - reference), 95% CI"][0][0] != first[0], "the other way round: the sign turns"
+    assert "critical_weight" in unescape(texts(at)) and "(the reference's: " in unescape(texts(at))
+
+
+def test_the_results_page_says_when_no_two_recipes_can_be_paired():
+    from tests.test_app import RESULTS, open_app, result_row, stored, texts, unescape
+
+    stored([result_row("fgsm", 8 / 255, attack, eps, seed, 0.6) for seed in range(2)
+            for attack, eps in (("none", 0.0), ("autoattack", AA))])
+    at = open_app(RESULTS)
+    assert not at.exception
+    assert "No two recipes of one model, training mode and training ε are tested" in unescape(texts(at))

@@ -55,14 +55,16 @@ class RecipeComparison:
             out.append(f"  left out: seeds {', '.join(map(str, self.unpaired))} (tested in one file only)")
         width = max(len(m.measure) for m in self.measures) if self.measures else 0
         for m in self.measures:
-            out.append(f"  {m.measure.ljust(width)}  {_stat(m.candidate)}  vs  {_stat(m.reference)}  "
+            out.append(f"  {m.measure.ljust(width)}  {mean_std_text(m.candidate):>13}  vs  "
+                       f"{mean_std_text(m.reference):>13}  "
                        f"Δ {m.difference.short()}")
         out.append("  collapsed: " + (", ".join(self.collapsed) if self.collapsed else "none"))
         return out
 
 
-def _stat(value: tuple[float, float]) -> str:
-    return "   n/a       " if math.isnan(value[0]) else f"{value[0]:.3f} ± {value[1]:.3f}"
+def mean_std_text(value: tuple[float, float]) -> str:
+    """'0.707 ± 0.059', or 'n/a' where no seed has the measure (no malignant image among the test images)."""
+    return "n/a" if math.isnan(value[0]) else f"{value[0]:.3f} ± {value[1]:.3f}"
 
 
 def _recipe(row: ResultRow) -> tuple[object, ...]:
@@ -81,6 +83,16 @@ def _tested(rows: Sequence[ResultRow], attack: str, epsilon: float) -> dict[int,
     clean = {r.seed: r for r in rows if r.attack == "none"}
     attacked = {r.seed: r for r in rows if r.attack == attack and math.isclose(r.test_epsilon, epsilon, abs_tol=1e-6)}
     return {seed: (clean[seed], attacked[seed]) for seed in clean.keys() & attacked.keys()}
+
+
+def tested_recipes(rows: Sequence[ResultRow], attack: str, epsilon: float) -> dict[tuple[object, ...], list[ResultRow]]:
+    """Each recipe among the rows (RECIPE_FIELDS) with a seed tested both clean and under `attack` at `epsilon`."""
+    return {recipe: members for recipe, members in _by_recipe(rows).items() if _tested(members, attack, epsilon)}
+
+
+def same_arm(recipe: tuple[object, ...], other: tuple[object, ...]) -> bool:
+    """Whether runs of the two recipes may be paired: the same model, training mode, training ε and data."""
+    return all(recipe[RECIPE_FIELDS.index(f)] == other[RECIPE_FIELDS.index(f)] for f in ARM_FIELDS)
 
 
 def _differs(candidate: tuple[object, ...], reference: tuple[object, ...]) -> tuple[str, ...]:
@@ -104,16 +116,12 @@ def compare_recipes(candidate: Sequence[ResultRow], reference: Sequence[ResultRo
     the seeds both were tested on, clean and under `attack` at `epsilon`; ValueError when no pair exists."""
     condition = f"{attack_label(attack)} {format_epsilon(epsilon)}"
     out = []
-    for mine, my_rows in _by_recipe(candidate).items():
+    for mine, my_rows in tested_recipes(candidate, attack, epsilon).items():
         my_tests = _tested(my_rows, attack, epsilon)
-        if not my_tests:
-            continue
-        for theirs, their_rows in _by_recipe(reference).items():
-            if any(mine[RECIPE_FIELDS.index(f)] != theirs[RECIPE_FIELDS.index(f)] for f in ARM_FIELDS):
+        for theirs, their_rows in tested_recipes(reference, attack, epsilon).items():
+            if not same_arm(mine, theirs):
                 continue
             their_tests = _tested(their_rows, attack, epsilon)
-            if not their_tests:
-                continue
             seeds = tuple(sorted(my_tests.keys() & their_tests.keys()))
             unpaired = tuple(sorted(my_tests.keys() ^ their_tests.keys()))
             measures = []
