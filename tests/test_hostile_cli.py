@@ -82,3 +82,28 @@ def test_a_watch_size_that_is_not_a_count_of_test_images_is_refused(no_work, cap
 def test_a_malignant_weight_out_of_range_is_refused(no_work, capsys, command, text, says):
     said = _refused(command + ["--malignant-weight", text], capsys)
     assert "--critical-weight" in said and says in said, said
+
+
+def test_control_characters_from_a_results_file_reach_the_terminal_written_out(tmp_path, capsys):
+    """A recorded setting holding ESC sequences (retitle, recolour) is printed as text, never obeyed."""
+    from busadv.cli import main
+    from busadv.results import ResultRow, write_rows
+
+    hostile = "x\x1b]0;pwned\x07\x1b[31mred\x9b2J"
+    for name, augment, weight in (("reference.csv", "none", 1.0), ("candidate.csv", hostile, 2.0)):
+        write_rows([ResultRow(run=f"{name}-{seed}-{attack}", seed=seed, arch="simplecnn", train_mode="fgsm",
+                              train_epsilon=8 / 255, augment=augment, critical_weight=weight, attack=attack,
+                              test_epsilon=eps, balanced_accuracy=0.5, confusion=[[5, 0, 0], [0, 5, 0], [0, 0, 5]])
+                    for seed in (0, 1) for attack, eps in (("none", 0.0), ("autoattack", 4 / 255))], tmp_path / name)
+    assert main(["compare", str(tmp_path / "candidate.csv"), str(tmp_path / "reference.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\x9b" not in out
+    assert "augment x\\x1b]0;pwned\\x07\\x1b[31mred\\x9b2j (the reference's: none)" in out
+
+
+def test_terminal_text_writes_controls_out_and_keeps_lines_and_the_bar_redraw():
+    from busadv.cli.output import CLEAR_LINE, terminal_text
+
+    assert terminal_text("a\tb\nc\rd") == "a\tb\nc\rd"
+    assert terminal_text(f"\r[###] 50%{CLEAR_LINE}") == f"\r[###] 50%{CLEAR_LINE}"
+    assert terminal_text("\x00\x1b[2J\x7f") == "\\x00\\x1b[2J\\x7f"

@@ -95,9 +95,12 @@ def environment_error() -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; output into a pipe closed early (`| head`) ends quietly, as other tools do."""
+    from busadv.cli.output import plain_output
+
     try:
-        code = _main(argv)
-        sys.stdout.flush()
+        with plain_output():
+            code = _main(argv)
+            sys.stdout.flush()
         return code
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)  # Python flushes stdout again at exit: let that go nowhere

@@ -2,15 +2,54 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import re
 import sys
 import time
-from collections.abc import Sequence
-from typing import IO
+from collections.abc import Iterator, Sequence
+from typing import IO, Any
 
 from busadv.attacks import attack_label, format_epsilon
 from busadv.progress import ProgressEvent
 from busadv.results import GroupSummary, ResultRow, model_name
+
+# The one terminal control busadv writes itself (clear to the end of the line, after a redrawn progress bar).
+CLEAR_LINE = "\033[K"
+# C0 controls but tab, newline and carriage return; DEL and the C1 controls. ESC among them: a result file, a
+# file name or a checkpoint's recorded text holding "\x1b]0;...\x07" would otherwise retitle, recolour or
+# rewrite the user's terminal.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def terminal_text(text: str) -> str:
+    """Text as a terminal shows it plainly: every control character written out ("\\x1b"), CLEAR_LINE kept."""
+    return CLEAR_LINE.join(_CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", part)
+                           for part in text.split(CLEAR_LINE))
+
+
+class PlainTerminal:
+    """A text stream whose writes pass through terminal_text; everything else is the wrapped stream's."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(terminal_text(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def plain_output() -> Iterator[None]:
+    """stdout and stderr as PlainTerminal for the duration: whatever a command prints from outside is plain text."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = PlainTerminal(sys.stdout), PlainTerminal(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 def duration(seconds: float | None) -> str:
@@ -41,12 +80,12 @@ class ProgressPrinter:
             if self.tty and time.monotonic() - self.last_draw > 0.1:
                 filled = int(30 * event.fraction)
                 self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {event.fraction:5.1%} "
-                                  f"{event.message[-70:]}{eta}\033[K")
+                                  f"{event.message[-70:]}{eta}{CLEAR_LINE}")
                 self.stream.flush()
                 self.last_draw = time.monotonic()
             return
         if self.tty:
-            self.stream.write("\r\033[K")
+            self.stream.write(f"\r{CLEAR_LINE}")
         self.stream.write(f"[{event.fraction:5.1%}] {event.message}{eta}\n")
         self.stream.flush()
 
