@@ -55,7 +55,8 @@ with train_tab:
                                                      recipe_value=recipes.recipe_settings(recipe)["class_balance"])
         split_policy = widgets.split_policy_select("t_split", container=row, width=420)
         eval_steps = row.number_input("PGD steps when testing", 1, 200, 10, key="t_eval_steps", width=200)
-        select = widgets.selection_select("t_select", recipes.recipe_settings(recipe)["select"], container=row,
+        select = widgets.selection_select("t_select", recipes.recipe_settings(recipe)["select"],
+                                          bool(recipes.recipe_settings(recipe)["val_fraction"]), container=row,
                                           width=420)
         critical_weight = widgets.critical_weight_input("t_cw", container=row, width=200)
         pretrained = st.checkbox("Start from ImageNet weights", key="t_pre",
@@ -143,7 +144,8 @@ with exp_tab:
                                                  recipe_value=recipes.recipe_settings(x_recipe)["class_balance"])
         x_split = widgets.split_policy_select("x_split", container=row, width=420)
         x_eval_steps = row.number_input("PGD steps when testing", 1, 200, 10, key="x_eval_steps", width=200)
-        x_select = widgets.selection_select("x_select", recipes.recipe_settings(x_recipe)["select"], container=row,
+        x_select = widgets.selection_select("x_select", recipes.recipe_settings(x_recipe)["select"],
+                                            bool(recipes.recipe_settings(x_recipe)["val_fraction"]), container=row,
                                             width=420)
         x_cw = widgets.critical_weight_input("x_cw", container=row, width=200)
         x_name = row.text_input("Name", key="x_name", width=260)

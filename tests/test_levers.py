@@ -376,10 +376,12 @@ def test_the_experiment_form_defaults_to_the_best_recipe_and_offers_the_studys(m
     runs = ExperimentConfig(**store().list()[0].config).runs()
     assert runs and all({k: getattr(r, k) for k in LEVERS} == BEST_LEVERS for r in runs)
     assert {(r.epochs, r.lr, r.class_balance) for r in runs} == {(40, 2e-3, "loss")}
+    at.selectbox(key="x_select").select_index(4).run()  # best-sensitive, then the study's recipe: ignored
     at.radio(key="x_recipe").set_value("study").run()
     assert at.number_input(key="x_epochs").value == 10
     assert at.selectbox(key="x_balance").options[0] == "default: plain cross-entropy over the images as they come"
     assert at.selectbox(key="x_select").options[0] == "default: the last epoch"
+    assert at.selectbox(key="x_select").proto.disabled, "no validation split to choose on"
     at.button(key="x_start").click().run()
     runs = ExperimentConfig(**store().list()[0].config).runs()
     assert all({k: getattr(r, k) for k in LEVERS} == STUDY_LEVERS for r in runs)

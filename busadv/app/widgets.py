@@ -142,14 +142,14 @@ def choice_index(choices: dict[Any, str], value: Any) -> int:
 
 def mode_default_select(label: str, setting: str, choices: dict[Any, str], mode: str | None, key: str, *,
                         adversarial_only: bool = True, help: str | None = None, container: Any = st,
-                        width: int | str = "stretch", recipe_value: Any = None) -> Any:
+                        width: int | str = "stretch", recipe_value: Any = None, disabled: bool = False) -> Any:
     """A recipe setting left to the training mode (None) or set explicitly to one of `choices`.
 
     Why "the mode's default" as the first choice: a mode brings its own recipe (plain FGSM as in the
     study starts without a random start, busadv's FGSM and PGD with one), so a checkbox would have to
     guess which of them the user meant whenever the mode changes. mode=None: several modes at once.
     """
-    disabled = adversarial_only and mode is not None and not MODES.get(mode).adversarial
+    disabled = disabled or (adversarial_only and mode is not None and not MODES.get(mode).adversarial)
     if recipe_value is not None:  # the chosen recipe fixes it, whatever the mode: say the value that will apply
         default, where = f"default: {choices.get(recipe_value, recipe_value)}", " The default is the recipe's."
     elif mode is None:
@@ -190,12 +190,17 @@ def class_balance_select(mode: str | None, key: str, container: Any = st, width:
                                help="; ".join(f"{k}: {v}" for k, v in CLASS_BALANCE.items()))
 
 
-def selection_select(key: str, recipe_value: str, container: Any = st, width: int | str = "stretch") -> str | None:
-    """Which epoch a run keeps: the recipe's way (None), or one of SELECTIONS; all but the last need the recipe's
-    validation split."""
-    return mode_default_select("Epoch kept", "select", SELECTION_CHOICES, None, key, adversarial_only=False,
-                               container=container, width=width, recipe_value=recipe_value,
-                               help="; ".join(f"{k}: {v}" for k, v in SELECTIONS.items()))
+def selection_select(key: str, recipe_value: str, validation: bool, container: Any = st,
+                     width: int | str = "stretch") -> str | None:
+    """Which epoch a run keeps: the recipe's way (None), or one of SELECTIONS. All but the last choose on the
+    recipe's validation split, so a recipe without one (the study's) keeps its last epoch and the choice is off."""
+    help = "; ".join(f"{k}: {v}" for k, v in SELECTIONS.items())
+    if not validation:
+        help = "The study's recipe has no validation split to choose on: it keeps the last epoch. " + help
+    chosen = mode_default_select("Epoch kept", "select", SELECTION_CHOICES, None, key, adversarial_only=False,
+                                 container=container, width=width, recipe_value=recipe_value, help=help,
+                                 disabled=not validation)
+    return chosen if validation else None
 
 
 def critical_weight_input(key: str, container: Any = st, width: int | str = "stretch") -> float:
