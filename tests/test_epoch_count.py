@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from busadv.cli import main
-from busadv.training.epoch_count import pooled_epoch_count, windowed
-from busadv.training.optim import EpochChoice
+from busadv.training import TrainConfig
+from busadv.training.epoch_count import pooled_epoch_count, rank_recipes, windowed
+from busadv.training.optim import EpochChoice, first_eligible_epoch
 
 
 def _history(scores):
@@ -73,3 +74,34 @@ def test_the_epochs_command_pools_a_recipes_checkpoints_and_refuses_what_it_cann
     fake.write_text("not a model")
     assert main(["epochs", str(fake)]) == 2
     assert "notes.pt" in capsys.readouterr().err
+
+
+def test_the_epochs_command_ranks_a_levers_values_on_validation_and_prints_the_winners_refit(capsys):
+    """A lever's value is chosen as the epoch count is: each value's runs pooled, the best pooled score wins."""
+    folder = Path(os.environ["BUSADV_CHECKPOINTS"])
+    common = ["train", "--epochs", "3", "--image-size", "32", "--test-attacks", "fgsm", "--test-epsilons", "2/255"]
+    for weight in ("1", "3"):
+        for seed in ("5", "6"):
+            assert main(common + ["--seed", seed, "--critical-weight", weight]) == 0
+    paths = sorted(folder.glob("*.pt"))
+    histories: dict[float, list] = {}
+    for path in paths:
+        blob = torch.load(path, weights_only=True)
+        histories.setdefault(blob["train_config"]["critical_weight"], []).append(
+            (blob["train_config"]["seed"], blob["history"]))
+    capsys.readouterr()
+    assert main(["epochs", *map(str, paths)]) == 0
+    out = capsys.readouterr().out
+    assert "2 recipes of simplecnn, standard training, 3 epochs, seeds 5, 6, differing in critical_weight" in out
+    ranked = rank_recipes({f"critical_weight {w}": [h for _, h in sorted(runs, key=lambda r: r[0])]
+                           for w, runs in sorted(histories.items())}, start=first_eligible_epoch(TrainConfig()))
+    winner, choice = ranked[0]
+    assert ranked[0][1].score >= ranked[1][1].score
+    assert f"validation prefers {winner} (the highest pooled best-both score" in out
+    assert (f"train other seeds with: --epochs {choice.epoch} --{winner.replace('_', '-')} --val-fraction 0 "
+            "--select last --epochs-chosen-on 5-6 --epochs-chosen-by best-both") in out
+    assert out.index(f"{ranked[0][0]}: pooled validation") < out.index(f"{ranked[1][0]}: pooled validation")
+    one_seed_short = [p for p in paths if torch.load(p, weights_only=True)["train_config"]["seed"] == 5
+                      or torch.load(p, weights_only=True)["train_config"]["critical_weight"] == 1.0]
+    assert main(["epochs", *map(str, one_seed_short)]) == 2
+    assert "rank recipes on the same seeds" in capsys.readouterr().err

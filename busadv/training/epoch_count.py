@@ -75,3 +75,13 @@ def pooled_epoch_count(histories: Sequence[Sequence[Mapping[str, Any]]], start: 
     best = chosen_epoch(pooled, start, window=1)  # the pooled curve is already windowed
     per_run = [chosen_epoch(s, start, window) for s in scores]
     return PooledEpochs(epoch=best, score=pooled[best - 1], curve=tuple(pooled), per_run=tuple(per_run), start=start)
+
+
+def rank_recipes(candidates: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], start: int = 1,
+                 window: int = SELECTION_WINDOW) -> list[tuple[str, PooledEpochs]]:
+    """Recipes (name -> their runs' histories, the same seeds each) ranked by their pooled validation score at the
+    epoch count each chooses, best first (the earliest given of equals): a lever's value chosen on validation, as
+    the epoch count is, so the seeds that are tested choose nothing."""
+    pooled = [(name, pooled_epoch_count(runs, start, window, names=[f"{name}, run {i + 1}" for i in range(len(runs))]))
+              for name, runs in candidates.items()]
+    return sorted(pooled, key=lambda item: -item[1].score)
