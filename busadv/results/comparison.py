@@ -67,14 +67,10 @@ def mean_std_text(value: tuple[float, float]) -> str:
     return "n/a" if math.isnan(value[0]) else f"{value[0]:.3f} ± {value[1]:.3f}"
 
 
-def _recipe(row: ResultRow) -> tuple[object, ...]:
-    return tuple(getattr(row, f) for f in RECIPE_FIELDS)
-
-
 def _by_recipe(rows: Sequence[ResultRow]) -> dict[tuple[object, ...], list[ResultRow]]:
     groups: dict[tuple[object, ...], list[ResultRow]] = defaultdict(list)
     for row in rows:
-        groups[_recipe(row)].append(row)
+        groups[row.recipe()].append(row)
     return groups
 
 
