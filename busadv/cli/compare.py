@@ -26,7 +26,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="two recipes' result files, paired seed by seed: clean and robust balanced "
-                                       "accuracy and malignant sensitivity, with 95% intervals")
+                                       "accuracy and malignant sensitivity, with 95%% intervals")
     p.add_argument("candidate", help="result file (.csv or .json) of the recipe being tried")
     p.add_argument("reference", nargs="+", help="result file(s) of the recipe it is compared with")
     p.add_argument("--attack", type=arguments.attack_list, default="autoattack",
