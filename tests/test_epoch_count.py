@@ -105,3 +105,8 @@ def test_the_epochs_command_ranks_a_levers_values_on_validation_and_prints_the_w
                       or torch.load(p, weights_only=True)["train_config"]["critical_weight"] == 1.0]
     assert main(["epochs", *map(str, one_seed_short)]) == 2
     assert "rank recipes on the same seeds" in capsys.readouterr().err
+    assert main(common[:1] + ["--epochs", "2"] + common[3:] + ["--seed", "5"]) == 0
+    shorter = max(folder.glob("*.pt"), key=lambda p: p.stat().st_mtime)
+    capsys.readouterr()
+    assert main(["epochs", str(shorter), *map(str, paths)]) == 2
+    assert "different recipes (epochs differ)" in capsys.readouterr().err, "the count is chosen, not a candidate"

@@ -11,9 +11,10 @@ import argparse
 import json
 from typing import Any
 
-# What a validation score measures: recipes that differ in these cannot be ranked by it.
+# What a validation score measures, and the epochs it is pooled over: recipes that differ in these cannot be ranked
+# by it (the epoch count is what the ranking chooses, not a candidate setting).
 SCORE_FIELDS = ("arch", "mode", "epsilon", "select", "val_fraction", "split_policy", "test_fraction", "image_size",
-                "data")
+                "data", "epochs")
 
 
 def _differing(recipes: list[dict[str, Any]]) -> list[str]:
