@@ -120,3 +120,23 @@ def test_the_results_page_says_when_no_two_recipes_can_be_paired():
     at = open_app(RESULTS)
     assert not at.exception
     assert "No two recipes of one model, training mode and training ε are tested" in unescape(texts(at))
+
+
+def test_a_seed_with_two_runs_or_two_step_counts_uses_one_run_and_its_strongest_attack_and_says_so():
+    reference = _rows({0: 0.70, 1: 0.72}, {0: 0.45, 1: 0.47})
+    candidate = _rows({0: 0.60, 1: 0.62}, {0: 0.40, 1: 0.42}, critical_weight=2.0)
+    # A rerun of seed 0 listed after the first run: its rows must not be mixed with the first run's.
+    rerun = [dataclasses.replace(r, run="rerun-0", balanced_accuracy=0.9 if r.attack == "none" else 0.1)
+             for r in candidate if r.seed == 0]
+    # Seed 1 of the reference also tested with a weaker attack (fewer steps), listed last.
+    weaker = [dataclasses.replace(r, eval_pgd_steps=5, balanced_accuracy=0.99) for r in reference
+              if r.seed == 1 and r.attack == "autoattack"]
+    strong = [dataclasses.replace(r, eval_pgd_steps=100) if r.attack == "autoattack" else r for r in reference]
+    (comparison,) = compare_recipes(candidate + rerun, strong + weaker, "autoattack", AA)
+    clean, robust = comparison.measures[:2]
+    assert clean.candidate[0] == pytest.approx(0.61), "the first run of seed 0 (0.60), not its rerun (0.9)"
+    assert robust.candidate[0] == pytest.approx(0.41)
+    assert robust.reference[0] == pytest.approx(0.46), "the 100-step rows, not the weaker 5-step one (0.99)"
+    assert comparison.chosen == ("candidate seed 0: 2 runs of this recipe; the first listed is used",
+                                 "reference seed 1: tested with 5, 100 attack steps; the strongest (100) is used")
+    assert "  note: candidate seed 0: 2 runs" in "\n".join(comparison.lines())

@@ -75,4 +75,5 @@ def comparison_section(rows: Sequence[ResultRow]) -> None:
     if comparison.unpaired:
         notes.append(f"Left out: seeds {', '.join(map(str, comparison.unpaired))}, tested in one recipe only.")
     notes.append("Collapsed runs: " + (", ".join(comparison.collapsed) if comparison.collapsed else "none") + ".")
+    notes += [f"{note[:1].upper()}{note[1:]}." for note in comparison.chosen]
     st.caption(plain(" ".join(notes)))

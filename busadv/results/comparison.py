@@ -45,6 +45,7 @@ class RecipeComparison:
     unpaired: tuple[int, ...]      # seeds only one of them has (left out)
     measures: tuple[MeasureComparison, ...]
     collapsed: tuple[str, ...]     # 'candidate seed 3 (clean)': runs that answer one class for almost everything
+    chosen: tuple[str, ...] = ()   # 'reference seed 2: 2 runs of this recipe; the first listed is used'
 
     def lines(self) -> list[str]:
         """The comparison as plain text: a header, the settings that differ, one line per measure."""
@@ -59,6 +60,7 @@ class RecipeComparison:
                        f"{mean_std_text(m.reference):>13}  "
                        f"Δ {m.difference.short()}")
         out.append("  collapsed: " + (", ".join(self.collapsed) if self.collapsed else "none"))
+        out += [f"  note: {note}" for note in self.chosen]
         return out
 
 
@@ -74,11 +76,49 @@ def _by_recipe(rows: Sequence[ResultRow]) -> dict[tuple[object, ...], list[Resul
     return groups
 
 
+def _run_of(row: ResultRow) -> str:
+    return row.checkpoint or row.run
+
+
+def _tested_with_notes(rows: Sequence[ResultRow], attack: str, epsilon: float
+                       ) -> tuple[dict[int, tuple[ResultRow, ResultRow]], dict[int, list[str]]]:
+    """seed -> (its clean row, its row under the attack at epsilon), both from one run, for seeds tested both ways;
+    and a note for each seed where a choice had to be made.
+
+    A seed may hold several runs of one recipe (a rerun) or one run tested with several PGD step counts: the
+    first run listed (the store lists the newest first) and its strongest attack (most steps) are used, and
+    said so, rather than whichever row happens to come last.
+    """
+    out: dict[int, tuple[ResultRow, ResultRow]] = {}
+    notes: dict[int, list[str]] = defaultdict(list)
+    for seed in sorted({r.seed for r in rows}):
+        mine = [r for r in rows if r.seed == seed]
+        runs = list(dict.fromkeys(_run_of(r) for r in mine))
+        tested = [run for run in runs if any(r.attack == "none" for r in mine if _run_of(r) == run)
+                  and any(_under(r, attack, epsilon) for r in mine if _run_of(r) == run)]
+        if not tested:
+            continue
+        run = tested[0]
+        if len(tested) > 1:
+            notes[seed].append(f"seed {seed}: {len(tested)} runs of this recipe; the first listed is used")
+        clean = next(r for r in mine if _run_of(r) == run and r.attack == "none")
+        attacked = [r for r in mine if _run_of(r) == run and _under(r, attack, epsilon)]
+        strongest = max(attacked, key=lambda r: r.eval_pgd_steps or 0)
+        steps = sorted({r.eval_pgd_steps or 0 for r in attacked})
+        if len(steps) > 1:
+            notes[seed].append(f"seed {seed}: tested with {', '.join(map(str, steps))} attack steps; the strongest "
+                         f"({strongest.eval_pgd_steps}) is used")
+        out[seed] = (clean, strongest)
+    return out, notes
+
+
+def _under(row: ResultRow, attack: str, epsilon: float) -> bool:
+    return row.attack == attack and math.isclose(row.test_epsilon, epsilon, abs_tol=1e-6)
+
+
 def _tested(rows: Sequence[ResultRow], attack: str, epsilon: float) -> dict[int, tuple[ResultRow, ResultRow]]:
     """seed -> (its clean row, its row under the attack at epsilon), for seeds tested both ways."""
-    clean = {r.seed: r for r in rows if r.attack == "none"}
-    attacked = {r.seed: r for r in rows if r.attack == attack and math.isclose(r.test_epsilon, epsilon, abs_tol=1e-6)}
-    return {seed: (clean[seed], attacked[seed]) for seed in clean.keys() & attacked.keys()}
+    return _tested_with_notes(rows, attack, epsilon)[0]
 
 
 def tested_recipes(rows: Sequence[ResultRow], attack: str, epsilon: float) -> dict[tuple[object, ...], list[ResultRow]]:
@@ -113,11 +153,11 @@ def compare_recipes(candidate: Sequence[ResultRow], reference: Sequence[ResultRo
     condition = f"{attack_label(attack)} {format_epsilon(epsilon)}"
     out = []
     for mine, my_rows in tested_recipes(candidate, attack, epsilon).items():
-        my_tests = _tested(my_rows, attack, epsilon)
+        my_tests, my_notes = _tested_with_notes(my_rows, attack, epsilon)
         for theirs, their_rows in tested_recipes(reference, attack, epsilon).items():
             if not same_arm(mine, theirs):
                 continue
-            their_tests = _tested(their_rows, attack, epsilon)
+            their_tests, their_notes = _tested_with_notes(their_rows, attack, epsilon)
             seeds = tuple(sorted(my_tests.keys() & their_tests.keys()))
             unpaired = tuple(sorted(my_tests.keys() ^ their_tests.keys()))
             measures = []
@@ -133,7 +173,10 @@ def compare_recipes(candidate: Sequence[ResultRow], reference: Sequence[ResultRo
             row = my_rows[0]
             arm = f"{row.arch}, {row.train_mode} training" + (
                 f" at ε {format_epsilon(row.train_epsilon)}" if row.train_epsilon else "")
-            out.append(RecipeComparison(arm, _differs(mine, theirs), seeds, unpaired, tuple(measures), collapsed))
+            notes = tuple(f"{who} {note}" for who, of in (("candidate", my_notes), ("reference", their_notes))
+                          for s in seeds for note in of.get(s, []))
+            out.append(RecipeComparison(arm, _differs(mine, theirs), seeds, unpaired, tuple(measures), collapsed,
+                                        notes))
     if not out:
         raise ValueError(f"no runs to pair: it needs runs of the same model, training mode and training ε on the "
                          f"same data in both, each tested clean and under {condition} (the rows of `experiment "
