@@ -40,6 +40,17 @@ def test_each_runs_own_choice_is_the_one_training_makes():
     assert flat.epoch == 2, "equal scores: the earliest, as a run keeps its first best"
 
 
+def test_recipes_ranked_each_from_its_own_first_eligible_epoch():
+    """A recipe with a longer warm-up must not be credited with a peak inside its warm-up."""
+    warm = [_history([0.2, 0.9, 0.5, 0.5, 0.5])]   # a lucky epoch 2, inside its warm-up (eligible from 4)
+    plain = [_history([0.6, 0.6, 0.6, 0.6, 0.6])]  # no warm-up
+    read_from_one = dict(rank_recipes({"warm": warm, "plain": plain}, start=1, window=1))
+    assert read_from_one["warm"].epoch == 2, "read from epoch 1, the warm-up's peak would win"
+    ranked = rank_recipes({"warm": warm, "plain": plain}, start={"warm": 4, "plain": 1}, window=1)
+    assert [name for name, _ in ranked] == ["plain", "warm"]
+    assert dict(ranked)["warm"].start == 4 and dict(ranked)["warm"].epoch == 4
+
+
 @pytest.mark.parametrize("histories, message", [
     ([], "no runs"),
     ([_history([0.5, 0.6]), _history([0.5, 0.6, 0.7])], "different numbers of epochs"),

@@ -60,7 +60,7 @@ def cmd_epochs(args: argparse.Namespace) -> int:
             raise ValueError(f"{name} was run on seeds {format_seed_list(mine)}, another recipe on "
                              f"{format_seed_list(seeds)}: rank recipes on the same seeds")
     ranked = rank_recipes({name: [info.history for _, info in members] for name, members in groups.items()},
-                          first_eligible_epoch(configs[0]))
+                          {name: first_eligible_epoch(members[0][0]) for name, members in groups.items()})
     config = configs[0]
     what = f"{len(groups)} recipes" if len(groups) > 1 else f"{len(runs)} runs"
     print(f"{what} of {config.describe()}, {config.epochs} epochs, seeds {', '.join(map(str, seeds))}"

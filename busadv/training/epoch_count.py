@@ -77,11 +77,14 @@ def pooled_epoch_count(histories: Sequence[Sequence[Mapping[str, Any]]], start: 
     return PooledEpochs(epoch=best, score=pooled[best - 1], curve=tuple(pooled), per_run=tuple(per_run), start=start)
 
 
-def rank_recipes(candidates: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], start: int = 1,
+def rank_recipes(candidates: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], start: int | Mapping[str, int] = 1,
                  window: int = SELECTION_WINDOW) -> list[tuple[str, PooledEpochs]]:
     """Recipes (name -> their runs' histories, the same seeds each) ranked by their pooled validation score at the
     epoch count each chooses, best first (the earliest given of equals): a lever's value chosen on validation, as
-    the epoch count is, so the seeds that are tested choose nothing."""
-    pooled = [(name, pooled_epoch_count(runs, start, window, names=[f"{name}, run {i + 1}" for i in range(len(runs))]))
+    the epoch count is, so the seeds that are tested choose nothing. `start` may differ per recipe (name -> its
+    first eligible epoch): a recipe with another schedule or warm-up must not be read from the first one's."""
+    starts = start if isinstance(start, Mapping) else dict.fromkeys(candidates, start)
+    pooled = [(name, pooled_epoch_count(runs, starts[name], window,
+                                        names=[f"{name}, run {i + 1}" for i in range(len(runs))]))
               for name, runs in candidates.items()]
     return sorted(pooled, key=lambda item: -item[1].score)
