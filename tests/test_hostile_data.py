@@ -63,6 +63,30 @@ def test_the_cli_data_command_reads_a_folder_with_a_latin1_name(tmp_path, capsys
     assert json.loads(out)["images"] == 9 and "not valid UTF-8" in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("kind", ["fifo", "folder", "broken-link", "link-to-dev-zero"])
+def test_an_image_name_that_is_no_regular_file_is_listed_as_skipped_without_blocking(tmp_path, capsys, kind):
+    from busadv.cli import main
+    from busadv.data import load_busi
+
+    root = make_busi(tmp_path / "busi", per_class=3)
+    odd = root / "malignant" / "malignant (9).png"
+    if kind == "fifo":
+        os.mkfifo(odd)  # opening it for reading would block for ever
+    elif kind == "folder":
+        odd.mkdir()
+    else:
+        odd.symlink_to(tmp_path / "gone.png" if kind == "broken-link" else "/dev/zero")
+    for use_cache in (True, True, False):  # the second read comes from the cache: the list must not go stale
+        with pytest.warns(UserWarning, match=r"malignant \(9\)\.png: not a regular file"):
+            dataset = load_busi(root, image_size=16, use_cache=use_cache)
+        assert dataset.counts() == {"benign": 3, "malignant": 3, "normal": 3}
+        assert dataset.skipped == ("malignant/malignant (9).png (not a regular file)",)
+    assert main(["data", "--data", str(root), "--image-size", "16"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["skipped"] == ["malignant/malignant (9).png (not a regular file)"]
+    assert "not a regular file" in err
+
+
 def test_a_nan_tiff_is_skipped_with_a_warning_naming_the_file(tmp_path):
     from busadv.data import load_busi
 

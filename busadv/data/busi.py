@@ -93,15 +93,35 @@ def _valid_name(path: Path, root: Path, skipped: list[str] | None) -> bool:
         return False
 
 
+def _regular_file(path: Path, root: Path, skipped: list[str] | None) -> bool:
+    """Whether an image's name leads to a regular file; a pipe, socket, folder or broken link is named, not read.
+
+    Why: reading a FIFO blocks forever, and one left out without a word makes a folder look smaller for no
+    reason anyone can see.
+    """
+    try:
+        if path.is_file():
+            return True
+    except OSError:  # e.g. a link loop
+        pass
+    name = shown_name(path.relative_to(root))
+    warnings.warn(f"{shown_name(path)}: not a regular file (a pipe, folder or broken link?), so it is skipped",
+                  stacklevel=3)
+    if skipped is not None:
+        skipped.append(f"{name} (not a regular file)")
+    return False
+
+
 def list_busi_files(root: Path, spec: DatasetSpec = BUSI, skipped: list[str] | None = None) -> list[tuple[Path, int]]:
     """Image files with their class index; masks, hidden files and non-images are left out, and so are names
     that are not valid UTF-8 (warned about, and added to `skipped` when given)."""
     files: list[tuple[Path, int]] = []
     for label, name in enumerate(spec.classes):
         folder = root / name
-        found = [p for p in sorted(folder.iterdir())
-                 if p.is_file() and not _is_hidden(p) and not _is_mask(p) and p.suffix.lower() in IMAGE_SUFFIXES
+        named = [p for p in sorted(folder.iterdir())
+                 if not _is_hidden(p) and not _is_mask(p) and p.suffix.lower() in IMAGE_SUFFIXES
                  and _valid_name(p, root, skipped)]
+        found = [p for p in named if _regular_file(p, root, skipped)]
         if not found:
             raise DatasetError(f"{folder}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, "
                                f"segmentation masks excluded).")
