@@ -20,7 +20,15 @@ from busadv.results import read_rows, rows_to_csv
 from busadv.training import TrainConfig, train_model
 from busadv.training import modes as modes_module
 from busadv.training.augment import augment_batch
-from busadv.training.config import BEST_LEVERS, LEVERS, SENSITIVITY_FLOOR, STUDY_LEVERS
+from busadv.training.config import (
+    AUGMENTATIONS,
+    BEST_LEVERS,
+    LEVERS,
+    OPTIMIZERS,
+    SCHEDULES,
+    SENSITIVITY_FLOOR,
+    STUDY_LEVERS,
+)
 from busadv.training.loop import carve_validation, epoch_message, sensitivity_shortfall
 from busadv.training.optim import SELECTION_WINDOW, EpochChoice, ema_decay_at, first_eligible_epoch
 
@@ -407,6 +415,53 @@ def test_the_frontier_button_fills_in_the_frontier_preset_exactly(monkeypatch):
     at.button(key="x_start").click().run()
     submitted = ExperimentConfig(**store().list()[0].config)
     assert [r.to_dict() for r in submitted.runs()] == [r.to_dict() for r in study_preset().runs()]
+
+
+def test_both_forms_set_every_lever_and_a_lever_left_empty_follows_the_recipe(monkeypatch):
+    """Augmentation, optimizer, schedule, weight decay, weight average and validation share: the levers `train`
+    and `experiment` take, in the app; the recipe's value shown while left alone."""
+    from busadv.jobs import JobStore
+    from tests.test_app import JOBS, open_app, store
+
+    monkeypatch.setattr(JobStore, "dispatch", lambda self: [])
+    at = open_app(JOBS)
+    assert at.selectbox(key="t_augment").options[0] == f"default: {BEST_LEVERS['augment']}"
+    assert at.number_input(key="t_ema_decay").value is None
+    assert at.number_input(key="t_ema_decay").proto.placeholder == f"the recipe's: {BEST_LEVERS['ema_decay']:g}"
+    at.selectbox(key="t_augment").select_index(1 + list(AUGMENTATIONS).index("none"))
+    at.selectbox(key="t_schedule").select_index(1 + list(SCHEDULES).index("cosine"))
+    at.number_input(key="t_ema_decay").set_value(0.0)
+    at.number_input(key="t_val_fraction").set_value(0.25)
+    at.run()
+    at.button(key="t_start").click().run()
+    config = store().list()[0].config
+    assert (config["augment"], config["schedule"], config["ema_decay"], config["val_fraction"]) == \
+        ("none", "cosine", 0.0, 0.25)
+    assert config["optimizer"] == BEST_LEVERS["optimizer"] and config["weight_decay"] == BEST_LEVERS["weight_decay"]
+    trained = TrainConfig.from_dict({k: v for k, v in config.items()
+                                     if k not in ("test_attacks", "test_epsilons", "eval_pgd_steps")})
+    assert trained.schedule == "cosine" and trained.val_fraction == 0.25 and trained.select == BEST_LEVERS["select"]
+
+    # No validation split: the epoch kept is the last, and the choice is off rather than an error.
+    at.number_input(key="t_val_fraction").set_value(0.0).run()
+    assert at.selectbox(key="t_select").proto.disabled and not at.error
+    at.button(key="t_start").click().run()
+    assert store().list()[0].config["select"] == "last"
+    # The study's recipe with a validation split of its own may choose.
+    at.radio(key="t_recipe").set_value("study").run()
+    at.number_input(key="t_val_fraction").set_value(0.2).run()
+    assert not at.selectbox(key="t_select").proto.disabled
+    assert at.selectbox(key="t_augment").options[0] == "default: none"
+
+    # The experiment form: the levers reach every run; a preset puts them back to the recipe's.
+    at.selectbox(key="x_optimizer").select_index(1 + list(OPTIMIZERS).index("adam"))
+    at.number_input(key="x_weight_decay").set_value(0.05).run()
+    at.button(key="x_start").click().run()
+    runs = ExperimentConfig(**store().list()[0].config).runs()
+    assert {(r.optimizer, r.weight_decay) for r in runs} == {("adam", 0.05)}
+    at.button(key="x_frontier").click().run()
+    assert at.selectbox(key="x_optimizer").value == 0, "the recipe's, whatever it is"
+    assert at.number_input(key="x_weight_decay").value is None
 
 
 def test_a_run_too_short_for_its_weight_average_says_what_the_average_really_was(phantoms):

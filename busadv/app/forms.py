@@ -13,7 +13,16 @@ from typing import Any
 from busadv.app.checkpoints import training_rates
 from busadv.app.dataset import DataFacts
 from busadv.app.recipes import recipe_settings
-from busadv.app.widgets import BALANCE_CHOICES, LABEL_CHOICES, RANDOM_START_CHOICES, SELECTION_CHOICES, choice_index
+from busadv.app.widgets import (
+    BALANCE_CHOICES,
+    LABEL_CHOICES,
+    LEVER_CHOICES,
+    LEVER_NUMBERS,
+    LEVER_SELECTS,
+    RANDOM_START_CHOICES,
+    SELECTION_CHOICES,
+    choice_index,
+)
 from busadv.attacks import attack_label, format_epsilon_list
 from busadv.experiments import PRESETS, ExperimentConfig, grid_estimate, study_preset
 from busadv.experiments.backends import BACKENDS
@@ -135,6 +144,13 @@ def preset_state(name: str, prefix: str = "x_") -> dict[str, Any]:
         else choice_index(SELECTION_CHOICES, preset.select),
         "cw": preset.critical_weight,
     }
+    recipe = recipe_settings(PRESET_RECIPES[name])
+    for lever in LEVER_SELECTS:  # left to the recipe where the preset agrees with it, as "select" above
+        value = getattr(preset, lever)
+        state[lever] = 0 if value == recipe[lever] else choice_index({k: k for k in LEVER_CHOICES[lever]}, value)
+    for lever in LEVER_NUMBERS:
+        value = getattr(preset, lever)
+        state[lever] = None if value == recipe[lever] else value
     state.update({f"size_{m.name}": preset.image_sizes.get(m.name, m.default_image_size) for m in MODELS})
     return {prefix + k: v for k, v in state.items()}
 

@@ -17,7 +17,15 @@ from busadv.data import SPLIT_POLICIES
 from busadv.models import MODELS
 from busadv.registry import Registry
 from busadv.training import CLASS_BALANCE, LABEL_SOURCES, MODES, parse_seed_list
-from busadv.training.config import FALLBACK, MAX_CRITICAL_WEIGHT, MIN_CRITICAL_WEIGHT, SELECTIONS
+from busadv.training.config import (
+    AUGMENTATIONS,
+    FALLBACK,
+    MAX_CRITICAL_WEIGHT,
+    MIN_CRITICAL_WEIGHT,
+    OPTIMIZERS,
+    SCHEDULES,
+    SELECTIONS,
+)
 
 # The slider's stops: every k/255 up to 16, then coarser steps up to the study's 0.5.
 EPSILON_CHOICES: tuple[float, ...] = tuple(sorted(
@@ -193,14 +201,15 @@ def class_balance_select(mode: str | None, key: str, container: Any = st, width:
 def selection_select(key: str, recipe_value: str, validation: bool, container: Any = st,
                      width: int | str = "stretch") -> str | None:
     """Which epoch a run keeps: the recipe's way (None), or one of SELECTIONS. All but the last choose on the
-    recipe's validation split, so a recipe without one (the study's) keeps its last epoch and the choice is off."""
+    recipe's validation split, so without one (the study's recipe, or a validation share of 0) the run keeps its
+    last epoch and the choice is off."""
     help = "; ".join(f"{k}: {v}" for k, v in SELECTIONS.items())
     if not validation:
-        help = "The study's recipe has no validation split to choose on: it keeps the last epoch. " + help
+        help = "No validation split to choose on: the run keeps the last epoch. " + help
     chosen = mode_default_select("Epoch kept", "select", SELECTION_CHOICES, None, key, adversarial_only=False,
                                  container=container, width=width, recipe_value=recipe_value, help=help,
                                  disabled=not validation)
-    return chosen if validation else None
+    return chosen if validation else "last"
 
 
 def critical_weight_input(key: str, container: Any = st, width: int | str = "stretch") -> float:
@@ -212,3 +221,39 @@ def critical_weight_input(key: str, container: Any = st, width: int | str = "str
         help="Multiplies the malignant class's share of the loss (1: as the class balance sets it). Measured on "
              "BUSI at FGSM 8/255: weight 2 found +0.18 of the cancers under AutoAttack and lost 0.065 clean "
              "balanced accuracy (README)."))
+
+
+# The levers recipe_levers offers: chosen from a list, or typed as a number.
+LEVER_CHOICES: dict[str, dict[str, str]] = {"augment": AUGMENTATIONS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES}
+LEVER_SELECTS: tuple[str, ...] = tuple(LEVER_CHOICES)
+LEVER_NUMBERS: tuple[str, ...] = ("weight_decay", "ema_decay", "val_fraction")
+
+
+def recipe_levers(prefix: str, recipe: dict[str, Any], container: Any = st, width: int | str = 260
+                  ) -> dict[str, Any]:
+    """The training levers a recipe fixes (augmentation, optimizer, schedule, weight average, validation share),
+    each left to the recipe (None) unless the user sets it; the recipe's value is shown as the default.
+
+    Why here and not only on the command line: a researcher comparing recipes from the app needs the same levers
+    `train` and `experiment` take, and a lever left alone must follow the recipe picked, not a stale number.
+    """
+    out: dict[str, Any] = {}
+    for setting, label in zip(LEVER_SELECTS, ("Augmentation", "Optimizer", "Learning-rate schedule"), strict=True):
+        choices = LEVER_CHOICES[setting]
+        out[setting] = mode_default_select(
+            label, setting, {k: k for k in choices}, None, f"{prefix}{setting}", adversarial_only=False,
+            container=container, width=width, recipe_value=recipe[setting],
+            help="; ".join(f"{k}: {v}" for k, v in choices.items()) + ".")
+    for setting, label, low, high, step, help in (
+            ("weight_decay", "Weight decay", 0.0, 1.0, 1e-4,
+             "AdamW's decoupled weight decay (Adam: an L2 penalty)."),
+            ("ema_decay", "Weight average's decay", 0.0, 0.9999, 0.001,
+             "An exponential moving average of the weights, evaluated and saved; 0: off, else 0.5 to 0.9999. "
+             "On BUSI the average's ramp-up sets it below about 1,800 steps (README)."),
+            ("val_fraction", "Validation share", 0.0, 0.5, 0.05,
+             "Share of the training images held out (near-duplicates kept together) to choose the epoch kept; "
+             "0: none, as in the study. The test images never choose anything.")):
+        out[setting] = container.number_input(
+            label, low, high, value=None, step=step, format="%g", key=f"{prefix}{setting}", width=width,
+            placeholder=f"the recipe's: {recipe[setting]:g}", help=help + " Empty: the recipe's value.")
+    return out
