@@ -11,11 +11,6 @@ import argparse
 import json
 from typing import Any
 
-# What a validation score measures, and the epochs it is pooled over: recipes that differ in these cannot be ranked
-# by it (the epoch count is what the ranking chooses, not a candidate setting).
-SCORE_FIELDS = ("arch", "mode", "epsilon", "select", "val_fraction", "split_policy", "test_fraction", "image_size",
-                "data", "epochs")
-
 
 def _differing(recipes: list[dict[str, Any]]) -> list[str]:
     """The settings the runs differ in; refit aside (a refit run's history is its first pass, a plain run's)."""
@@ -34,7 +29,7 @@ def _option(name: str, value: Any) -> str:
 def cmd_epochs(args: argparse.Namespace) -> int:
     from busadv.models.checkpoints import read_checkpoint_info
     from busadv.training import TrainConfig, format_seed_list
-    from busadv.training.epoch_count import rank_recipes
+    from busadv.training.epoch_count import SCORE_FIELDS, rank_recipes
     from busadv.training.optim import first_eligible_epoch
 
     runs = [(TrainConfig.recorded(info.train_config), info) for info in map(read_checkpoint_info, args.checkpoints)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -14,6 +16,7 @@ from busadv.registry import parse_name_list
 from busadv.training import MODES, TrainConfig, format_seed_list, parse_seed_list
 from busadv.training.config import (
     BEST_TRAINING,
+    CHOOSABLE_LEVERS,
     CHOOSING_SELECTIONS,
     LEVERS,
     STUDY_TRAINING,
@@ -22,6 +25,7 @@ from busadv.training.config import (
 )
 
 MAX_RUNS = 10_000
+MAX_LEVER_VALUES = 8
 RunGroup = tuple[str, str, float]  # (model, training mode, training epsilon): the runs one epoch count is chosen for
 
 
@@ -58,6 +62,9 @@ class ExperimentConfig(ModeSettings, BestLevers):
     backend: str = DEFAULT_BACKEND  # "local" (a pool of processes here) or "ray"
     address: str | None = None      # ray: a cluster's host:port or ray://host:port; None: $RAY_ADDRESS, else Ray here
     workers: int | None = None      # runs at once; None: as many as the cores and memory hold; 1: one after another
+    # With epochs_chosen_on: settings whose values the choosing seeds' pooled validation chooses among, with the
+    # epoch count, per model, mode and training ε ({"critical_weight": [1.0, 2.0]}; CHOOSABLE_LEVERS).
+    choose_among: dict[str, list[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.archs = parse_name_list(self.archs, MODELS, "models")
@@ -80,10 +87,14 @@ class ExperimentConfig(ModeSettings, BestLevers):
             raise ValueError("an experiment name has 1 to 80 characters")
         self._check_backend()
         self._check_epochs_chosen_on()
+        self._check_choose_among()
         runs = self.runs()  # validates every run's settings up front, before hours are spent
         if len(runs) > MAX_RUNS:
             raise ValueError(f"{len(runs)} runs is more than {MAX_RUNS}; split the grid")
-        choosing = len(runs) // len(self.seeds) * len(parse_seed_list(self.epochs_chosen_on))
+        choosing = (len(runs) // len(self.seeds) * len(parse_seed_list(self.epochs_chosen_on))
+                    * len(self.lever_combinations()))
+        if self.choose_among and choosing <= MAX_RUNS:
+            self.choosing_runs()  # every value tried is checked as the runs will take it
         if choosing > MAX_RUNS:
             raise ValueError(f"{choosing} runs to choose the epoch counts is more than {MAX_RUNS}; choose on fewer "
                              "seeds")
@@ -129,13 +140,55 @@ class ExperimentConfig(ModeSettings, BestLevers):
                              f"need val_fraction > 0, select {' or '.join(CHOOSING_SELECTIONS)}, no patience and no "
                              "refit (busadv's best recipe has them)")
 
+    def _check_choose_among(self) -> None:
+        """Values typed on a command line or sent by a form, each coerced to its setting's type; at least two
+        distinct values per setting, so there is something to choose."""
+        given = self.choose_among
+        if not isinstance(given, dict):
+            raise ValueError(f"choose_among maps settings to values, got {str(given)[:40]!r}")
+        if self.levers_chosen_among:
+            raise ValueError("a grid's runs record the values their validation chose among themselves: leave "
+                             "levers_chosen_among unset")
+        if given and not self.epochs_chosen_on:
+            raise ValueError("values are chosen on the validation of other seeds than those tested: give the seeds "
+                             "that choose (epochs_chosen_on, e.g. 5-9) with them")
+        checked: dict[str, list[Any]] = {}
+        for name, values in given.items():
+            kind = CHOOSABLE_LEVERS.get(name) if isinstance(name, str) else None
+            if kind is None:
+                raise ValueError(f"{str(name)[:40]!r} cannot be chosen among on validation; these can: "
+                                 f"{', '.join(CHOOSABLE_LEVERS)}")
+            if not isinstance(values, (list, tuple)) or not 2 <= len(values) <= MAX_LEVER_VALUES:
+                raise ValueError(f"{name}: give 2 to {MAX_LEVER_VALUES} values to choose among")
+            coerced = [coerce_lever_value(name, v) for v in values]
+            if len(set(coerced)) < len(coerced):
+                raise ValueError(f"{name}: a value is given twice")
+            checked[name] = coerced
+        self.choose_among = checked
+
+    def lever_combinations(self) -> list[dict[str, Any]]:
+        """Every combination of the values chosen among ([{}] when none are)."""
+        names = list(self.choose_among)
+        return [dict(zip(names, values, strict=True))
+                for values in itertools.product(*(self.choose_among[n] for n in names))]
+
+    def chosen_among_text(self) -> str:
+        """'critical_weight 1, 1.5, 2': what a refit run records it was chosen among ('' when nothing was)."""
+        return "; ".join(f"{name} {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in values)}"
+                         for name, values in self.choose_among.items())
+
+    def choosing_runs(self) -> list[TrainConfig]:
+        """The choosing stage's runs: the epoch_chooser's, once per combination of the values chosen among."""
+        chooser = self.epoch_chooser()
+        return [run for combination in self.lever_combinations() for run in replace(chooser, **combination).runs()]
+
     def epoch_chooser(self) -> ExperimentConfig:
         """The first stage of a grid with epochs_chosen_on: the recipe as given, with validation, on those seeds;
         tested clean only (their test images choose nothing and AutoAttack would take hours)."""
         if not self.epochs_chosen_on:
             raise ValueError("this grid's epoch count is fixed: no epochs_chosen_on")
         return replace(self, seeds=parse_seed_list(self.epochs_chosen_on), epochs_chosen_on="", test_attacks=[],
-                       name=f"{self.name[:60]}-choosing-epochs")
+                       name=f"{self.name[:60]}-choosing-epochs", choose_among={})
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
@@ -150,16 +203,18 @@ class ExperimentConfig(ModeSettings, BestLevers):
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def runs(self, epoch_counts: Mapping[RunGroup, int] | None = None) -> list[TrainConfig]:
+    def runs(self, epoch_counts: Mapping[RunGroup, int] | None = None,
+             lever_values: Mapping[RunGroup, Mapping[str, Any]] | None = None) -> list[TrainConfig]:
         """Every training run of the grid; standard training has no epsilon, so it runs once per seed.
 
         With epochs_chosen_on, each run trains on every training image for its group's epoch count (from
-        `epoch_counts`, chosen by the epoch_chooser's runs; before that, `epochs` stands in) and keeps its last.
+        `epoch_counts`, chosen by the epoch_chooser's runs; before that, `epochs` stands in) and keeps its last;
+        with choose_among, on its group's chosen values (`lever_values`; before that, the grid's own).
         """
         refit: dict[str, Any] = {}
         if self.epochs_chosen_on:
             refit = {"val_fraction": 0.0, "select": "last", "patience": 0, "refit": False,
-                     "epochs_chosen_by": self.select}
+                     "epochs_chosen_by": self.select, "levers_chosen_among": self.chosen_among_text()}
         out = []
         for arch in self.archs:
             size = self.image_sizes.get(arch, MODELS.get(arch).default_image_size)
@@ -167,8 +222,9 @@ class ExperimentConfig(ModeSettings, BestLevers):
                 epsilons = self.train_epsilons if MODES.get(mode).adversarial else [0.0]
                 for eps in epsilons:
                     epochs = (epoch_counts or {}).get((arch, mode, eps), self.epochs)
+                    chosen = dict((lever_values or {}).get((arch, mode, eps), {}))
                     for seed in self.seeds:
-                        out.append(TrainConfig(
+                        run = TrainConfig(
                             arch=arch, mode=mode, epsilon=eps, epochs=epochs, batch_size=self.batch_size,
                             lr=self.lr, seed=seed, image_size=size, test_fraction=self.test_fraction,
                             split_policy=self.split_policy, adv_labels=self.adv_labels,
@@ -178,7 +234,8 @@ class ExperimentConfig(ModeSettings, BestLevers):
                             **{name: getattr(self, name) for name in LEVERS} | refit,
                             pgd_steps=self.train_pgd_steps,
                             pretrained=self.pretrained and MODELS.get(arch).pretrained_available is not None,
-                            device=self.device, data=self.data, monitor_images=self.monitor_images))
+                            device=self.device, data=self.data, monitor_images=self.monitor_images)
+                        out.append(replace(run, **chosen) if chosen else run)
         return out
 
 
@@ -215,3 +272,22 @@ def frontier_preset(seeds: Sequence[int] = (0, 1, 2, 3, 4), archs: Sequence[str]
 
 
 PRESETS = {"study": study_preset, "frontier": frontier_preset}
+
+
+def coerce_lever_value(name: str, value: Any) -> Any:
+    """A value to choose among (typed as text on a command line, or read from JSON) as its setting's type;
+    ValueError saying what was expected."""
+    kind = CHOOSABLE_LEVERS[name]
+    if (isinstance(value, bool) or not isinstance(value, (str, int, float))
+            or (kind is str and not isinstance(value, str))):
+        raise ValueError(f"{name}: {str(value)[:40]!r} is not a {kind.__name__}")
+    try:
+        coerced = kind(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: {str(value)[:40]!r} is not a {'whole number' if kind is int else kind.__name__}"
+                         ) from None
+    if kind is int and isinstance(value, float) and value != coerced:
+        raise ValueError(f"{name}: {value!r} is not a whole number")
+    if isinstance(coerced, float) and not math.isfinite(coerced):
+        raise ValueError(f"{name}: {str(value)[:40]!r} is not a finite number")
+    return coerced

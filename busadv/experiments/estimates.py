@@ -155,13 +155,21 @@ def grid_conditions(config: ExperimentConfig) -> list[tuple[str, float]]:
 def grid_seconds(config: ExperimentConfig, rates: dict[str, float], n_train: int, n_test: int) -> TimeEstimate:
     """Training and testing every run of a grid, one after another (with epochs_chosen_on, the choosing seeds'
     runs first; the grid's own are counted at its `epochs`, as their counts are not chosen yet)."""
+    total = stage_seconds(config, config.runs(), rates, n_train, n_test)
+    if config.epochs_chosen_on:
+        total += stage_seconds(config.epoch_chooser(), config.choosing_runs(), rates, n_train, n_test)
+    return total
+
+
+def stage_seconds(grid: ExperimentConfig, runs: Sequence[TrainConfig], rates: dict[str, float], n_train: int,
+                  n_test: int) -> TimeEstimate:
+    """Training `runs` and testing each as `grid` tests its runs, one after another."""
     total = TimeEstimate()
-    for grid in ([config.epoch_chooser()] if config.epochs_chosen_on else []) + [config]:
-        conditions = grid_conditions(grid)
-        for run in grid.runs():
-            evaluation = evaluation_seconds(run.arch, int(run.image_size or 0), conditions, rates, n_test,
-                                            grid.eval_pgd_steps, trained_to_resist(run))
-            total += evaluation.plus(run_seconds(run, rates, n_train, n_test))
+    conditions = grid_conditions(grid)
+    for run in runs:
+        evaluation = evaluation_seconds(run.arch, int(run.image_size or 0), conditions, rates, n_test,
+                                        grid.eval_pgd_steps, trained_to_resist(run))
+        total += evaluation.plus(run_seconds(run, rates, n_train, n_test))
     return total
 
 
@@ -175,10 +183,10 @@ def choosing_share(config: ExperimentConfig, images: int = 780) -> float:
         return 0.0
     n_test = max(1, math.ceil(config.test_fraction * images))
     n_train = max(1, images - n_test)
-    first = grid_seconds(config.epoch_chooser(), {}, n_train, n_test).seconds
+    first = stage_seconds(config.epoch_chooser(), config.choosing_runs(), {}, n_train, n_test).seconds
     total = grid_seconds(config, {}, n_train, n_test).seconds
     if not (math.isfinite(first) and math.isfinite(total)) or total <= 0:
-        planned = len(config.epoch_chooser().runs())
+        planned = len(config.choosing_runs())
         return planned / (planned + len(config.runs()))
     return min(max(first / total, 0.01), 0.99)
 

@@ -23,8 +23,8 @@ from busadv.progress import ProgressEvent, ProgressFn, ignore_progress
 from busadv.results import Diagnosis, GroupSummary, ResultRow, diagnose, rows_for, summarize, write_rows
 from busadv.results.store import keep_unsaved, unsaved_folder
 from busadv.settings import checkpoints_dir
-from busadv.training import TrainConfig, train_model
-from busadv.training.epoch_count import PooledEpochs, pooled_epoch_count
+from busadv.training import TrainConfig, format_seed_list, train_model
+from busadv.training.epoch_count import PooledEpochs, pooled_epoch_count, rank_recipes
 from busadv.training.optim import first_eligible_epoch
 
 
@@ -101,6 +101,8 @@ class ExperimentResult:
     failures: list[RunFailure] = field(default_factory=list)  # runs that failed twice: no rows, reported
     # With epochs_chosen_on: each group's epoch count and how the choosing seeds' pooled validation chose it.
     epoch_choices: dict[RunGroup, PooledEpochs] = field(default_factory=dict)
+    # With choose_among: each group's values, chosen on the same validation as its epoch count.
+    lever_choices: dict[RunGroup, LeverChoice] = field(default_factory=dict)
     unsaved: Path | None = None  # the runs' own row files: discard_unsaved() once the grid's file holds the rows
 
 
@@ -133,12 +135,65 @@ def choose_epoch_counts(outcomes: Iterable[RunOutcome]) -> dict[RunGroup, Pooled
             for group, members in groups.items()}
 
 
+@dataclass(frozen=True)
+class LeverChoice:
+    """What the choosing seeds' validation preferred for one group among the values of choose_among."""
+
+    values: dict[str, Any]                            # the winner: setting -> value
+    ranking: tuple[tuple[str, PooledEpochs], ...]     # 'critical_weight 2' -> its pooled choice, best first
+
+    def text(self) -> str:
+        """'critical_weight 2 (pooled validation score 0.426; critical_weight 1.5: 0.395, critical_weight 1: …)'."""
+        (best, choice), *others = self.ranking
+        rest = "".join(f"; {name}: {c.score:.3f} at {c.epoch} epochs" for name, c in others)
+        return f"{best} (pooled validation score {choice.score:.3f}{rest})"
+
+
+def lever_name(values: dict[str, Any]) -> str:
+    """'critical_weight 2, clean_mix 0.5': one combination of values, as the ranking names it."""
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
+
+
+def choose_levers(outcomes: Iterable[RunOutcome], levers: Sequence[str]
+                  ) -> tuple[dict[RunGroup, PooledEpochs], dict[RunGroup, LeverChoice]]:
+    """Each group's epoch count and, when `levers` are chosen among, its values: every combination's runs pooled
+    over their seeds, the combinations ranked by their pooled validation score (rank_recipes), the winner's
+    epoch count kept. The same seeds must have finished for every combination, or the scores are not comparable."""
+    if not levers:
+        return choose_epoch_counts(outcomes), {}
+    by_group: dict[RunGroup, dict[str, list[RunOutcome]]] = defaultdict(lambda: defaultdict(list))
+    values: dict[str, dict[str, Any]] = {}
+    for outcome in sorted(outcomes, key=lambda o: o.config.seed):
+        c = outcome.config
+        combination = {name: getattr(c, name) for name in levers}
+        values[lever_name(combination)] = combination
+        by_group[(c.arch, c.mode, c.epsilon)][lever_name(combination)].append(outcome)
+    counts: dict[RunGroup, PooledEpochs] = {}
+    chosen: dict[RunGroup, LeverChoice] = {}
+    for group, combinations in by_group.items():
+        seeds = {name: [o.config.seed for o in members] for name, members in combinations.items()}
+        if len({tuple(s) for s in seeds.values()}) > 1:
+            raise RuntimeError(f"the values of {', '.join(levers)} cannot be ranked for {group[0]}, {group[1]}: "
+                               "their choosing runs finished on different seeds ("
+                               + "; ".join(f"{n}: {format_seed_list(s)}" for n, s in seeds.items()) + ")")
+        starts = {name: first_eligible_epoch(members[0].config) for name, members in combinations.items()}
+        ranking = rank_recipes({name: [o.history for o in members] for name, members in combinations.items()},
+                               starts)
+        best = ranking[0][0]
+        counts[group] = ranking[0][1]
+        chosen[group] = LeverChoice(values=values[best], ranking=tuple(ranking))
+    return counts, chosen
+
+
+def _group_text(group: RunGroup) -> str:
+    arch, mode, eps = group
+    return f"{arch}, {mode} training" + (f" at eps={format_epsilon(eps)}" if eps else "")
+
+
 def describe_epoch_choice(group: RunGroup, choice: PooledEpochs) -> str:
     """'simplecnn, fgsm training at eps=…: 26 epochs (pooled validation score 0.521; each choosing run's own …)'."""
-    arch, mode, eps = group
-    what = f"{arch}, {mode} training" + (f" at eps={format_epsilon(eps)}" if eps else "")
-    return (f"{what}: {choice.epoch} epochs (pooled validation score {choice.score:.3f}; each choosing run's own "
-            f"choice, seed by seed: {', '.join(map(str, choice.per_run))})")
+    return (f"{_group_text(group)}: {choice.epoch} epochs (pooled validation score {choice.score:.3f}; each "
+            f"choosing run's own choice, seed by seed: {', '.join(map(str, choice.per_run))})")
 
 
 def run(config: ExperimentConfig, progress: ProgressFn = ignore_progress) -> ExperimentResult:
@@ -158,16 +213,18 @@ def run(config: ExperimentConfig, progress: ProgressFn = ignore_progress) -> Exp
         keep = functools.partial(keep_rows, folder=unsaved)
         first: GridOutcome | None = None
         choices: dict[RunGroup, PooledEpochs] = {}
+        levers: dict[RunGroup, LeverChoice] = {}
         share = 0.0
         if config.epochs_chosen_on:
-            first, choices, share = _choose_epochs(config, run_fn, grid_id, progress, keep)
+            first, choices, levers, share = _choose_epochs(config, run_fn, grid_id, progress, keep)
         grid = run_grid(config, run_fn, grid_id, scaled(progress, share, 1.0 - share), keep=keep,
-                        runs=config.runs({group: choice.epoch for group, choice in choices.items()}))
+                        runs=config.runs({group: choice.epoch for group, choice in choices.items()},
+                                         {group: choice.values for group, choice in levers.items()}))
         rows = (first.rows() if first else []) + grid.rows()
         return ExperimentResult(config=config, rows=rows, summary=summarize(rows), diagnoses=diagnose(rows),
                                 seconds=time.perf_counter() - started,
                                 failures=(first.failures if first else []) + grid.failures, unsaved=unsaved,
-                                epoch_choices=choices)
+                                epoch_choices=choices, lever_choices=levers)
     except BaseException as exc:
         try:
             kept = keep_unsaved(unsaved, f"{config.name}-stopped")
@@ -178,20 +235,23 @@ def run(config: ExperimentConfig, progress: ProgressFn = ignore_progress) -> Exp
         raise
 
 
-def _choose_epochs(config: ExperimentConfig, run_fn: Any, grid_id: str, progress: ProgressFn,
-                   keep: Any) -> tuple[GridOutcome, dict[RunGroup, PooledEpochs], float]:
-    """The first stage of a grid with epochs_chosen_on: the choosing seeds' runs, then each group's count.
-    Returns their outcome, the choices and the share of the grid's progress they stand for."""
+def _choose_epochs(config: ExperimentConfig, run_fn: Any, grid_id: str, progress: ProgressFn, keep: Any
+                   ) -> tuple[GridOutcome, dict[RunGroup, PooledEpochs], dict[RunGroup, LeverChoice], float]:
+    """The first stage of a grid with epochs_chosen_on: the choosing seeds' runs (once per combination of the
+    values chosen among), then each group's count and values. Returns their outcome, the choices and the share of
+    the grid's progress they stand for."""
     chooser = config.epoch_chooser()
     share = choosing_share(config)
     first = run_grid(chooser, run_fn, f"{grid_id}-choosing", scaled(progress, 0.0, share, "choosing epochs: "),
-                     keep=keep)
-    choices = choose_epoch_counts(first.outcomes.values())
+                     keep=keep, runs=config.choosing_runs())
+    choices, levers = choose_levers(first.outcomes.values(), list(config.choose_among))
     groups = {(c.arch, c.mode, c.epsilon): c for c in chooser.runs()}
     missing = [c.describe() for group, c in groups.items() if group not in choices]
     if missing:
         raise RuntimeError(f"no run that chooses the epoch count of {'; '.join(missing)} finished (seeds "
                            f"{config.epochs_chosen_on}; each failed twice)")
     for group in groups:
+        if group in levers:
+            progress(ProgressEvent(share, f"values chosen for {_group_text(group)}: {levers[group].text()}"))
         progress(ProgressEvent(share, f"epoch count chosen for {describe_epoch_choice(group, choices[group])}"))
-    return first, choices, share
+    return first, choices, levers, share

@@ -146,7 +146,10 @@ def experiment_job(config: dict[str, Any], progress: ProgressFn = ignore_progres
         outcome["epoch_choices"] = [
             {"model": arch, "mode": mode, "epsilon": eps, "epochs": c.epoch, "score": c.score,
              "per_run": list(c.per_run), "chosen_on": experiment.epochs_chosen_on,
-             "text": describe_epoch_choice((arch, mode, eps), c)}
+             "text": describe_epoch_choice((arch, mode, eps), c),
+             **({"levers": result.lever_choices[(arch, mode, eps)].values,
+                 "levers_text": result.lever_choices[(arch, mode, eps)].text()}
+                if (arch, mode, eps) in result.lever_choices else {})}
             for (arch, mode, eps), c in result.epoch_choices.items()]
     discard_unsaved(result.unsaved)  # the grid's file holds every row now
     return outcome

@@ -67,6 +67,13 @@ SELECTIONS: dict[str, str] = {
                       "not chosen for its balanced accuracy alone",
 }
 CHOOSING_SELECTIONS = ("best", "best-both", "best-sensitive")  # the selections that need a validation split
+# The settings a grid may choose among on validation (`experiment --choose-among NAME=V1,V2`), with their types:
+# training settings only, none that changes what a validation score measures
+# (busadv.training.epoch_count.SCORE_FIELDS).
+CHOOSABLE_LEVERS: dict[str, type] = {
+    "critical_weight": float, "clean_mix": float, "weight_decay": float, "ema_decay": float, "lr": float,
+    "trades_beta": float, "warmup_epochs": int, "batch_size": int, "augment": str, "optimizer": str,
+    "schedule": str, "class_balance": str}
 SENSITIVITY_FLOOR = 0.5  # select=best-sensitive: the malignant sensitivity below which an epoch's score is docked
 
 
@@ -94,6 +101,9 @@ class TrainingLevers:
     # from before it was; they chose by best-both). Two grids chosen on the same seeds by different rules are
     # different recipes.
     epochs_chosen_by: str = ""
+    # The settings whose values the same seeds' pooled validation chose among, with the values tried
+    # ("critical_weight 1, 1.5, 2"); "" = none were (the recipe's values were set by hand).
+    levers_chosen_among: str = ""
     # The critical class's (malignant's on BUSI) share of the loss, times this, on top of class_balance: missing a
     # cancer is a worse error than a false alarm. 1 = as class_balance sets it.
     critical_weight: float = 1.0
@@ -177,6 +187,12 @@ def check_levers(levers: TrainingLevers, seed: int | None = None) -> list[str]:
                         f"{str(levers.epochs_chosen_by)[:40]!r}")
     elif levers.epochs_chosen_by and not levers.epochs_chosen_on:
         problems.append("epochs_chosen_by says how other seeds' validation chose the epoch count: set "
+                        "epochs_chosen_on to those seeds too")
+    if not isinstance(levers.levers_chosen_among, str) or len(levers.levers_chosen_among) > 200:
+        problems.append(f"levers_chosen_among must be text like 'critical_weight 1, 2' (at most 200 characters), "
+                        f"got {str(levers.levers_chosen_among)[:40]!r}")
+    elif levers.levers_chosen_among and not levers.epochs_chosen_on:
+        problems.append("levers_chosen_among says which values other seeds' validation chose among: set "
                         "epochs_chosen_on to those seeds too")
     if not isinstance(levers.refit, bool):
         problems.append(f"refit must be true or false, got {str(levers.refit)[:40]!r}")

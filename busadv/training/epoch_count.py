@@ -17,6 +17,11 @@ from typing import Any
 
 from busadv.training.optim import SELECTION_WINDOW, EpochChoice
 
+# The recipe settings whose validation scores measure the same thing only when they agree: recipes that differ in
+# one of them cannot be ranked by their scores (another select, split, model, attack strength or length).
+SCORE_FIELDS = ("arch", "mode", "epsilon", "select", "val_fraction", "split_policy", "test_fraction", "image_size",
+                "data", "epochs")
+
 
 @dataclass(frozen=True)
 class PooledEpochs:
