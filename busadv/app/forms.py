@@ -106,7 +106,7 @@ def experiment_summary(experiment: ExperimentConfig, facts: DataFacts) -> str:
     estimate = estimate_text(experiment, facts)
     chooser = ""
     if experiment.epochs_chosen_on:
-        first = len(experiment.epoch_chooser().runs())
+        first = len(experiment.choosing_runs())
         chooser = (f"{first} run{'s' if first != 1 else ''} on seeds {experiment.epochs_chosen_on} first choose each "
                    "group's epoch count on validation (tested clean only); then ")
     return (f"{chooser}{runs} training run{'s' if runs != 1 else ''}, each tested clean and at "

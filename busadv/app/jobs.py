@@ -315,7 +315,8 @@ def result_summary(job: Job) -> list[str]:
 
 
 def _epoch_choices(value: Any) -> str:
-    """'Epoch counts chosen on validation of seeds 5-9: simplecnn standard: 31; …' from an experiment job's
+    """'Epoch counts chosen on validation of seeds 5-9: simplecnn standard: 31; …' (with the values chosen among,
+    where a grid chose some: 'simplecnn fgsm at ε=8/255: 28 (critical_weight 2.0)') from an experiment job's
     result; '' when it holds none (or nothing readable)."""
     choices = [c for c in value if isinstance(c, dict)] if isinstance(value, list) else []
     parts, seeds = [], ""
@@ -326,7 +327,11 @@ def _epoch_choices(value: Any) -> str:
             continue
         seeds = seeds or str(c.get("chosen_on", ""))[:40]
         where = f" at ε={format_epsilon(float(eps))}" if eps else ""
-        parts.append(f"{plain(str(c.get('model', ''))[:40])} {plain(mode[:40])}{where}: {epochs}")
+        levers = c.get("levers")
+        values = ", ".join(f"{str(k)[:30]} {str(v)[:20]}" for k, v in list(levers.items())[:4]) \
+            if isinstance(levers, dict) else ""
+        parts.append(f"{plain(str(c.get('model', ''))[:40])} {plain(mode[:40])}{where}: {epochs}"
+                     + (f" ({plain(values)})" if values else ""))
     if not parts:
         return ""
     return f"Epoch counts chosen on validation of seeds {plain(seeds)}: {'; '.join(parts)}."

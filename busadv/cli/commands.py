@@ -93,6 +93,17 @@ def grid_estimate(config: ExperimentConfig) -> str:
     return grid_estimate(config, images, *measured_rates())
 
 
+def _choose_among(given: list[tuple[str, list[Any]]] | None) -> dict[str, list[Any]] | None:
+    """--choose-among given once per setting: a setting named twice is refused, not merged or overwritten."""
+    if not given:
+        return None
+    names = [name for name, _ in given]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"--choose-among names {', '.join(twice)} more than once: give all its values at once")
+    return dict(given)
+
+
 def grid_config(args: argparse.Namespace) -> ExperimentConfig:
     """The grid `experiment` runs: its preset (or busadv's best recipe) with what the command line says."""
     from busadv.experiments import PRESETS, ExperimentConfig
@@ -106,6 +117,7 @@ def grid_config(args: argparse.Namespace) -> ExperimentConfig:
         "warmup_epochs": args.warmup_epochs, "class_balance": args.class_balance, "trades_beta": args.trades_beta,
         "save_checkpoints": args.save_checkpoints or None, **_given(args, LEVER_OPTIONS + ("lr", "monitor_images")),
         "backend": args.backend, "address": args.address, "workers": args.workers,
+        "choose_among": _choose_among(args.choose_among),
     }.items() if v is not None}
     return PRESETS[args.preset](**overrides) if args.preset else ExperimentConfig(**overrides)
 
@@ -117,10 +129,11 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from busadv.training import format_seed_list
 
     config = grid_config(args)
-    runs = config.runs() + (config.epoch_chooser().runs() if config.epochs_chosen_on else [])
+    runs = config.runs() + (config.choosing_runs() if config.epochs_chosen_on else [])
     where = f"Ray at {config.address}" if config.address else config.backend
     print(f"{len(runs)} runs: {', '.join(config.archs)} x {', '.join(config.modes)} x seeds {config.seeds}"
-          + (f" (their epoch counts chosen first on validation of seeds {config.epochs_chosen_on})"
+          + (f" (their epoch counts chosen first on validation of seeds {config.epochs_chosen_on}"
+             + (f", with {config.chosen_among_text()} chosen among" if config.choose_among else "") + ")"
              if config.epochs_chosen_on else "")
           + f", on {where}" + (f" ({config.workers} at once)" if config.workers else ""), file=sys.stderr)
     estimate = grid_estimate(config)
@@ -139,6 +152,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     print_summary(summarize([r for r in rows if r.seed not in choosing_seeds]))
     print_diagnosis_texts(result["diagnoses"])
     for choice in result.get("epoch_choices", []):
+        if choice.get("levers_text"):
+            print(f"values chosen on seeds {choice['chosen_on']}: {choice['levers_text']}")
         print(f"epoch count chosen on seeds {choice['chosen_on']}: {choice['text']}")
     print_tradeoffs(epsilon_tradeoffs(rows))  # the study's question, wherever the grid holds a frontier
     print(f"results store: {result['results_file']}")
@@ -207,6 +222,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from busadv.training.config import (
         AUGMENTATIONS,
         BEST_LEVERS,
+        CHOOSABLE_LEVERS,
         CHOOSING_SELECTIONS,
         OPTIMIZERS,
         SCHEDULES,
@@ -312,6 +328,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="per model, e.g. resnet50=64 (default: each model's own, SimpleCNN 128, ResNet50 224)")
     recipe_args(x)
     arguments.watch_images_arg(x)
+    x.add_argument("--choose-among", type=arguments.lever_values, action="append", metavar="SETTING=V1,V2",
+                   help="with --epochs-chosen-on: values of a training setting (e.g. critical_weight=1,1.5,2) the "
+                        "choosing seeds try, each for every model, mode and training ε; their pooled validation "
+                        "chooses the value with the epoch count, and the grid's seeds train with the winner. "
+                        "Repeat for several settings (every combination is tried). Settings: "
+                        + ", ".join(CHOOSABLE_LEVERS))
     x.add_argument("--save-checkpoints", action="store_true")
     x.add_argument("--backend", choices=BACKENDS.names(),
                    help="; ".join(f"{b.name}: {b.description}" for b in BACKENDS) + " (default: local)")

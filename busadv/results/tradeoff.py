@@ -149,9 +149,17 @@ class TradeoffAnswer:
 
 
 def _family(row: ResultRow) -> tuple[Any, ...]:
-    """Runs of one frontier; where other seeds chose each training ε's epoch count, that count varies along it."""
+    """Runs of one frontier; where other seeds chose each training ε's epoch count (and values of settings, among
+    the same candidates), those vary along it."""
+    chosen = chosen_lever_names(row.levers_chosen_among) if row.epochs_chosen_on else set()
     return tuple(f"chosen on seeds {row.epochs_chosen_on}" if f == "epochs" and row.epochs_chosen_on
+                 else f"chosen among {row.levers_chosen_among}" if f in chosen
                  else getattr(row, f) for f in FAMILY_FIELDS)
+
+
+def chosen_lever_names(text: str) -> set[str]:
+    """The settings a levers_chosen_among record names ('critical_weight 1, 2; clean_mix 0.3, 0.5')."""
+    return {part.strip().split(" ", 1)[0] for part in str(text).split(";") if part.strip()}
 
 
 def _families(rows: Sequence[ResultRow]) -> dict[tuple[Any, ...], list[ResultRow]]:
