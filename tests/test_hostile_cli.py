@@ -91,7 +91,7 @@ def test_control_characters_from_a_results_file_reach_the_terminal_written_out(t
 
     hostile = "x\x1b]0;pwned\x07\x1b[31mred\x9b2J"
     for name, augment, weight in (("reference.csv", "none", 1.0), ("candidate.csv", hostile, 2.0)):
-        write_rows([ResultRow(run=f"{name}-{seed}-{attack}", seed=seed, arch="simplecnn", train_mode="fgsm",
+        write_rows([ResultRow(run=f"{name}-{seed}", seed=seed, arch="simplecnn", train_mode="fgsm",
                               train_epsilon=8 / 255, augment=augment, critical_weight=weight, attack=attack,
                               test_epsilon=eps, balanced_accuracy=0.5, confusion=[[5, 0, 0], [0, 5, 0], [0, 0, 5]])
                     for seed in (0, 1) for attack, eps in (("none", 0.0), ("autoattack", 4 / 255))], tmp_path / name)
