@@ -87,7 +87,7 @@ def test_the_job_and_the_command_line_say_which_value_was_chosen(capsys):
     assert main(common + ["--choose-among", "critical-weight=1,2.5"]) == 0
     captured = capsys.readouterr()
     assert "3 runs:" in captured.err and "with critical_weight 1, 2.5 chosen among" in captured.err
-    assert "values chosen on seeds 4: critical_weight " in captured.out
+    assert "values chosen on seeds 4: simplecnn, fgsm training at eps=0.0314 (8/255): critical_weight " in captured.out
 
 
 @pytest.mark.parametrize("values, message", [

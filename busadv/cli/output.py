@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from busadv.attacks import attack_label, format_epsilon
 from busadv.progress import ProgressEvent
-from busadv.results import GroupSummary, ResultRow, model_name
+from busadv.results import GroupSummary, ResultRow, recipe_labels
 
 # The one terminal control busadv writes itself (clear to the end of the line, after a redrawn progress bar).
 CLEAR_LINE = "\033[K"
@@ -118,12 +118,15 @@ def _majority(row: ResultRow) -> str:
 
 
 def print_summary(summary: Sequence[GroupSummary], stream: IO[str] | None = None) -> None:
-    """Mean ± std over seeds per model and condition, with how many runs collapsed."""
+    """Mean ± std over seeds per model and condition, with how many runs collapsed; recipes of one model that
+    differ (a grid choosing among values, say) are named by what tells them apart."""
     out = stream or sys.stdout
-    out.write(f"{'model':<52} {'condition':<30} {'balanced acc':>15} {'accuracy':>15} {'sensitivity':>15} "
+    labels = recipe_labels(summary)
+    width = min(max([52, *(len(label) for label in labels.values())]), 100)
+    out.write(f"{'model':<{width}} {'condition':<30} {'balanced acc':>15} {'accuracy':>15} {'sensitivity':>15} "
               f"{'runs':>5} {'collapsed':>9}\n")
     for s in summary:
-        out.write(f"{model_name(s.first)[:52]:<52} {condition_name(s.attack, s.test_epsilon)[:30]:<30} "
+        out.write(f"{labels[s.recipe][:width]:<{width}} {condition_name(s.attack, s.test_epsilon)[:30]:<30} "
                   f"{s.stat('balanced_accuracy').text():>15} {s.stat('accuracy').text():>15} "
                   f"{s.stat('malignant_sensitivity').text():>15} {s.n_runs:>5} "
                   f"{f'{s.collapsed_runs} of {s.n_runs}':>9}\n")

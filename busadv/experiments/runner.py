@@ -185,14 +185,15 @@ def choose_levers(outcomes: Iterable[RunOutcome], levers: Sequence[str]
     return counts, chosen
 
 
-def _group_text(group: RunGroup) -> str:
+def group_text(group: RunGroup) -> str:
+    """'simplecnn, fgsm training at eps=0.0314 (8/255)'."""
     arch, mode, eps = group
     return f"{arch}, {mode} training" + (f" at eps={format_epsilon(eps)}" if eps else "")
 
 
 def describe_epoch_choice(group: RunGroup, choice: PooledEpochs) -> str:
     """'simplecnn, fgsm training at eps=…: 26 epochs (pooled validation score 0.521; each choosing run's own …)'."""
-    return (f"{_group_text(group)}: {choice.epoch} epochs (pooled validation score {choice.score:.3f}; each "
+    return (f"{group_text(group)}: {choice.epoch} epochs (pooled validation score {choice.score:.3f}; each "
             f"choosing run's own choice, seed by seed: {', '.join(map(str, choice.per_run))})")
 
 
@@ -252,6 +253,6 @@ def _choose_epochs(config: ExperimentConfig, run_fn: Any, grid_id: str, progress
                            f"{config.epochs_chosen_on}; each failed twice)")
     for group in groups:
         if group in levers:
-            progress(ProgressEvent(share, f"values chosen for {_group_text(group)}: {levers[group].text()}"))
+            progress(ProgressEvent(share, f"values chosen for {group_text(group)}: {levers[group].text()}"))
         progress(ProgressEvent(share, f"epoch count chosen for {describe_epoch_choice(group, choices[group])}"))
     return first, choices, levers, share

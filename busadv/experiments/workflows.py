@@ -17,7 +17,7 @@ from busadv.attacks import ATTACKS, STUDY_EPSILONS, parse_epsilon_list
 from busadv.data import ImageSet, load_dataset, split_dataset
 from busadv.evaluation import evaluate
 from busadv.experiments.config import ExperimentConfig
-from busadv.experiments.runner import describe_epoch_choice, run, run_one, scaled
+from busadv.experiments.runner import describe_epoch_choice, group_text, run, run_one, scaled
 from busadv.models.checkpoints import Checkpoint, check_classes, check_writable_folder, load_checkpoint
 from busadv.progress import ProgressFn, ignore_progress
 from busadv.registry import parse_name_list
@@ -148,7 +148,7 @@ def experiment_job(config: dict[str, Any], progress: ProgressFn = ignore_progres
              "per_run": list(c.per_run), "chosen_on": experiment.epochs_chosen_on,
              "text": describe_epoch_choice((arch, mode, eps), c),
              **({"levers": result.lever_choices[(arch, mode, eps)].values,
-                 "levers_text": result.lever_choices[(arch, mode, eps)].text()}
+                 "levers_text": f"{group_text((arch, mode, eps))}: {result.lever_choices[(arch, mode, eps)].text()}"}
                 if (arch, mode, eps) in result.lever_choices else {})}
             for (arch, mode, eps), c in result.epoch_choices.items()]
     discard_unsaved(result.unsaved)  # the grid's file holds every row now
