@@ -158,6 +158,9 @@ with exp_tab:
             help="e.g. 5-9: these seeds train first with the recipe's validation split; their validation, pooled, "
                  "chooses each model, mode and training ε's epoch count; then the seeds above train that many epochs "
                  "on every training image and keep the last, so the seeds tested choose nothing")
+        x_choose = row.text_input(
+            "Choose among values on those seeds", key="x_choose", width=420, disabled=not x_epochs_on.strip(),
+            placeholder="empty: the values as set", help=forms.CHOOSE_AMONG_HELP)
         save = st.checkbox("Save every model as a checkpoint", key="x_save")
     row = layout.flow(gap="medium")
     backends = forms.backend_labels()
@@ -180,7 +183,8 @@ with exp_tab:
         "split_policy": x_split, "eval_pgd_steps": int(x_eval_steps), "save_checkpoints": bool(save),
         "name": x_name.strip() or "experiment", "backend": x_backend,
         "address": (x_address.strip() or None) if x_backend == "ray" else None, "workers": int(x_workers) or None,
-        "epochs_chosen_on": x_epochs_on.strip(), "select": x_select, "critical_weight": x_cw, **x_levers},
+        "epochs_chosen_on": x_epochs_on.strip(), "select": x_select, "critical_weight": x_cw, **x_levers,
+        "choose_among": x_choose if x_epochs_on.strip() else ""},
         x_recipe)
     if experiment is None:
         st.error(problem)

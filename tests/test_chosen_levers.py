@@ -160,3 +160,26 @@ def test_a_frontier_whose_values_were_chosen_per_epsilon_is_one_frontier():
     by_hand = [r for r in rows if r.train_epsilon != 4 / 255] + [
         ResultRow(**{**r.__dict__, "levers_chosen_among": ""}) for r in rows if r.train_epsilon == 4 / 255]
     assert all(len(a.points) < 3 for a in epsilon_tradeoffs(by_hand)), "a weight set by hand is another recipe"
+
+
+def test_the_experiment_form_sends_values_to_choose_among_and_refuses_bad_ones_beside_the_button(monkeypatch):
+    from busadv.jobs import JobStore
+    from tests.test_app import JOBS, open_app, store
+
+    monkeypatch.setattr(JobStore, "dispatch", lambda self: [])
+    at = open_app(JOBS)
+    assert at.text_input(key="x_choose").proto.disabled, "nothing to choose on without choosing seeds"
+    at.text_input(key="x_seeds").set_value("0, 1")
+    at.text_input(key="x_epochs_on").set_value("5-6").run()
+    at.text_input(key="x_choose").set_value("critical_weight=1,x").run()
+    assert any("Choose among values: critical_weight: 'x' is not a float" in e.value for e in at.error)
+    assert at.button(key="x_start").proto.disabled
+    at.text_input(key="x_choose").set_value("critical_weight=1, 2; clean_mix=0.3,0.5").run()
+    assert not at.error and "its value of critical_weight 1, 2; clean_mix 0.3, 0.5" in " ".join(
+        c.value for c in at.caption)
+    at.button(key="x_start").click().run()
+    submitted = ExperimentConfig(**store().list()[0].config)
+    assert submitted.choose_among == {"critical_weight": [1.0, 2.0], "clean_mix": [0.3, 0.5]}
+    assert len(submitted.choosing_runs()) == 4 * len(submitted.epoch_chooser().runs())
+    at.button(key="x_frontier").click().run()
+    assert at.text_input(key="x_choose").value == "" and at.text_input(key="x_epochs_on").value == ""

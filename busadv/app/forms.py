@@ -26,8 +26,10 @@ from busadv.app.widgets import (
 from busadv.attacks import attack_label, format_epsilon_list
 from busadv.experiments import PRESETS, ExperimentConfig, grid_estimate, study_preset
 from busadv.experiments.backends import BACKENDS
+from busadv.experiments.config import parse_choose_among
 from busadv.models import MODELS
 from busadv.training import MODES, TrainConfig
+from busadv.training.config import CHOOSABLE_LEVERS
 
 DEFAULT_TEST_EPS = "2/255, 8/255, 0.05, 0.2, 0.5"
 
@@ -54,13 +56,25 @@ def train_config(settings: dict[str, Any], test_epsilons: list[float] | None,
     return dict(settings, test_epsilons=test_epsilons, test_attacks=test_attacks), None
 
 
+CHOOSE_AMONG_HELP = ("e.g. critical_weight=1,1.5,2 (several settings apart by ';'): the seeds above that choose the "
+                     "epoch counts train once per value, their pooled validation chooses the value with the epoch "
+                     "count for each model, mode and training ε, and the grid's seeds train with the winner. "
+                     "Settings: " + ", ".join(CHOOSABLE_LEVERS))
+
+
 def experiment_config(settings: dict[str, Any], recipe: str = "best") -> tuple[ExperimentConfig | None, str | None]:
     """(the experiment, None) or (None, what is wrong), checked by ExperimentConfig (every run's settings).
-    Settings the form left to the recipe (None) take the recipe's values, as a single run's do."""
+    Settings the form left to the recipe (None) take the recipe's values, as a single run's do; values to choose
+    among may come as the form's text ('critical_weight=1,2; clean_mix=0.3,0.5')."""
     if any(settings.get(name) is None for name in ("train_epsilons", "test_epsilons", "seeds")):
         return None, "Fix the settings marked above."
     if not settings.get("test_attacks"):
         return None, "Choose at least one test attack."
+    if isinstance(settings.get("choose_among"), str):
+        try:
+            settings = dict(settings, choose_among=parse_choose_among(settings["choose_among"].split(";")))
+        except ValueError as exc:
+            return None, f"Choose among values: {exc}"
     try:
         return ExperimentConfig(**with_recipe(settings, recipe)), None
     except (ValueError, TypeError) as exc:
@@ -107,8 +121,9 @@ def experiment_summary(experiment: ExperimentConfig, facts: DataFacts) -> str:
     chooser = ""
     if experiment.epochs_chosen_on:
         first = len(experiment.choosing_runs())
+        among = f" and its value of {experiment.chosen_among_text()}" if experiment.choose_among else ""
         chooser = (f"{first} run{'s' if first != 1 else ''} on seeds {experiment.epochs_chosen_on} first choose each "
-                   "group's epoch count on validation (tested clean only); then ")
+                   f"group's epoch count{among} on validation (tested clean only); then ")
     return (f"{chooser}{runs} training run{'s' if runs != 1 else ''}, each tested clean and at "
             f"{format_epsilon_list(experiment.test_epsilons)}, {where_text(experiment)}"
             + (f"; {estimate} (one run after another)." if estimate else "."))
@@ -143,6 +158,7 @@ def preset_state(name: str, prefix: str = "x_") -> dict[str, Any]:
         "select": 0 if preset.select == recipe_settings(PRESET_RECIPES[name])["select"]
         else choice_index(SELECTION_CHOICES, preset.select),
         "cw": preset.critical_weight,
+        "epochs_on": preset.epochs_chosen_on, "choose": "",
     }
     recipe = recipe_settings(PRESET_RECIPES[name])
     for lever in LEVER_SELECTS:  # left to the recipe where the preset agrees with it, as "select" above

@@ -117,18 +117,9 @@ def _image_sizes(text: str) -> dict[str, int]:
 
 
 def _lever_values(text: str) -> tuple[str, list[Any]]:
-    """'critical_weight=1,1.5,2' (or critical-weight): a setting a grid may choose among and its values, each of
-    the setting's type."""
-    from busadv.experiments.config import coerce_lever_value
-    from busadv.training.config import CHOOSABLE_LEVERS
+    from busadv.experiments.config import parse_lever_values
 
-    name, sep, values = text.partition("=")
-    key = name.strip().replace("-", "_")
-    if not sep or not values.strip():
-        raise ValueError(f"{text[:40]!r} is not setting=value,value, e.g. critical_weight=1,1.5,2")
-    if key not in CHOOSABLE_LEVERS:
-        raise ValueError(f"{name.strip()[:40]!r} cannot be chosen among; these can: {', '.join(CHOOSABLE_LEVERS)}")
-    return key, [coerce_lever_value(key, v) for v in values.split(",")]
+    return parse_lever_values(text)
 
 
 ROWS_FILE = (".csv", ".json")

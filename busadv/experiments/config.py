@@ -274,6 +274,31 @@ def frontier_preset(seeds: Sequence[int] = (0, 1, 2, 3, 4), archs: Sequence[str]
 PRESETS = {"study": study_preset, "frontier": frontier_preset}
 
 
+def parse_lever_values(text: str) -> tuple[str, list[Any]]:
+    """'critical_weight=1,1.5,2' (or critical-weight=...): a setting a grid may choose among and its values, each
+    of the setting's type; ValueError saying what is wrong."""
+    name, sep, values = str(text).partition("=")
+    key = name.strip().replace("-", "_")
+    if not sep or not values.strip():
+        raise ValueError(f"{str(text)[:40]!r} is not setting=value,value, e.g. critical_weight=1,1.5,2")
+    if key not in CHOOSABLE_LEVERS:
+        raise ValueError(f"{name.strip()[:40]!r} cannot be chosen among; these can: {', '.join(CHOOSABLE_LEVERS)}")
+    return key, [coerce_lever_value(key, v) for v in values.split(",")]
+
+
+def parse_choose_among(parts: Sequence[str]) -> dict[str, list[Any]]:
+    """Several 'setting=values' (a form's text split at ';', or a repeated option), each setting once."""
+    out: dict[str, list[Any]] = {}
+    for part in parts:
+        if not str(part).strip():
+            continue
+        name, values = parse_lever_values(part)
+        if name in out:
+            raise ValueError(f"{name} is named more than once: give all its values at once")
+        out[name] = values
+    return out
+
+
 def coerce_lever_value(name: str, value: Any) -> Any:
     """A value to choose among (typed as text on a command line, or read from JSON) as its setting's type;
     ValueError saying what was expected."""
