@@ -478,6 +478,23 @@ def test_a_run_too_short_for_its_weight_average_says_what_the_average_really_was
     assert "validation images carved from the training side choose the epoch" in messages[0], messages[0]
 
 
+@pytest.mark.parametrize("ema_decay", [0.995, 0.0])  # the watch reads the weight average, or the trained model
+def test_the_per_epoch_watch_of_the_test_split_never_changes_what_is_learnt(phantoms, ema_decay):
+    """The watch (a clean test pass, FGSM and PGD on 64 test images after each epoch) costs time, not results:
+    it only reads the model, and its attacks draw their random starts from their own generators, never from the
+    global one that dropout draws from, so a run without it (`--watch-images 0`) learns the same weights. (A
+    watch that drew one number from the global generator fails this test.)"""
+    train_set, test_set = split_dataset(phantoms, 0.25, seed=0)
+    models = []
+    for watch in (64, 0):
+        config = TrainConfig(mode="fgsm", epsilon=8 / 255, epochs=2, image_size=32, batch_size=16, device="cpu",
+                             val_fraction=0.0, select="last", monitor_images=watch, ema_decay=ema_decay)
+        result = train_model(config, train_set, test_set)
+        assert (result.history[-1].test_pgd_accuracy is None) == (watch == 0)
+        models.append(result.model.state_dict())
+    assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
+
+
 def test_a_run_that_watches_the_test_split_says_it_chooses_nothing_there(phantoms):
     """A run without a validation split (the study's, or one refit for an epoch count chosen elsewhere) reports
     test numbers every epoch; its first line says they are for the record, so no reader takes them for a choice."""
