@@ -53,6 +53,9 @@ def test_the_value_with_the_best_pooled_validation_wins_and_brings_its_own_epoch
     assert choose_levers([ended[0], ended[3]], ["critical_weight"])[1], "seed 6 alone for both: comparable"
     with pytest.raises(RuntimeError, match="finished on different seeds"):
         choose_levers(ended[:3], ["critical_weight"])  # type: ignore[arg-type]
+    weights = [{"critical_weight": w} for w in (1.0, 2.0, 3.0)]
+    with pytest.raises(RuntimeError, match="no choosing run of critical_weight 2 finished for simplecnn, fgsm"):
+        choose_levers(ended, ["critical_weight"], weights)  # type: ignore[arg-type]
 
 
 def test_the_grid_chooses_the_value_on_other_seeds_then_trains_its_own_with_the_winner(tmp_path):

@@ -154,11 +154,13 @@ def lever_name(values: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
 
 
-def choose_levers(outcomes: Iterable[RunOutcome], levers: Sequence[str]
+def choose_levers(outcomes: Iterable[RunOutcome], levers: Sequence[str],
+                  combinations: Sequence[dict[str, Any]] = ()
                   ) -> tuple[dict[RunGroup, PooledEpochs], dict[RunGroup, LeverChoice]]:
     """Each group's epoch count and, when `levers` are chosen among, its values: every combination's runs pooled
     over their seeds, the combinations ranked by their pooled validation score (rank_recipes), the winner's
-    epoch count kept. The same seeds must have finished for every combination, or the scores are not comparable."""
+    epoch count kept. The same seeds must have finished for every combination, or the scores are not comparable;
+    a combination of `combinations` (the grid's) with no finished run is named, not silently left out."""
     if not levers:
         return choose_epoch_counts(outcomes), {}
     by_group: dict[RunGroup, dict[str, list[RunOutcome]]] = defaultdict(lambda: defaultdict(list))
@@ -170,15 +172,19 @@ def choose_levers(outcomes: Iterable[RunOutcome], levers: Sequence[str]
         by_group[(c.arch, c.mode, c.epsilon)][lever_name(combination)].append(outcome)
     counts: dict[RunGroup, PooledEpochs] = {}
     chosen: dict[RunGroup, LeverChoice] = {}
-    for group, combinations in by_group.items():
-        seeds = {name: [o.config.seed for o in members] for name, members in combinations.items()}
+    wanted = [lever_name(c) for c in combinations]
+    for group, found in by_group.items():
+        missing = [name for name in wanted if name not in found]
+        if missing:
+            raise RuntimeError(f"no choosing run of {'; '.join(missing)} finished for {group_text(group)} (each "
+                               "failed twice): the values cannot be ranked without it")
+        seeds = {name: [o.config.seed for o in members] for name, members in found.items()}
         if len({tuple(s) for s in seeds.values()}) > 1:
             raise RuntimeError(f"the values of {', '.join(levers)} cannot be ranked for {group[0]}, {group[1]}: "
                                "their choosing runs finished on different seeds ("
                                + "; ".join(f"{n}: {format_seed_list(s)}" for n, s in seeds.items()) + ")")
-        starts = {name: first_eligible_epoch(members[0].config) for name, members in combinations.items()}
-        ranking = rank_recipes({name: [o.history for o in members] for name, members in combinations.items()},
-                               starts)
+        starts = {name: first_eligible_epoch(members[0].config) for name, members in found.items()}
+        ranking = rank_recipes({name: [o.history for o in members] for name, members in found.items()}, starts)
         best = ranking[0][0]
         counts[group] = ranking[0][1]
         chosen[group] = LeverChoice(values=values[best], ranking=tuple(ranking))
@@ -245,7 +251,8 @@ def _choose_epochs(config: ExperimentConfig, run_fn: Any, grid_id: str, progress
     share = choosing_share(config)
     first = run_grid(chooser, run_fn, f"{grid_id}-choosing", scaled(progress, 0.0, share, "choosing epochs: "),
                      keep=keep, runs=config.choosing_runs())
-    choices, levers = choose_levers(first.outcomes.values(), list(config.choose_among))
+    choices, levers = choose_levers(first.outcomes.values(), list(config.choose_among),
+                                    config.lever_combinations() if config.choose_among else ())
     groups = {(c.arch, c.mode, c.epsilon): c for c in chooser.runs()}
     missing = [c.describe() for group, c in groups.items() if group not in choices]
     if missing:
