@@ -51,8 +51,11 @@ def test_the_value_with_the_best_pooled_validation_wins_and_brings_its_own_epoch
     assert choice.text().startswith("critical_weight 3 (pooled validation score 0.")
     assert "; critical_weight 1: " in choice.text()
     assert choose_levers([ended[0], ended[3]], ["critical_weight"])[1], "seed 6 alone for both: comparable"
-    with pytest.raises(RuntimeError, match="finished on different seeds"):
-        choose_levers(ended[:3], ["critical_weight"])  # type: ignore[arg-type]
+    (partial,) = choose_levers(ended[:3], ["critical_weight"])[1].values()  # type: ignore[arg-type]
+    assert partial.left_out == (6,) and "seed 6 left out: not every value's run finished there" in partial.text()
+    assert partial.ranking[0][1].per_run == (3,), "pooled over seed 5 alone, for every value"
+    with pytest.raises(RuntimeError, match="no seed finished a choosing run of every value"):
+        choose_levers([ended[0], ended[1]], ["critical_weight"])  # type: ignore[arg-type]
     weights = [{"critical_weight": w} for w in (1.0, 2.0, 3.0)]
     with pytest.raises(RuntimeError, match="no choosing run of critical_weight 2 finished for simplecnn, fgsm"):
         choose_levers(ended, ["critical_weight"], weights)  # type: ignore[arg-type]

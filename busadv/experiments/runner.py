@@ -141,12 +141,15 @@ class LeverChoice:
 
     values: dict[str, Any]                            # the winner: setting -> value
     ranking: tuple[tuple[str, PooledEpochs], ...]     # 'critical_weight 2' -> its pooled choice, best first
+    left_out: tuple[int, ...] = ()                    # choosing seeds where some value's run failed: not pooled
 
     def text(self) -> str:
         """'critical_weight 2 (pooled validation score 0.426; critical_weight 1.5: 0.395, critical_weight 1: …)'."""
         (best, choice), *others = self.ranking
         rest = "".join(f"; {name}: {c.score:.3f} at {c.epoch} epochs" for name, c in others)
-        return f"{best} (pooled validation score {choice.score:.3f}{rest})"
+        gap = (f"; seed{'s' if len(self.left_out) > 1 else ''} {format_seed_list(list(self.left_out))} left out: "
+               "not every value's run finished there") if self.left_out else ""
+        return f"{best} (pooled validation score {choice.score:.3f}{rest}{gap})"
 
 
 def lever_name(values: dict[str, Any]) -> str:
@@ -159,8 +162,9 @@ def choose_levers(outcomes: Iterable[RunOutcome], levers: Sequence[str],
                   ) -> tuple[dict[RunGroup, PooledEpochs], dict[RunGroup, LeverChoice]]:
     """Each group's epoch count and, when `levers` are chosen among, its values: every combination's runs pooled
     over their seeds, the combinations ranked by their pooled validation score (rank_recipes), the winner's
-    epoch count kept. The same seeds must have finished for every combination, or the scores are not comparable;
-    a combination of `combinations` (the grid's) with no finished run is named, not silently left out."""
+    epoch count kept. Scores are pooled over the seeds where every combination finished (the others are named in
+    the choice), or they would not be comparable; a combination of `combinations` (the grid's) with no finished
+    run stops the choice with its name."""
     if not levers:
         return choose_epoch_counts(outcomes), {}
     by_group: dict[RunGroup, dict[str, list[RunOutcome]]] = defaultdict(lambda: defaultdict(list))
@@ -178,16 +182,19 @@ def choose_levers(outcomes: Iterable[RunOutcome], levers: Sequence[str],
         if missing:
             raise RuntimeError(f"no choosing run of {'; '.join(missing)} finished for {group_text(group)} (each "
                                "failed twice): the values cannot be ranked without it")
-        seeds = {name: [o.config.seed for o in members] for name, members in found.items()}
-        if len({tuple(s) for s in seeds.values()}) > 1:
-            raise RuntimeError(f"the values of {', '.join(levers)} cannot be ranked for {group[0]}, {group[1]}: "
-                               "their choosing runs finished on different seeds ("
-                               + "; ".join(f"{n}: {format_seed_list(s)}" for n, s in seeds.items()) + ")")
-        starts = {name: first_eligible_epoch(members[0].config) for name, members in found.items()}
-        ranking = rank_recipes({name: [o.history for o in members] for name, members in found.items()}, starts)
+        seeds = {name: {o.config.seed for o in members} for name, members in found.items()}
+        common = set.intersection(*seeds.values())
+        if not common:
+            raise RuntimeError(f"the values of {', '.join(levers)} cannot be ranked for {group_text(group)}: no "
+                               "seed finished a choosing run of every value ("
+                               + "; ".join(f"{n}: {format_seed_list(sorted(s))}" for n, s in seeds.items()) + ")")
+        left_out = sorted(set.union(*seeds.values()) - common)
+        pooled = {name: [o for o in members if o.config.seed in common] for name, members in found.items()}
+        starts = {name: first_eligible_epoch(members[0].config) for name, members in pooled.items()}
+        ranking = rank_recipes({name: [o.history for o in members] for name, members in pooled.items()}, starts)
         best = ranking[0][0]
         counts[group] = ranking[0][1]
-        chosen[group] = LeverChoice(values=values[best], ranking=tuple(ranking))
+        chosen[group] = LeverChoice(values=values[best], ranking=tuple(ranking), left_out=tuple(left_out))
     return counts, chosen
 
 
