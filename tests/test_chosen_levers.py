@@ -189,3 +189,11 @@ def test_the_experiment_form_sends_values_to_choose_among_and_refuses_bad_ones_b
     assert len(submitted.choosing_runs()) == 4 * len(submitted.epoch_chooser().runs())
     at.button(key="x_frontier").click().run()
     assert at.text_input(key="x_choose").value == "" and at.text_input(key="x_epochs_on").value == ""
+
+
+def test_a_job_card_counts_the_choosing_runs_among_an_experiments_runs():
+    from busadv.app.jobs import describe_job
+
+    job = SimpleNamespace(kind="experiment", config=_grid().to_dict())
+    assert describe_job(job).startswith("experiment 'levers' · 6 runs · ")  # 2 values x 2 choosing seeds, then 2
+    assert describe_job(job).endswith("seeds 0, 1 · chosen on seeds 5-6")

@@ -199,11 +199,17 @@ def describe_job(job: Job) -> str:
         try:
             from busadv.experiments import ExperimentConfig
 
-            runs: int | str = len(ExperimentConfig.from_dict(dict(c)).runs())
+            grid = ExperimentConfig.from_dict(dict(c))
+            runs: int | str = len(grid.runs())
+            if grid.epochs_chosen_on:  # the choosing runs are runs too: '2 runs' for six puzzles
+                runs = f"{len(grid.choosing_runs()) + len(grid.runs())}"
+                chosen = f" · chosen on seeds {grid.epochs_chosen_on}"
+            else:
+                chosen = ""
         except (ValueError, TypeError, KeyError, AttributeError):  # an old or odd config still gets a line
-            runs = "?"
+            runs, chosen = "?", ""
         return (f"experiment '{c.get('name', 'experiment')}' · {runs} runs · {_names(c.get('archs', []))} · "
-                f"{_names(c.get('modes', []))} · seeds {_names(c.get('seeds', []))}")
+                f"{_names(c.get('modes', []))} · seeds {_names(c.get('seeds', []))}{chosen}")
     if job.kind == "report":
         archs = c.get("archs")
         return ("study report" + (f" · {_names(archs)}" if archs else "")
