@@ -127,6 +127,12 @@ def test_bad_values_to_choose_among_are_refused_in_one_line_before_any_work(caps
     ({"choose_among": {"warmup_epochs": [1, 2.5]}}, "not a whole number"),
     ({"choose_among": {"augment": [1, 2]}}, "is not a str"),
     ({"levers_chosen_among": "critical_weight 1, 2"}, "leave levers_chosen_among unset"),
+    # Every setting at eight values: 8**12 combinations would be listed before the run count is checked.
+    ({"choose_among": {name: [1, 2, 3, 4, 5, 6, 7, 8] for name in ("critical_weight", "clean_mix", "weight_decay",
+                                                                     "lr", "trades_beta", "warmup_epochs")}},
+     "32768 combinations of values to choose among is more than 10000"),  # said at the fifth setting
+    ({"choose_among": {"critical_weight": [1, 2, 3], "lr": [0.001, 0.002]}, "epochs_chosen_on": "100-2000"},
+     "runs to choose the epoch counts is more than 10000"),
 ])
 def test_a_grid_refuses_values_it_cannot_choose_among(overrides, message):
     with pytest.raises(ValueError, match=message):

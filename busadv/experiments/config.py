@@ -92,7 +92,7 @@ class ExperimentConfig(ModeSettings, BestLevers):
         if len(runs) > MAX_RUNS:
             raise ValueError(f"{len(runs)} runs is more than {MAX_RUNS}; split the grid")
         choosing = (len(runs) // len(self.seeds) * len(parse_seed_list(self.epochs_chosen_on))
-                    * len(self.lever_combinations()))
+                    * math.prod(len(values) for values in self.choose_among.values()))
         if self.choose_among and choosing <= MAX_RUNS:
             self.choosing_runs()  # every value tried is checked as the runs will take it
         if choosing > MAX_RUNS:
@@ -164,6 +164,9 @@ class ExperimentConfig(ModeSettings, BestLevers):
             if len(set(coerced)) < len(coerced):
                 raise ValueError(f"{name}: a value is given twice")
             checked[name] = coerced
+            if math.prod(len(v) for v in checked.values()) > MAX_RUNS:  # before any list of them is made
+                raise ValueError(f"{math.prod(len(v) for v in checked.values())} combinations of values to choose "
+                                 f"among is more than {MAX_RUNS}; choose among fewer")
         self.choose_among = checked
 
     def lever_combinations(self) -> list[dict[str, Any]]:
