@@ -26,6 +26,7 @@ from busadv.training.config import (
 
 MAX_RUNS = 10_000
 MAX_LEVER_VALUES = 8
+MAX_COMBINATIONS = 64  # each is a set of choosing runs: 64 already means hundreds of runs before the grid's own
 RunGroup = tuple[str, str, float]  # (model, training mode, training epsilon): the runs one epoch count is chosen for
 
 
@@ -164,9 +165,9 @@ class ExperimentConfig(ModeSettings, BestLevers):
             if len(set(coerced)) < len(coerced):
                 raise ValueError(f"{name}: a value is given twice")
             checked[name] = coerced
-            if math.prod(len(v) for v in checked.values()) > MAX_RUNS:  # before any list of them is made
+            if math.prod(len(v) for v in checked.values()) > MAX_COMBINATIONS:  # before any list of them is made
                 raise ValueError(f"{math.prod(len(v) for v in checked.values())} combinations of values to choose "
-                                 f"among is more than {MAX_RUNS}; choose among fewer")
+                                 f"among is more than {MAX_COMBINATIONS}; choose among fewer")
         self.choose_among = checked
 
     def lever_combinations(self) -> list[dict[str, Any]]:
