@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -109,8 +110,15 @@ def test_the_epochs_command_ranks_a_levers_values_on_validation_and_prints_the_w
     winner, choice = ranked[0]
     assert ranked[0][1].score >= ranked[1][1].score
     assert f"validation prefers {winner} (the highest pooled best-both score" in out
-    assert (f"train other seeds with: --epochs {choice.epoch} --{winner.replace('_', '-')} --val-fraction 0 "
-            "--select last --epochs-chosen-on 5-6 --epochs-chosen-by best-both") in out
+    refit = (f"--epochs {choice.epoch} --{winner.replace('_', '-')} --levers-chosen-among \"critical_weight 1, 3\" "
+             "--val-fraction 0 --select last --epochs-chosen-on 5-6 --epochs-chosen-by best-both")
+    assert f"train other seeds with: {refit}" in out
+    # The printed refit, run as printed, records what its value was chosen among, as a grid's refit does.
+    assert main(common + ["--seed", "0", *shlex.split(refit)]) == 0  # its --epochs comes last: it counts
+    newest = max(folder.glob("*.pt"), key=lambda p: p.stat().st_mtime)
+    recorded = torch.load(newest, weights_only=True)["train_config"]
+    assert (recorded["levers_chosen_among"], recorded["epochs_chosen_on"], recorded["seed"], recorded["epochs"]) == \
+        ("critical_weight 1, 3", "5-6", 0, choice.epoch)
     assert out.index(f"{ranked[0][0]}: pooled validation") < out.index(f"{ranked[1][0]}: pooled validation")
     one_seed_short = [p for p in paths if torch.load(p, weights_only=True)["train_config"]["seed"] == 5
                       or torch.load(p, weights_only=True)["train_config"]["critical_weight"] == 1.0]

@@ -58,7 +58,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 LEVER_OPTIONS = ("augment", "optimizer", "weight_decay", "schedule", "ema_decay", "val_fraction", "select", "patience",
-                 "refit", "epochs_chosen_on", "epochs_chosen_by", "critical_weight")
+                 "refit", "epochs_chosen_on", "epochs_chosen_by", "levers_chosen_among", "critical_weight")
 
 
 def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
@@ -277,6 +277,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="train, with --epochs-chosen-on: the select whose validation scores chose --epochs "
                             f"({', '.join(CHOOSING_SELECTIONS)}; `busadv epochs` says which); a grid records its "
                             "own --select")
+        p.add_argument("--levers-chosen-among", metavar="TEXT",
+                       help="train, with --epochs-chosen-on: the values the choosing seeds' validation chose this "
+                            "run's among (e.g. 'critical_weight 1, 1.5, 2'; `busadv epochs` prints it); a grid "
+                            "records its own --choose-among")
         p.add_argument("--lr", type=float, help="learning rate (the peak of a schedule)")
 
     t = sub.add_parser("train", help="train one model, evaluate it and save a checkpoint")

@@ -26,6 +26,10 @@ def _option(name: str, value: Any) -> str:
     return f"{flag} {value}"
 
 
+def _value_text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def cmd_epochs(args: argparse.Namespace) -> int:
     from busadv.models.checkpoints import read_checkpoint_info
     from busadv.training import TrainConfig, format_seed_list
@@ -71,6 +75,10 @@ def cmd_epochs(args: argparse.Namespace) -> int:
     best_name, best = ranked[0]
     chosen = groups[best_name][0][0]
     levers = "".join(f" {_option(k, chosen.recipe()[k])}" for k in differing)
+    if len(groups) > 1:  # recorded as a grid records it, so the refit reads as chosen, not set by hand
+        among = "; ".join(f"{k} " + ", ".join(_value_text(v) for v in sorted({c.recipe()[k] for c in configs}))
+                          for k in differing)
+        levers += f' --levers-chosen-among "{among}"'
     if len(groups) > 1:
         print(f"validation prefers {best_name} (the highest pooled {config.select} score; the earliest given of "
               "equals)")
