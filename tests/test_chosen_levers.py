@@ -101,7 +101,7 @@ def test_the_job_and_the_command_line_say_which_value_was_chosen(capsys):
     (["critical_weight=2"], "give 2 to 8 values"),
     (["epochs=10,20"], "'epochs' cannot be chosen among; these can: critical_weight"),
     (["critical_weight"], "is not setting=value,value"),
-    (["critical_weight=1,2", "critical_weight=3,4"], "names critical_weight more than once"),
+    (["critical_weight=1,2", "critical_weight=3,4"], "--choose-among: critical_weight is named more than once"),
     (["critical_weight=1,1.0"], "a value is given twice"),
     (["critical_weight=1,1000"], "critical_weight must be in"),
     (["augment=none,sideways"], "augment must be one of"),

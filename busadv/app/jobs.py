@@ -200,12 +200,9 @@ def describe_job(job: Job) -> str:
             from busadv.experiments import ExperimentConfig
 
             grid = ExperimentConfig.from_dict(dict(c))
-            runs: int | str = len(grid.runs())
-            if grid.epochs_chosen_on:  # the choosing runs are runs too: '2 runs' for six puzzles
-                runs = f"{len(grid.choosing_runs()) + len(grid.runs())}"
-                chosen = f" · chosen on seeds {grid.epochs_chosen_on}"
-            else:
-                chosen = ""
+            # The choosing runs are runs too: '2 runs' for a grid that trains six puzzles.
+            runs: int | str = len(grid.runs()) + (len(grid.choosing_runs()) if grid.epochs_chosen_on else 0)
+            chosen = f" · chosen on seeds {grid.epochs_chosen_on}" if grid.epochs_chosen_on else ""
         except (ValueError, TypeError, KeyError, AttributeError):  # an old or odd config still gets a line
             runs, chosen = "?", ""
         return (f"experiment '{c.get('name', 'experiment')}' · {runs} runs · {_names(c.get('archs', []))} · "

@@ -116,12 +116,6 @@ def _image_sizes(text: str) -> dict[str, int]:
     return out
 
 
-def _lever_values(text: str) -> tuple[str, list[Any]]:
-    from busadv.experiments.config import parse_lever_values
-
-    return parse_lever_values(text)
-
-
 ROWS_FILE = (".csv", ".json")
 
 
@@ -162,7 +156,6 @@ seed_text = typed(_seed_text)
 watch_images = typed(_watch_images)
 critical_weight = typed(_critical_weight)
 device = typed(_device)
-lever_values = typed(_lever_values)
 image_sizes = typed(_image_sizes)  # per model, e.g. resnet50=64: the CPU budget for a large model
 
 

@@ -93,15 +93,14 @@ def grid_estimate(config: ExperimentConfig) -> str:
     return grid_estimate(config, images, *measured_rates())
 
 
-def _choose_among(given: list[tuple[str, list[Any]]] | None) -> dict[str, list[Any]] | None:
-    """--choose-among given once per setting: a setting named twice is refused, not merged or overwritten."""
-    if not given:
-        return None
-    names = [name for name, _ in given]
-    twice = sorted({name for name in names if names.count(name) > 1})
-    if twice:
-        raise ValueError(f"--choose-among names {', '.join(twice)} more than once: give all its values at once")
-    return dict(given)
+def _choose_among(given: list[str] | None) -> dict[str, list[Any]] | None:
+    """--choose-among, repeated once per setting, read by the parser the Jobs form uses."""
+    from busadv.experiments.config import parse_choose_among
+
+    try:
+        return parse_choose_among(given) if given else None
+    except ValueError as exc:
+        raise ValueError(f"--choose-among: {exc}") from None
 
 
 def grid_config(args: argparse.Namespace) -> ExperimentConfig:
@@ -332,7 +331,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="per model, e.g. resnet50=64 (default: each model's own, SimpleCNN 128, ResNet50 224)")
     recipe_args(x)
     arguments.watch_images_arg(x)
-    x.add_argument("--choose-among", type=arguments.lever_values, action="append", metavar="SETTING=V1,V2",
+    x.add_argument("--choose-among", action="append", metavar="SETTING=V1,V2",
                    help="with --epochs-chosen-on: values of a training setting (e.g. critical_weight=1,1.5,2) the "
                         "choosing seeds try, each for every model, mode and training ε; their pooled validation "
                         "chooses the value with the epoch count, and the grid's seeds train with the winner. "

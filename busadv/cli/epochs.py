@@ -26,13 +26,10 @@ def _option(name: str, value: Any) -> str:
     return f"{flag} {value}"
 
 
-def _value_text(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def cmd_epochs(args: argparse.Namespace) -> int:
     from busadv.models.checkpoints import read_checkpoint_info
     from busadv.training import TrainConfig, format_seed_list
+    from busadv.training.config import chosen_among_text
     from busadv.training.epoch_count import SCORE_FIELDS, rank_recipes
     from busadv.training.optim import first_eligible_epoch
 
@@ -76,10 +73,8 @@ def cmd_epochs(args: argparse.Namespace) -> int:
     chosen = groups[best_name][0][0]
     levers = "".join(f" {_option(k, chosen.recipe()[k])}" for k in differing)
     if len(groups) > 1:  # recorded as a grid records it, so the refit reads as chosen, not set by hand
-        among = "; ".join(f"{k} " + ", ".join(_value_text(v) for v in sorted({c.recipe()[k] for c in configs}))
-                          for k in differing)
+        among = chosen_among_text({k: sorted({c.recipe()[k] for c in configs}) for k in differing})
         levers += f' --levers-chosen-among "{among}"'
-    if len(groups) > 1:
         print(f"validation prefers {best_name} (the highest pooled {config.select} score; the earliest given of "
               "equals)")
     print(f"to refit on every training image for that many epochs, train other seeds with: --epochs {best.epoch}"

@@ -22,6 +22,7 @@ from busadv.training.config import (
     STUDY_TRAINING,
     BestLevers,
     ModeSettings,
+    chosen_among_text,
 )
 
 MAX_RUNS = 10_000
@@ -94,11 +95,11 @@ class ExperimentConfig(ModeSettings, BestLevers):
             raise ValueError(f"{len(runs)} runs is more than {MAX_RUNS}; split the grid")
         choosing = (len(runs) // len(self.seeds) * len(parse_seed_list(self.epochs_chosen_on))
                     * math.prod(len(values) for values in self.choose_among.values()))
-        if self.choose_among and choosing <= MAX_RUNS:
-            self.choosing_runs()  # every value tried is checked as the runs will take it
         if choosing > MAX_RUNS:
             raise ValueError(f"{choosing} runs to choose the epoch counts is more than {MAX_RUNS}; choose on fewer "
                              "seeds")
+        if self.choose_among:
+            self.choosing_runs()  # every value tried is checked as the runs will take it
 
     def _check_backend(self) -> None:
         try:
@@ -178,8 +179,7 @@ class ExperimentConfig(ModeSettings, BestLevers):
 
     def chosen_among_text(self) -> str:
         """'critical_weight 1, 1.5, 2': what a refit run records it was chosen among ('' when nothing was)."""
-        return "; ".join(f"{name} {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in values)}"
-                         for name, values in self.choose_among.items())
+        return chosen_among_text(self.choose_among)
 
     def choosing_runs(self) -> list[TrainConfig]:
         """The choosing stage's runs: the epoch_chooser's, once per combination of the values chosen among."""

@@ -24,6 +24,7 @@ from busadv.results import Diagnosis, GroupSummary, ResultRow, diagnose, rows_fo
 from busadv.results.store import keep_unsaved, unsaved_folder
 from busadv.settings import checkpoints_dir
 from busadv.training import TrainConfig, format_seed_list, train_model
+from busadv.training.config import lever_value_text
 from busadv.training.epoch_count import PooledEpochs, pooled_epoch_count, rank_recipes
 from busadv.training.optim import first_eligible_epoch
 
@@ -154,7 +155,7 @@ class LeverChoice:
 
 def lever_name(values: dict[str, Any]) -> str:
     """'critical_weight 2, clean_mix 0.5': one combination of values, as the ranking names it."""
-    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
+    return ", ".join(f"{k} {lever_value_text(v)}" for k, v in values.items())
 
 
 def choose_levers(outcomes: Iterable[RunOutcome], levers: Sequence[str],

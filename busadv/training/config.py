@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -137,6 +138,16 @@ TRAINING_RECIPES = ("best", "study")
 def recipe_training(recipe: str) -> dict[str, Any]:
     """The training settings a named recipe fixes: "study" the study's, anything else busadv's best."""
     return dict(STUDY_TRAINING if recipe == "study" else BEST_TRAINING)
+
+
+def lever_value_text(value: Any) -> str:
+    """A value chosen among as recorded and shown: 1.5, 2, 'none' (floats without trailing zeros)."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def chosen_among_text(values: Mapping[str, Sequence[Any]]) -> str:
+    """'critical_weight 1, 1.5, 2; clean_mix 0.3, 0.5': what a run records its values were chosen among."""
+    return "; ".join(f"{name} {', '.join(map(lever_value_text, tried))}" for name, tried in values.items())
 
 
 def check_levers(levers: TrainingLevers, seed: int | None = None) -> list[str]:
