@@ -55,11 +55,7 @@ with train_tab:
                                                      recipe_value=recipes.recipe_settings(recipe)["class_balance"])
         split_policy = widgets.split_policy_select("t_split", container=row, width=420)
         eval_steps = row.number_input("PGD steps when testing", 1, 200, 10, key="t_eval_steps", width=200)
-        levers = widgets.recipe_levers("t_", recipes.recipe_settings(recipe), container=row)
-        validation = levers["val_fraction"] if levers["val_fraction"] is not None else \
-            recipes.recipe_settings(recipe)["val_fraction"]
-        select = widgets.selection_select("t_select", recipes.recipe_settings(recipe)["select"], bool(validation),
-                                          container=row, width=420)
+        levers = widgets.recipe_levers("t_", recipes.recipe_settings(recipe), container=row)  # and the epoch kept
         critical_weight = widgets.critical_weight_input("t_cw", container=row, width=200)
         pretrained = st.checkbox("Start from ImageNet weights", key="t_pre",
                                  disabled=spec.pretrained_available is None or not imagenet_weights_available(),
@@ -70,8 +66,8 @@ with train_tab:
         {"arch": arch, "mode": mode, "epsilon": float(train_eps) if adversarial else 0.0, "epochs": int(epochs),
          "batch_size": int(batch_size), "seed": int(seed), "image_size": int(image_size), "lr": float(lr),
          "adv_labels": adv_labels, "random_start": random_start, "class_balance": class_balance,
-         "split_policy": split_policy, "pretrained": bool(pretrained), "select": select,
-         "critical_weight": critical_weight, **levers}, test_eps, test_attacks, recipe)
+         "split_policy": split_policy, "pretrained": bool(pretrained), "critical_weight": critical_weight,
+         **levers}, test_eps, test_attacks, recipe)
     if config is None:
         st.error(problem)
     else:
@@ -146,11 +142,7 @@ with exp_tab:
                                                  recipe_value=recipes.recipe_settings(x_recipe)["class_balance"])
         x_split = widgets.split_policy_select("x_split", container=row, width=420)
         x_eval_steps = row.number_input("PGD steps when testing", 1, 200, 10, key="x_eval_steps", width=200)
-        x_levers = widgets.recipe_levers("x_", recipes.recipe_settings(x_recipe), container=row)
-        x_validation = x_levers["val_fraction"] if x_levers["val_fraction"] is not None else \
-            recipes.recipe_settings(x_recipe)["val_fraction"]
-        x_select = widgets.selection_select("x_select", recipes.recipe_settings(x_recipe)["select"],
-                                            bool(x_validation), container=row, width=420)
+        x_levers = widgets.recipe_levers("x_", recipes.recipe_settings(x_recipe), container=row)  # and epoch kept
         x_cw = widgets.critical_weight_input("x_cw", container=row, width=200)
         x_name = row.text_input("Name", key="x_name", width=260)
         x_epochs_on = row.text_input(
@@ -183,7 +175,7 @@ with exp_tab:
         "split_policy": x_split, "eval_pgd_steps": int(x_eval_steps), "save_checkpoints": bool(save),
         "name": x_name.strip() or "experiment", "backend": x_backend,
         "address": (x_address.strip() or None) if x_backend == "ray" else None, "workers": int(x_workers) or None,
-        "epochs_chosen_on": x_epochs_on.strip(), "select": x_select, "critical_weight": x_cw, **x_levers,
+        "epochs_chosen_on": x_epochs_on.strip(), "critical_weight": x_cw, **x_levers,
         "choose_among": x_choose if x_epochs_on.strip() else ""},
         x_recipe)
     if experiment is None:

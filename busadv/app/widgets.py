@@ -232,7 +232,8 @@ LEVER_NUMBERS: tuple[str, ...] = ("weight_decay", "ema_decay", "val_fraction")
 def recipe_levers(prefix: str, recipe: dict[str, Any], container: Any = st, width: int | str = 260
                   ) -> dict[str, Any]:
     """The training levers a recipe fixes (augmentation, optimizer, schedule, weight average, validation share),
-    each left to the recipe (None) unless the user sets it; the recipe's value is shown as the default.
+    each left to the recipe (None) unless the user sets it; the recipe's value is shown as the default. Then the
+    epoch kept (selection_select), which can choose only where the validation share in force is above 0.
 
     Why here and not only on the command line: a researcher comparing recipes from the app needs the same levers
     `train` and `experiment` take, and a lever left alone must follow the recipe picked, not a stale number.
@@ -256,4 +257,7 @@ def recipe_levers(prefix: str, recipe: dict[str, Any], container: Any = st, widt
         out[setting] = container.number_input(
             label, low, high, value=None, step=step, format="%g", key=f"{prefix}{setting}", width=width,
             placeholder=f"the recipe's: {recipe[setting]:g}", help=help + " Empty: the recipe's value.")
+    validation = recipe["val_fraction"] if out["val_fraction"] is None else out["val_fraction"]
+    out["select"] = selection_select(f"{prefix}select", recipe["select"], bool(validation), container=container,
+                                     width=420)
     return out
